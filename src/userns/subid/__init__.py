@@ -1,0 +1,40 @@
+"""``/etc/subuid`` and ``/etc/subgid``: lossless model, lint, safe edit, shadow-exact allocation.
+
+The model (:mod:`userns.subid.model`) keeps every line of a file and reads each one as
+the strict syntax, shadow and Docker read it; :class:`Accounts` supplies the passwd and
+group data of the system the files belong to.
+
+>>> f = SubidFile.parse("dockremap:231072:65536\\n")
+>>> f.ranges_for("dockremap", 999)
+[IDRange(231072, 65536)]
+"""
+
+from __future__ import annotations
+
+from .accounts import Accounts, GroupEntry, PasswdEntry
+from .model import (
+    LineKind,
+    NumberReading,
+    RawRange,
+    SubidEntry,
+    SubidFile,
+    SubidLine,
+    SubidParseError,
+    docker_parse_int,
+    shadow_strtoul,
+)
+
+__all__ = [
+    "Accounts",
+    "GroupEntry",
+    "LineKind",
+    "NumberReading",
+    "PasswdEntry",
+    "RawRange",
+    "SubidEntry",
+    "SubidFile",
+    "SubidLine",
+    "SubidParseError",
+    "docker_parse_int",
+    "shadow_strtoul",
+]

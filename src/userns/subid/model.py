@@ -1,0 +1,605 @@
+"""The lossless model of one ``/etc/subuid`` or ``/etc/subgid`` file.
+
+A file is a list of :class:`SubidLine`: every physical line is kept with its exact text
+and terminator, so ``SubidFile.parse(text).text == text`` for any input, and an edit
+writes back the same bytes except the lines it changed. Each line is read three ways:
+
+- **strictly** (:attr:`SubidLine.problems`): ``owner:start:count``, both numbers plain
+  base-10, ``0 <= start``, ``1 <= count``, the range inside ``0 … 4294967294``; blank
+  lines and ``#`` comments are allowed; anything else is a problem with a ``reason`` code,
+  a column and a caret;
+- **as shadow reads it** (:attr:`SubidLine.shadow`, ``lib/subordinateio.c``
+  ``subordinate_parse`` in shadow 4.13): split at the first two colons (a fourth field
+  is silently dropped), numbers through ``strtoul(..., 0)`` (so ``0x186a0`` is hex,
+  ``0100000`` is OCTAL 32768, `` 5`` and ``-1`` are accepted), lines of 1024 bytes or
+  more skipped, NIS ``+``/``-`` lines skipped, and a ``#`` comment that has two colons
+  and numbers IS an entry (shadow knows no comments);
+- **as Docker reads it** (:attr:`SubidLine.docker`, ``moby/sys/user`` ``ParseSubIDFilter``):
+  the line trimmed of white space, split at every colon, numbers through Go's
+  ``strconv.ParseInt(s, 10, 64)`` with the error IGNORED, so an unreadable number is 0.
+
+:attr:`SubidFile.entries` are the valid entries in file order: in lenient mode (the
+default) every line shadow reads whose range is a valid :class:`~userns.IDRange`; in
+strict mode the parse raises :class:`SubidParseError` listing every problem instead.
+
+>>> f = SubidFile.parse("# hosts\\nalice:100000:65536\\nbob:165536:65536\\n")
+>>> [(e.owner, e.start, e.count, e.lineno) for e in f.entries]
+[('alice', 100000, 65536, 2), ('bob', 165536, 65536, 3)]
+>>> f.ranges_for("bob", 1001)
+[IDRange(165536, 65536)]
+>>> f.text == "# hosts\\nalice:100000:65536\\nbob:165536:65536\\n"
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+
+from ..errors import Location, ParseError
+from ..ids import ID_MAX
+from ..ranges import IDRange
+
+__all__ = [
+    "LineKind",
+    "NumberReading",
+    "RawRange",
+    "SubidEntry",
+    "SubidFile",
+    "SubidLine",
+    "SubidParseError",
+    "docker_parse_int",
+    "shadow_strtoul",
+]
+
+#: ``unsigned long`` on the 64-bit Linux shadow is built for.
+ULONG_MAX = 2**64 - 1
+#: shadow's ``subordinate_parse`` refuses lines of this many bytes or more.
+SHADOW_LINE_MAX = 1024
+_C_SPACE = " \t\n\v\f\r"
+# Go's unicode.IsSpace, which bytes.TrimSpace uses.
+_GO_SPACE = frozenset(
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
+
+
+class SubidParseError(ParseError):
+    """A subid file broke one or more rules of the strict syntax.
+
+    ``location`` and ``reason`` are those of the first problem; :attr:`problems` holds
+    every problem in line order, each a :class:`~userns.ParseError` with its own
+    location and reason. :meth:`render` shows them all, each with its caret.
+    """
+
+    def __init__(self, problems: Sequence[ParseError]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first.message + more, reason=first.reason, location=first.location)
+        self.problems = tuple(problems)
+
+    def render(self) -> str:
+        """Every problem, one block each: ``path:line:col: message [reason]`` and a caret."""
+        return "\n".join(p.render() for p in self.problems)
+
+
+class LineKind(enum.Enum):
+    """What a line is, read strictly."""
+
+    ENTRY = "entry"  #: a valid ``owner:start:count`` line
+    BLANK = "blank"  #: empty, or white space only
+    COMMENT = "comment"  #: first non-blank character is ``#``
+    NIS = "nis"  #: starts with ``+`` or ``-`` (a NIS compat line; shadow skips it)
+    INVALID = "invalid"  #: anything else
+
+
+@attrs.frozen
+class RawRange:
+    """An entry as a tool really reads it, before any validation: owner, start, count.
+
+    ``start`` and ``count`` are what the tool's number parser produced (shadow: an
+    ``unsigned long`` that may exceed 32 bits; Docker: an ``int64`` that may be 0 or
+    negative); ``lineno`` is 1-based.
+
+    >>> RawRange("alice", 100000, 65536, 2).last
+    165535
+    """
+
+    owner: str
+    start: int
+    count: int
+    lineno: int
+
+    @property
+    def last(self) -> int:
+        """``start + count - 1`` as plain integers (shadow wraps it modulo 2**64)."""
+        return self.start + self.count - 1
+
+
+@attrs.frozen(order=False)
+class SubidEntry:
+    """One valid entry: ``owner`` owns the host IDs of ``range``; ``lineno`` is 1-based.
+
+    ``line`` is the line's exact text (without its newline).
+
+    >>> e = SubidEntry("alice", IDRange(100000, 65536), 2)
+    >>> e.start, e.count, e.stop, str(e)
+    (100000, 65536, 165536, 'alice:100000:65536')
+    """
+
+    owner: str
+    range: IDRange
+    lineno: int
+    line: str | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def start(self) -> int:
+        """The first subordinate ID."""
+        return self.range.start
+
+    @property
+    def count(self) -> int:
+        """How many IDs the entry hands out."""
+        return self.range.size
+
+    @property
+    def stop(self) -> int:
+        """One past the last ID."""
+        return self.range.stop
+
+    @property
+    def last(self) -> int:
+        """The last ID (inclusive)."""
+        return self.range.last
+
+    def __str__(self) -> str:
+        return f"{self.owner}:{self.start}:{self.count}"
+
+    def matches(self, name: str | None, uid: int | None) -> bool:
+        """True when the owner is ``name`` or the decimal ``uid`` (exact text, no zeros)."""
+        return (name is not None and self.owner == name) or (
+            uid is not None and self.owner == str(uid)
+        )
+
+
+# -- the three number readers ---------------------------------------------------------
+
+
+@attrs.frozen
+class NumberReading:
+    """How ``strtoul(text, &end, 0)`` read a field: value, base, and where it stopped.
+
+    ``ok`` is shadow's ``getulong`` verdict (non-empty, all consumed, no overflow).
+    """
+
+    value: int
+    base: int
+    ok: bool
+
+
+def shadow_strtoul(text: str) -> NumberReading:
+    """Read ``text`` as shadow 4.13's ``getulong`` does: ``strtoul(text, &end, 0)``.
+
+    Leading C white space, an optional sign (a minus negates modulo 2**64), ``0x`` hex,
+    a leading ``0`` octal; ``ok`` only if the whole text was consumed without overflow.
+
+    >>> shadow_strtoul("0x186a0"), shadow_strtoul("0100000").value, shadow_strtoul("-1").value
+    (NumberReading(value=100000, base=16, ok=True), 32768, 18446744073709551615)
+    >>> shadow_strtoul("100000 ").ok, shadow_strtoul(" 100000").ok, shadow_strtoul("08").ok
+    (False, True, False)
+    """
+    n = len(text)
+    i = 0
+    while i < n and text[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < n and text[i] in "+-":
+        negative = text[i] == "-"
+        i += 1
+    base = 10
+    if text[i : i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in "0123456789abcdefABCDEF":
+        base = 16
+        i += 2
+    elif i < n and text[i] == "0":
+        base = 8
+    digits = "0123456789abcdefABCDEF" if base == 16 else "01234567" if base == 8 else "0123456789"
+    j = i
+    while j < n and text[j] in digits:
+        j += 1
+    if j == i:
+        return NumberReading(0, base, False)
+    value = int(text[i:j], base)
+    if value > ULONG_MAX:
+        return NumberReading(ULONG_MAX, base, False)
+    if negative:
+        value = -value % (ULONG_MAX + 1)
+    return NumberReading(value, base, j == n and text != "")
+
+
+def docker_parse_int(text: str) -> int:
+    """Read ``text`` as moby's ``parseParts`` does: ``strconv.ParseInt(s, 10, 64)``, error ignored.
+
+    A syntax error gives 0; an overflow gives the int64 limit of that sign.
+
+    >>> docker_parse_int("100000"), docker_parse_int("0x186a0"), docker_parse_int(" 5")
+    (100000, 0, 0)
+    >>> docker_parse_int("0100000"), docker_parse_int("+7"), docker_parse_int("-7")
+    (100000, 7, -7)
+    """
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or not all("0" <= c <= "9" for c in body):
+        return 0
+    value = int(text)
+    if value > _INT64_MAX:
+        return _INT64_MAX
+    if value < _INT64_MIN:
+        return _INT64_MIN
+    return value
+
+
+def _go_trim(text: str) -> str:
+    i, j = 0, len(text)
+    while i < j and text[i] in _GO_SPACE:
+        i += 1
+    while j > i and text[j - 1] in _GO_SPACE:
+        j -= 1
+    return text[i:j]
+
+
+# -- one line -------------------------------------------------------------------------
+
+
+def _shadow_reads(text: str, lineno: int) -> RawRange | None:
+    """What ``subordinate_parse`` makes of a line (``None``: shadow skips it)."""
+    if text[:1] in ("+", "-"):
+        return None  # commonio: NIS lines are kept but never parsed
+    if "\x00" in text:
+        return None  # fgets/strrchr on a NUL byte: shadow's reading is not a line at all
+    if len(text.encode("utf-8", "surrogateescape")) >= SHADOW_LINE_MAX:
+        return None
+    parts = text.split(":", 3)
+    if len(parts) < 3 or not parts[0] or not parts[1] or not parts[2]:
+        return None
+    start = shadow_strtoul(parts[1])
+    count = shadow_strtoul(parts[2])
+    if not (start.ok and count.ok):
+        return None
+    return RawRange(parts[0], start.value, count.value, lineno)
+
+
+def _docker_reads(text: str, lineno: int) -> RawRange | None:
+    """What moby's ``ParseSubIDFilter`` makes of a line (``None``: it skips it)."""
+    body = _go_trim(text)
+    if not body:
+        return None
+    parts = body.split(":")
+    name = parts[0]
+    start = docker_parse_int(parts[1]) if len(parts) > 1 else 0
+    count = docker_parse_int(parts[2]) if len(parts) > 2 else 0
+    return RawRange(name, start, count, lineno)
+
+
+def _problem(
+    reason: str, message: str, lineno: int, text: str, start: int, end: int, path: str | None
+) -> ParseError:
+    loc = Location(line=lineno, column=start + 1, end_column=end + 1, text=text, path=path)
+    return ParseError(message, reason=reason, location=loc)
+
+
+def _strict_number(
+    field: str, name: str, offset: int, lineno: int, text: str, path: str | None
+) -> tuple[int | None, list[ParseError]]:
+    end = offset + len(field)
+    if field == "":
+        return None, [_problem("empty-field", f"the {name} is empty", lineno, text,
+                               offset, offset, path)]
+    if field != field.strip(_C_SPACE + "\x85\xa0"):
+        return None, [_problem("whitespace", f"white space around the {name} {field!r}: "
+                               "shadow skips a trailing space, Docker reads a leading one as 0",
+                               lineno, text, offset, end, path)]
+    if all("0" <= c <= "9" for c in field):
+        if len(field) > 1 and field[0] == "0":
+            octal = shadow_strtoul(field)
+            shown = f"octal {octal.value}" if octal.ok else "nothing (not valid octal)"
+            return None, [_problem(
+                "leading-zero",
+                f"the {name} {field} has a leading zero: shadow reads it as {shown}, "
+                f"Docker as decimal {int(field)}",
+                lineno, text, offset, end, path,
+            )]
+        value = int(field)
+        limit = ID_MAX if name == "start" else ID_MAX + 1  # a count may cover 0…ID_MAX
+        if value > limit:
+            return None, [_problem("id-too-large", f"the {name} {value} is past {limit}",
+                                   lineno, text, offset, end, path)]
+        return value, []
+    reading = shadow_strtoul(field)
+    if reading.ok and reading.base == 16:
+        return None, [_problem(
+            "hex-number",
+            f"the {name} {field} is hexadecimal: shadow reads {reading.value}, "
+            "Docker reads 0",
+            lineno, text, offset, end, path,
+        )]
+    if field[0] in "+-":
+        return None, [_problem("signed-number", f"the {name} {field} has a sign",
+                               lineno, text, offset, end, path)]
+    return None, [_problem("not-a-number", f"the {name} {field!r} is not a base-10 number",
+                           lineno, text, offset, end, path)]
+
+
+def _strict(text: str, lineno: int, path: str | None) -> tuple[
+    LineKind, tuple[str, int, int] | None, list[ParseError]
+]:
+    """Classify a line and list what the strict syntax has against it."""
+    stripped = text.strip(_C_SPACE)
+    if "\x00" in text:
+        col = text.index("\x00")
+        return LineKind.INVALID, None, [_problem("nul-byte", "a NUL byte in the line",
+                                                  lineno, text, col, col + 1, path)]
+    if not stripped:
+        return LineKind.BLANK, None, []
+    if text.endswith("\r"):
+        return LineKind.INVALID, None, [_problem(
+            "carriage-return", "the line ends in a carriage return (CRLF file): shadow "
+            "skips the line, Docker reads it", lineno, text, len(text) - 1, len(text), path)]
+    if stripped.startswith("#"):
+        if _shadow_reads(text, lineno) is not None:
+            return LineKind.COMMENT, None, [_problem(
+                "comment-read-as-entry",
+                "this comment has the shape owner:start:count, and shadow (which knows no "
+                "comments) reads it as an entry that reserves the range",
+                lineno, text, 0, len(text), path)]
+        return LineKind.COMMENT, None, []
+    if text[0] in "+-":
+        return LineKind.NIS, None, [_problem(
+            "nis-line", "a NIS +/- line: shadow skips it, Docker reads it as an entry",
+            lineno, text, 0, 1, path)]
+    if len(text.encode("utf-8", "surrogateescape")) >= SHADOW_LINE_MAX:
+        return LineKind.INVALID, None, [_problem(
+            "line-too-long", f"the line is {SHADOW_LINE_MAX} bytes or longer: shadow skips it",
+            lineno, text, SHADOW_LINE_MAX, len(text), path)]
+    parts = text.split(":")
+    if len(parts) != 3:
+        if len(parts) < 3:
+            return LineKind.INVALID, None, [_problem(
+                "field-count", f"expected owner:start:count, found {len(parts)} field"
+                f"{'s' if len(parts) != 1 else ''}", lineno, text, len(text), len(text), path)]
+        extra = len(parts[0]) + len(parts[1]) + len(parts[2]) + 2
+        return LineKind.INVALID, None, [_problem(
+            "field-count", f"expected owner:start:count, found {len(parts)} fields "
+            "(shadow silently drops the extra ones, Docker too)", lineno, text, extra,
+            len(text), path)]
+    owner, start_text, count_text = parts
+    problems: list[ParseError] = []
+    if not owner:
+        problems.append(_problem("empty-owner", "the owner is empty", lineno, text, 0, 0, path))
+    elif owner != owner.strip(_C_SPACE + "\x85\xa0"):
+        problems.append(_problem("owner-whitespace", f"white space around the owner {owner!r}",
+                                 lineno, text, 0, len(owner), path))
+    start_at = len(owner) + 1
+    count_at = start_at + len(start_text) + 1
+    start, p1 = _strict_number(start_text, "start", start_at, lineno, text, path)
+    count, p2 = _strict_number(count_text, "count", count_at, lineno, text, path)
+    problems += p1 + p2
+    if start is not None and count is not None:
+        if count == 0:
+            problems.append(_problem("zero-count", "the count must be at least 1", lineno,
+                                     text, count_at, len(text), path))
+        elif start + count - 1 > ID_MAX:
+            problems.append(_problem(
+                "range-past-max",
+                f"the range {start}+{count} ends at {start + count - 1}, past the largest "
+                f"ID {ID_MAX}", lineno, text, start_at, len(text), path))
+    if problems:
+        return LineKind.INVALID, None, problems
+    assert start is not None and count is not None
+    return LineKind.ENTRY, (owner, start, count), []
+
+
+@attrs.frozen
+class SubidLine:
+    """One physical line: its exact ``text`` (no terminator), ``newline`` and readings.
+
+    ``kind`` and ``problems`` come from the strict syntax; ``shadow`` and ``docker`` are
+    what those tools read (``None`` when they skip the line); ``entry`` is the valid
+    entry the line contributes to :attr:`SubidFile.entries` (``None`` if none).
+
+    >>> line = SubidFile.parse("alice:0x186a0:65536\\n").lines[0]
+    >>> line.kind, [p.reason for p in line.problems]
+    (<LineKind.INVALID: 'invalid'>, ['hex-number'])
+    >>> line.shadow.start, line.docker.start
+    (100000, 0)
+    """
+
+    text: str
+    newline: str
+    lineno: int
+    kind: LineKind
+    problems: tuple[ParseError, ...] = attrs.field(eq=False, repr=False)
+    shadow: RawRange | None
+    docker: RawRange | None
+    entry: SubidEntry | None
+
+    @classmethod
+    def parse(cls, text: str, lineno: int, newline: str = "\n", *,
+              path: str | None = None) -> SubidLine:
+        """Read one line (``text`` without its terminator) the three ways."""
+        kind, fields, problems = _strict(text, lineno, path)
+        shadow = _shadow_reads(text, lineno)
+        docker = _docker_reads(text, lineno)
+        entry: SubidEntry | None = None
+        if fields is not None:
+            entry = SubidEntry(fields[0], IDRange(fields[1], fields[2]), lineno, text)
+        elif shadow is not None and shadow.count >= 1 and shadow.start + shadow.count - 1 <= ID_MAX:
+            # Lenient: what shadow reads, when it is a valid range.
+            entry = SubidEntry(shadow.owner, IDRange(shadow.start, shadow.count), lineno, text)
+        return cls(text, newline, lineno, kind, tuple(problems), shadow, docker, entry)
+
+    @property
+    def raw(self) -> str:
+        """The line exactly as in the file, terminator included."""
+        return self.text + self.newline
+
+
+# -- the file -------------------------------------------------------------------------
+
+
+def _split_lines(text: str) -> Iterator[tuple[str, str]]:
+    start = 0
+    n = len(text)
+    while start < n:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:], ""
+            return
+        yield text[start:end], "\n"
+        start = end + 1
+
+
+@attrs.frozen(eq=False)
+class SubidFile:
+    """Every line of one subid file, in order, and the valid entries among them.
+
+    Build it with :meth:`parse` (text) or :meth:`read` (a path). ``path`` only labels
+    errors and findings. Equality is by text and path.
+
+    >>> f = SubidFile.parse("jonas:100000:1000\\njonas:1000:1\\n1001:300000:65536\\n")
+    >>> f.ranges_for("jonas", 1001)
+    [IDRange(100000, 1000), IDRange(1000, 1), IDRange(300000, 65536)]
+    >>> [e.lineno for e in f.entries_for(None, 1001)]
+    [3]
+    """
+
+    lines: tuple[SubidLine, ...]
+    path: str | None = None
+    _entries: tuple[SubidEntry, ...] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        entries = tuple(line.entry for line in self.lines if line.entry is not None)
+        object.__setattr__(self, "_entries", entries)
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, text: str | bytes, *, path: str | None = None,
+              strict: bool = False) -> SubidFile:
+        """Read a whole file's text (``bytes`` are decoded UTF-8, undecodable bytes kept).
+
+        ``strict=True`` raises :class:`SubidParseError` listing every problem; the
+        default keeps every line and takes as entries what shadow reads.
+
+        >>> SubidFile.parse("alice:100000:0\\n", path="subuid", strict=True)
+        Traceback (most recent call last):
+          ...
+        userns.subid.model.SubidParseError: subuid:1:14: the count must be at least 1 [zero-count]
+        """
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", "surrogateescape")
+        lines = tuple(
+            SubidLine.parse(body, i, nl, path=path)
+            for i, (body, nl) in enumerate(_split_lines(text), start=1)
+        )
+        f = cls(lines, path)
+        if strict and f.problems:
+            raise SubidParseError(f.problems)
+        return f
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], *, strict: bool = False,
+             missing_ok: bool = False) -> SubidFile:
+        """Read the file at ``path`` (``missing_ok``: a missing file reads as empty)."""
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            data = b""
+        return cls.parse(data, path=name, strict=strict)
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[tuple[str, int, int]], *,
+                     path: str | None = None) -> SubidFile:
+        """A file with one canonical ``owner:start:count`` line per entry."""
+        return cls.parse("".join(f"{o}:{s}:{c}\n" for o, s, c in entries), path=path)
+
+    # -- views ------------------------------------------------------------------------
+
+    @property
+    def entries(self) -> tuple[SubidEntry, ...]:
+        """The valid entries, in file order."""
+        return self._entries
+
+    @property
+    def problems(self) -> tuple[ParseError, ...]:
+        """Every strict-syntax problem, in line order."""
+        return tuple(p for line in self.lines for p in line.problems)
+
+    @property
+    def shadow_records(self) -> tuple[RawRange, ...]:
+        """Every line shadow reads as an entry, as it reads it, in file order."""
+        return tuple(line.shadow for line in self.lines if line.shadow is not None)
+
+    @property
+    def text(self) -> str:
+        """The file's exact text."""
+        return "".join(line.raw for line in self.lines)
+
+    def to_bytes(self) -> bytes:
+        """The file's exact bytes (undecodable input bytes come back unchanged)."""
+        return self.text.encode("utf-8", "surrogateescape")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SubidFile):
+            return NotImplemented
+        return (self.text, self.path) == (other.text, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.path))
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[SubidEntry]:
+        return iter(self._entries)
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Each owner once, in order of first appearance."""
+        return tuple(dict.fromkeys(e.owner for e in self._entries))
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def entries_for(self, name: str | None, uid: int | None = None) -> list[SubidEntry]:
+        """The entries owned by ``name`` or by the decimal ``uid``, in FILE order.
+
+        This is how shadow's ``list_owner_ranges``, Docker and Podman select lines: the
+        owner text equals the name, or equals ``str(uid)`` exactly (``01000`` is not
+        uid 1000). Each entry appears once even if it matches both ways.
+        """
+        uid_text = str(uid) if uid is not None else None
+        return [e for e in self._entries if e.owner == name or e.owner == uid_text]
+
+    def ranges_for(self, name: str | None, uid: int | None = None) -> list[IDRange]:
+        """The ranges of :meth:`entries_for`, in FILE order."""
+        return [e.range for e in self.entries_for(name, uid)]
+
+    def _with_lines(self, lines: Iterable[SubidLine]) -> SubidFile:
+        return SubidFile(tuple(lines), self.path)
+
+    def _renumbered(self, pieces: Iterable[tuple[str, str]]) -> SubidFile:
+        return SubidFile(
+            tuple(SubidLine.parse(t, i, nl, path=self.path)
+                  for i, (t, nl) in enumerate(pieces, start=1)),
+            self.path,
+        )
+
+    def __repr__(self) -> str:
+        return f"SubidFile.parse({self.text!r}, path={self.path!r})"

@@ -1,0 +1,230 @@
+"""The subid file model: lossless lines, strict syntax, shadow's and Docker's readings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from userns import IDRange, ParseError
+from userns.subid import (
+    Accounts,
+    LineKind,
+    SubidFile,
+    SubidParseError,
+    docker_parse_int,
+    shadow_strtoul,
+)
+
+MESSY = (
+    "# subordinate ids\n"
+    "\n"
+    "alice:100000:65536\n"
+    "bob:165536:65536   \n"
+    "+nisuser:1:2\n"
+    "garbage line\n"
+    "1001:231072:65536\n"
+    "alice:300000:10"
+)
+
+
+@given(st.text(alphabet=st.sampled_from("ab01:\n\r #+-x \t\x00é"), max_size=80))
+@example(MESSY)
+@example("")
+@example("\n\n")
+@example("no newline at end")
+def test_any_text_round_trips(text: str) -> None:
+    f = SubidFile.parse(text)
+    assert f.text == text
+    assert [line.lineno for line in f.lines] == list(range(1, len(f.lines) + 1))
+
+
+@given(st.binary(max_size=60))
+def test_any_bytes_round_trip(data: bytes) -> None:
+    assert SubidFile.parse(data).to_bytes() == data
+
+
+def test_lines_are_classified() -> None:
+    f = SubidFile.parse(MESSY)
+    kinds = [line.kind for line in f.lines]
+    assert kinds == [
+        LineKind.COMMENT, LineKind.BLANK, LineKind.ENTRY, LineKind.INVALID,
+        LineKind.NIS, LineKind.INVALID, LineKind.ENTRY, LineKind.ENTRY,
+    ]
+    assert f.lines[-1].newline == ""
+
+
+def test_entries_in_file_order_and_lookup_by_name_or_uid() -> None:
+    f = SubidFile.parse(MESSY)
+    assert [(e.owner, e.lineno) for e in f.entries] == [
+        ("alice", 3), ("1001", 7), ("alice", 8)]
+    assert f.ranges_for("alice", None) == [IDRange(100000, 65536), IDRange(300000, 10)]
+    assert f.ranges_for("alice", 1001) == [
+        IDRange(100000, 65536), IDRange(231072, 65536), IDRange(300000, 10)]
+    assert f.ranges_for(None, 1001) == [IDRange(231072, 65536)]
+    assert f.ranges_for("carol", 1002) == []
+
+
+def test_uid_match_is_exact_text() -> None:
+    f = SubidFile.parse("01000:100000:65536\n1000:200000:65536\n")
+    assert [e.lineno for e in f.entries_for(None, 1000)] == [2]
+
+
+def test_entry_matching_both_ways_is_listed_once() -> None:
+    f = SubidFile.parse("1000:100000:65536\n")
+    assert len(f.entries_for("1000", 1000)) == 1
+
+
+def test_strict_reports_every_problem_with_location() -> None:
+    text = "ok:1:2\nbad:0x10:5\nz:5:0\nw: 7:1\n"
+    with pytest.raises(SubidParseError) as info:
+        SubidFile.parse(text, path="subuid", strict=True)
+    err = info.value
+    assert isinstance(err, ParseError) and isinstance(err, ValueError)
+    got = [(p.reason, p.location.line, p.location.column) for p in err.problems
+           if p.location is not None]
+    assert got == [("hex-number", 2, 5), ("zero-count", 3, 5), ("whitespace", 4, 3)]
+    assert err.render().splitlines()[:3] == [
+        "subuid:2:5: the start 0x10 is hexadecimal: shadow reads 16, Docker reads 0 "
+        "[hex-number]",
+        "    bad:0x10:5",
+        "        ^~~~",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("alice:100000", "field-count"),
+        ("alice:1:2:3", "field-count"),
+        (":1:2", "empty-owner"),
+        ("alice :1:2", "owner-whitespace"),
+        ("alice::2", "empty-field"),
+        ("alice:0100000:5", "leading-zero"),
+        ("alice:+5:5", "signed-number"),
+        ("alice:five:5", "not-a-number"),
+        ("alice:4294967295:1", "id-too-large"),
+        ("alice:4294967294:2", "range-past-max"),
+        ("alice:0:4294967296", "id-too-large"),
+        ("alice:1:2\r", "carriage-return"),
+        ("-alice:1:2", "nis-line"),
+        ("#alice:1:2", "comment-read-as-entry"),
+        ("alice:1\x00:2", "nul-byte"),
+        ("a" * 1030 + ":1:2", "line-too-long"),
+    ],
+)
+def test_strict_rules(line: str, reason: str) -> None:
+    f = SubidFile.parse(line + "\n")
+    assert [p.reason for p in f.problems] == [reason]
+    with pytest.raises(SubidParseError):
+        SubidFile.parse(line + "\n", strict=True)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["alice:0:1", "alice:4294967294:1", "0:0:4294967295", "dockremap:231072:65536",
+     "# plain comment", "   ", "user name with spaces inside:1:1"],
+)
+def test_strict_accepts(line: str) -> None:
+    assert SubidFile.parse(line + "\n", strict=True).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "owner", "start", "count"),
+    [
+        ("alice:0x186a0:65536", "alice", 100000, 65536),  # strtoul base 0: hex
+        ("alice:0100000:65536", "alice", 32768, 65536),  # leading zero: octal
+        ("alice: 100000:65536", "alice", 100000, 65536),  # leading space skipped
+        ("alice:-1:1", "alice", 2**64 - 1, 1),  # minus wraps modulo 2**64
+        ("alice:1:2:extra", "alice", 1, 2),  # a fourth field is dropped
+        ("# alice:100000:65536", "# alice", 100000, 65536),  # shadow has no comments
+        ("alice:5000000000:0", "alice", 5000000000, 0),
+    ],
+)
+def test_shadow_reading(line: str, owner: str, start: int, count: int) -> None:
+    shadow = SubidFile.parse(line + "\n").lines[0].shadow
+    assert shadow is not None
+    assert (shadow.owner, shadow.start, shadow.count) == (owner, start, count)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["alice:100000:65536 ", "alice:1:2\r", "+alice:1:2", "-alice:1:2", "alice:08:1",
+     "alice:1", ":1:2", "alice::2", "alice:0x:1", "a" * 1020 + ":1:2", "",
+     "alice:18446744073709551616:1"],
+)
+def test_shadow_skips(line: str) -> None:
+    assert SubidFile.parse(line + "\n").lines[0].shadow is None
+
+
+def test_lenient_entries_are_what_shadow_reads_when_valid() -> None:
+    f = SubidFile.parse("a:0x10:5\nb:5:0\nc:4294967295:1\nd:07:1\n")
+    assert [(e.owner, e.start, e.count) for e in f.entries] == [("a", 16, 5), ("d", 7, 1)]
+    assert [r.owner for r in f.shadow_records] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("line", "owner", "start", "count"),
+    [
+        ("alice:0x186a0:65536", "alice", 0, 65536),  # Docker: parse error ignored -> 0
+        ("  alice:100000:65536  ", "alice", 100000, 65536),  # whole line trimmed
+        ("alice:0100000:65536", "alice", 100000, 65536),  # decimal, not octal
+        ("alice:100000", "alice", 100000, 0),  # missing field -> 0
+        ("# alice:1:2", "# alice", 1, 2),  # no comment handling
+        ("+alice:1:2", "+alice", 1, 2),
+        ("alice:1:2\r", "alice", 1, 2),
+        ("alice:99999999999999999999:1", "alice", 2**63 - 1, 1),
+    ],
+)
+def test_docker_reading(line: str, owner: str, start: int, count: int) -> None:
+    docker = SubidFile.parse(line + "\n").lines[0].docker
+    assert docker is not None
+    assert (docker.owner, docker.start, docker.count) == (owner, start, count)
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_strtoul_reads_every_spelling_of_a_value(value: int) -> None:
+    assert shadow_strtoul(str(value)).value == value
+    assert shadow_strtoul(hex(value)).value == value
+    assert shadow_strtoul("0" + format(value, "o")).value == value
+    assert shadow_strtoul(" \t" + str(value)).ok
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_docker_parse_int_reads_decimal(value: int) -> None:
+    assert docker_parse_int(str(value)) == value
+
+
+def test_accounts_from_root(tmp_path: pytest.TempPathFactory) -> None:
+    root = tmp_path  # type: ignore[assignment]
+    etc = root / "etc"  # type: ignore[operator]
+    etc.mkdir()
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\n# comment\nseb:x:1000:1000::/home/seb:/bin/sh\n"
+        "broken line\nnobody:x:65534:65534::/:/usr/sbin/nologin\n")
+    (etc / "group").write_text("root:x:0:\nseb:x:1000:\nwheel:x:10:seb,alice\n")
+    acc = Accounts.read(root)  # type: ignore[arg-type]
+    assert [u.name for u in acc.users] == ["root", "seb", "nobody"]
+    assert acc.uid_of("seb") == 1000 and acc.uid_of("alice") is None
+    assert acc.group("wheel") is not None and acc.group("wheel").members == ("seb", "alice")  # type: ignore[union-attr]
+    assert acc.owner_uid("seb") == 1000 and acc.owner_uid("1234") == 1234
+    assert acc.owner_uid("ghost") is None
+    assert 65534 in acc.uids and 10 in acc.gids
+
+
+def test_accounts_missing_files_are_empty(tmp_path: object) -> None:
+    acc = Accounts.read(str(tmp_path))
+    assert acc.users == () and acc.groups == ()
+
+
+def test_read_file(tmp_path: object) -> None:
+    import pathlib
+
+    p = pathlib.Path(str(tmp_path)) / "subuid"
+    p.write_bytes(b"alice:100000:65536\n\xff\xfe:1:1\n")
+    f = SubidFile.read(p)
+    assert f.path == str(p)
+    assert f.to_bytes() == p.read_bytes()
+    assert SubidFile.read(p.with_name("none"), missing_ok=True).lines == ()
+    with pytest.raises(FileNotFoundError):
+        SubidFile.read(p.with_name("none"))
