@@ -1,0 +1,358 @@
+"""Would ``newuidmap`` / ``newgidmap`` let a user install a map? And what would they say?
+
+This is shadow 4.13's decision (``src/newuidmap.c``, ``src/newgidmap.c``,
+``lib/subordinateio.c: have_range``), rebuilt over the text of ``/etc/subuid`` or
+``/etc/subgid`` as shadow reads it (``lib/commonio.c`` and ``subordinate_parse``):
+
+- Every extent ``container host count`` is checked on its own, in argument order; the first
+  one refused ends the run with ``newuidmap: uid range [C-C+N) -> [H-H+N) not allowed``.
+- An extent is allowed when its host range lies within the caller's subordinate ranges.
+  ``have_range`` walks from the first host ID: the FIRST line (file order) of the owner
+  that contains it, then from the end of that line on, so adjacent or overlapping lines of
+  the same owner may be spanned, but a gap may not.
+- Lines are matched first by the exact owner name, then (only when no line by name
+  contains the ID) by the caller's decimal uid or by ANY other name whose passwd entry has
+  the same uid. ``newgidmap`` matches /etc/subgid lines against the caller's USER name and
+  uid too, never a group.
+- Otherwise an extent of count 1 whose host ID is the caller's own uid (``newuidmap``) or
+  the caller's real gid (``newgidmap``) is allowed.
+- Numbers are read by ``strtoul(..., 0)``: ``0x186a0`` and ``0303240`` are 100000, and
+  ``-1`` is 2**64-1. Lines that start with ``+`` or ``-`` (NIS), have fewer than three
+  fields, an empty field, a bad number, or are 1024 bytes or longer are skipped; fields
+  after the third are ignored. A count of 0 makes ``start + count - 1`` wrap to
+  2**64-1 in shadow's unsigned long arithmetic, so ``user:0:0`` covers EVERY ID.
+- ``newgidmap`` writes ``deny`` to ``/proc/PID/setgroups`` unless at least one extent
+  was allowed through /etc/subgid.
+
+>>> r = newuidmap_decision("alice:100000:65536\\n", [(0, 100000, 65537)], user="alice", uid=1000)
+>>> r.allowed, r.message
+(False, 'newuidmap: uid range [0-65537) -> [100000-165537) not allowed')
+>>> newuidmap_decision("alice:100000:65536\\n", [(0, 1000, 1), (1, 100000, 65536)],
+...                    user="alice", uid=1000).allowed
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from .errors import UsernsError
+from .formats.proc import validate_map_write
+from .ids import INVALID_ID
+from .maps import Extent, IDMap
+
+__all__ = [
+    "Decision",
+    "ExtentVerdict",
+    "NotAllowedError",
+    "ShadowSubidLine",
+    "newgidmap_decision",
+    "newuidmap_decision",
+    "read_subid_as_shadow",
+]
+
+_ULONG_MAX = 2**64 - 1
+_UINT_MAX = INVALID_ID  # 4294967295
+_MAX_LINE = 1024  # subordinate_parse refuses lines of this many bytes or more
+_C_SPACE = b" \t\n\v\f\r"
+
+
+class NotAllowedError(UsernsError, PermissionError):
+    """``newuidmap``/``newgidmap`` would refuse the map (raised by :meth:`Decision.check`).
+
+    ``reason`` is ``not-allowed`` (an extent outside the caller's subordinate IDs),
+    ``overflow`` (an argument past 32 bits) or ``kernel-refused`` (authorized, but the
+    kernel would then refuse the write); the message is what the tool would print.
+    """
+
+    reason = "not-allowed"
+
+
+@attrs.frozen
+class ShadowSubidLine:
+    """One line of /etc/subuid or /etc/subgid as shadow reads it.
+
+    ``start`` and ``count`` are shadow's unsigned longs (64 bits): a ``-1`` in the file
+    is ``2**64 - 1`` here, as it is in shadow.
+    """
+
+    lineno: int
+    owner: str
+    start: int
+    count: int
+
+    @property
+    def last(self) -> int:
+        """``start + count - 1`` in unsigned long arithmetic (wraps when ``count`` is 0)."""
+        return (self.start + self.count - 1) & _ULONG_MAX
+
+    def covers(self, value: int) -> bool:
+        """True when shadow's ``find_range`` would say ``value`` is in this line."""
+        return self.start <= value <= self.last
+
+
+def _strtoul(field: bytes) -> int | None:
+    """``getulong``: ``strtoul(s, &end, 0)`` that must consume all of ``s``; None on failure."""
+    s = field
+    i = 0
+    while i < len(s) and s[i] in _C_SPACE:
+        i += 1
+    negative = False
+    if i < len(s) and s[i] in b"+-":
+        negative = s[i] == ord("-")
+        i += 1
+    base = 10
+    if s[i:i + 2].lower() == b"0x" and i + 2 < len(s) and chr(s[i + 2]) in "0123456789abcdefABCDEF":
+        base, i = 16, i + 2
+    elif s[i:i + 1] == b"0":
+        base = 8
+    digits = s[i:]
+    if not digits:
+        return None
+    try:
+        text = digits.decode("ascii")
+        value = int(text, base) if text.isalnum() else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if value is None or value > _ULONG_MAX:
+        return None  # trailing garbage, or ERANGE
+    return (-value) & _ULONG_MAX if negative else value
+
+
+def read_subid_as_shadow(text: str | bytes) -> list[ShadowSubidLine]:
+    """The lines shadow's ``commonio`` + ``subordinate_parse`` accept, in file order.
+
+    >>> [(e.lineno, e.owner, e.start) for e in read_subid_as_shadow(
+    ...     "# comment\\nbob:0x186a0:65536\\n+nis:1:1\\nbob:1:2:extra\\nbad:1\\n")]
+    [(2, 'bob', 100000), (4, 'bob', 1)]
+    """
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    out: list[ShadowSubidLine] = []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the text ended with a newline: no further line
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.split(b"\0", 1)[0]  # C strings end at the first NUL
+        if line[:1] in (b"+", b"-") or len(line) >= _MAX_LINE:
+            continue
+        fields = line.split(b":", 3)[:3]  # a fourth field and beyond are never looked at
+        if len(fields) != 3 or not all(fields):
+            continue
+        start, count = _strtoul(fields[1]), _strtoul(fields[2])
+        if start is None or count is None:
+            continue
+        owner = fields[0].decode("utf-8", "surrogateescape")
+        out.append(ShadowSubidLine(lineno, owner, start, count))
+    return out
+
+
+@attrs.frozen
+class ExtentVerdict:
+    """Whether one extent would pass, and why.
+
+    ``how`` is ``subordinate`` (covered by the lines in ``lines``, in the order shadow
+    used them), ``own-id`` (count 1 and the caller's own uid or gid), or ``denied``.
+    """
+
+    container: int
+    host: int
+    count: int
+    how: str
+    lines: tuple[int, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """True unless ``how`` is ``denied``."""
+        return self.how != "denied"
+
+
+@attrs.frozen
+class Decision:
+    """What ``newuidmap``/``newgidmap`` would do with a map for a user.
+
+    ``message`` is the exact line the tool prints on stderr (``None`` when it succeeds),
+    ``exit_status`` its exit status; ``verdicts`` judge every extent (the tool itself
+    stops at the first refused one, which ``message`` names). ``setgroups`` is what
+    ``newgidmap`` leaves in ``/proc/PID/setgroups`` (``"deny"`` when no extent came from
+    /etc/subgid; ``None`` for ``newuidmap`` or when it is left alone).
+    """
+
+    tool: str
+    allowed: bool
+    message: str | None
+    exit_status: int
+    reason: str
+    verdicts: tuple[ExtentVerdict, ...]
+    setgroups: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`NotAllowedError` with the tool's message if the map is refused."""
+        if not self.allowed:
+            raise NotAllowedError(self.message or self.reason, reason=self.reason)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+        return {
+            "tool": self.tool,
+            "allowed": self.allowed,
+            "message": self.message,
+            "exit_status": self.exit_status,
+            "reason": self.reason,
+            "setgroups": self.setgroups,
+            "extents": [
+                {"container": v.container, "host": v.host, "count": v.count,
+                 "how": v.how, "lines": list(v.lines)}
+                for v in self.verdicts
+            ],
+        }
+
+
+def _find_line(
+    lines: Sequence[ShadowSubidLine],
+    user: str,
+    uid: int | None,
+    passwd: Mapping[str, int],
+    value: int,
+) -> ShadowSubidLine | None:
+    """shadow's ``find_range``: by exact name first, then by uid (numeric or alias)."""
+    for line in lines:
+        if line.owner == user and line.covers(value):
+            return line
+    if uid is None:
+        return None  # getpwnam(user) failed: shadow gives up
+    uid_text = str(uid)
+    for line in lines:
+        if not line.covers(value):
+            continue
+        if line.owner == uid_text:
+            return line
+        if passwd.get(line.owner) == uid:
+            return line
+    return None
+
+
+def _have_range(
+    lines: Sequence[ShadowSubidLine],
+    user: str,
+    uid: int | None,
+    passwd: Mapping[str, int],
+    start: int,
+    count: int,
+) -> tuple[int, ...] | None:
+    """shadow's ``have_range``: the line numbers used, or None when not covered."""
+    if count == 0:
+        return None
+    end = start + count - 1
+    used: list[int] = []
+    line = _find_line(lines, user, uid, passwd, start)
+    while line is not None:
+        used.append(line.lineno)
+        if line.last >= end:
+            return tuple(used)
+        start = line.last + 1
+        line = _find_line(lines, user, uid, passwd, start)
+    return None
+
+
+def _as_triples(extents: IDMap | Iterable[Extent | tuple[int, int, int]]) -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = []
+    for e in extents:
+        t = (e.container, e.host, e.size) if isinstance(e, Extent) else tuple(e)
+        if len(t) != 3 or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in t):
+            raise ValueError(f"an extent is (container, host, count), non-negative ints: {e!r}")
+        out.append(t)
+    return out
+
+
+def _decide(
+    kind: str,
+    subid_text: str | bytes,
+    extents: IDMap | Iterable[Extent | tuple[int, int, int]],
+    *,
+    user: str,
+    uid: int,
+    own_id: int,
+    passwd: Mapping[str, int] | None,
+) -> Decision:
+    tool = f"new{kind}map"
+    triples = _as_triples(extents)
+    if not triples:
+        return Decision(tool, False, f"usage: {tool} <pid> <{kind}> <lower{kind}> <count> "
+                        f"[ <{kind}> <lower{kind}> <count> ] ... ", 1, "usage", ())
+    # get_map_ranges: every argument and every end must fit in 32 bits.
+    for upper, lower, count in triples:
+        if max(upper, lower, count) > _UINT_MAX or max(upper, lower) + count > _UINT_MAX:
+            return Decision(tool, False, f"{tool}: subuid overflow detected.", 1, "overflow", ())
+    lines = read_subid_as_shadow(subid_text)
+    # find_range's second pass looks the user up in passwd; without data, trust ``uid``.
+    pw = dict(passwd) if passwd is not None else {user: uid}
+    user_uid = pw.get(user)
+    verdicts: list[ExtentVerdict] = []
+    from_subid = False
+    for upper, lower, count in triples:
+        used = _have_range(lines, user, user_uid, pw, lower, count)
+        if used is not None:
+            from_subid = True
+            verdicts.append(ExtentVerdict(upper, lower, count, "subordinate", used))
+        elif count == 1 and lower == own_id:
+            verdicts.append(ExtentVerdict(upper, lower, count, "own-id"))
+        else:
+            verdicts.append(ExtentVerdict(upper, lower, count, "denied"))
+    setgroups = "deny" if kind == "gid" and not from_subid else None
+    for v in verdicts:
+        if not v.allowed:
+            msg = (f"{tool}: {kind} range [{v.container}-{v.container + v.count}) -> "
+                   f"[{v.host}-{v.host + v.count}) not allowed")
+            return Decision(tool, False, msg, 1, "not-allowed", tuple(verdicts))
+    # Authorized: the kernel now gets one write of the whole map.
+    text = "".join(f"{u} {lo} {c}\n" for u, lo, c in triples)
+    try:
+        validate_map_write(text)
+    except UsernsError:
+        msg = f"{tool}: write to {kind}_map failed: Invalid argument"
+        return Decision(tool, False, msg, 1, "kernel-refused", tuple(verdicts), setgroups)
+    return Decision(tool, True, None, 0, "ok", tuple(verdicts), setgroups)
+
+
+def newuidmap_decision(
+    subuid_text: str | bytes,
+    extents: IDMap | Iterable[Extent | tuple[int, int, int]],
+    *,
+    user: str,
+    uid: int,
+    passwd: Mapping[str, int] | None = None,
+) -> Decision:
+    """What ``newuidmap PID C H N ...`` run by ``user`` (uid ``uid``) would do.
+
+    ``subuid_text`` is the content of /etc/subuid; ``extents`` the argument triples
+    (an :class:`IDMap`, :class:`Extent` values or ``(container, host, count)`` tuples,
+    kept in order); ``passwd`` maps user names to uids for shadow's second lookup pass
+    (by default only ``user`` is known). The caller is assumed to own the target process.
+
+    >>> d = newuidmap_decision("1000:100000:10\\n1000:100010:10\\n", [(0, 100000, 20)],
+    ...                        user="alice", uid=1000)
+    >>> d.allowed, d.verdicts[0].lines
+    (True, (1, 2))
+    """
+    return _decide("uid", subuid_text, extents, user=user, uid=uid, own_id=uid, passwd=passwd)
+
+
+def newgidmap_decision(
+    subgid_text: str | bytes,
+    extents: IDMap | Iterable[Extent | tuple[int, int, int]],
+    *,
+    user: str,
+    uid: int,
+    gid: int,
+    passwd: Mapping[str, int] | None = None,
+) -> Decision:
+    """What ``newgidmap PID C H N ...`` run by ``user`` (uid ``uid``, real gid ``gid``)
+    would do. /etc/subgid is searched by the USER name and uid, as shadow does.
+
+    >>> d = newgidmap_decision("", [(0, 1000, 1)], user="alice", uid=1000, gid=1000)
+    >>> d.allowed, d.setgroups
+    (True, 'deny')
+    """
+    return _decide("gid", subgid_text, extents, user=user, uid=uid, own_id=gid, passwd=passwd)
