@@ -1,0 +1,600 @@
+"""The kernel side: read and write ``/proc/PID/{uid,gid}_map``, run a command remapped.
+
+Everything here does I/O against the running kernel; the rules themselves live in the pure
+core (:func:`userns.formats.proc.validate_map_write`), which :func:`write_map` asks first.
+
+- :func:`read_map`, :func:`read_maps`, :func:`own_maps`: a process's maps as the kernel
+  reads them back (padded, and sorted by container ID for more than five extents).
+- :func:`overflow_ids`: the IDs unmapped owners show as (``/proc/sys/kernel/overflow{u,g}id``).
+- :func:`in_initial_userns`: compares the namespace inode with the initial one; a map
+  ``0 0 4294967295`` alone does not prove it (any namespace may be given that map).
+- :func:`write_map`: validate, then ONE ``write()`` of the whole text (a second write is
+  refused with EPERM, so a map written line by line keeps only its first line).
+- :func:`run_in_userns`: fork, ``unshare(CLONE_NEWUSER)``, write the maps from outside
+  (directly as root, through ``newuidmap``/``newgidmap`` otherwise), become the requested
+  IDs and exec. The return value is the command's exit status.
+
+>>> PROC_USER_INIT_INO == 0xEFFFFFFD
+True
+>>> sorted(MAP_KINDS)
+['gid', 'uid']
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import pwd
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Literal, NoReturn
+
+from ._kernel_spawn import ChildFailure, NamespaceChild, Report
+from .errors import UsernsError
+from .formats.proc import format_proc, parse_proc, validate_map_write
+from .maps import IDMap, IDMapPair
+from .ranges import IDRange, IDSet
+
+__all__ = [
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "MAP_KINDS",
+    "PROC_USER_INIT_INO",
+    "HelperMissingError",
+    "KernelError",
+    "MapKind",
+    "MapWriteError",
+    "NamespaceSetupError",
+    "effective_capabilities",
+    "in_initial_userns",
+    "overflow_ids",
+    "own_maps",
+    "read_map",
+    "read_maps",
+    "read_setgroups",
+    "run_in_userns",
+    "userns_inode",
+    "write_map",
+    "write_setgroups",
+]
+
+MapKind = Literal["uid", "gid"]
+#: The two map files a user namespace has.
+MAP_KINDS: frozenset[str] = frozenset({"uid", "gid"})
+#: ``include/linux/proc_ns.h``: the inode number of the initial user namespace.
+PROC_USER_INIT_INO = 0xEFFFFFFD
+#: Capability numbers (``<linux/capability.h>``).
+CAP_SETGID = 6
+CAP_SETUID = 7
+CAP_SETFCAP = 31
+
+_PROC = "/proc"
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+class KernelError(UsernsError, OSError):
+    """The kernel, or a process around it, refused something: an :class:`OSError` with an
+    ``errno``, a ``reason`` code and, where one is involved, the ``pid`` and ``path``.
+
+    >>> err = KernelError("no such process", reason="no-such-process", errno=3, pid=9)
+    >>> isinstance(err, OSError), err.errno, str(err)
+    (True, 3, 'no such process [no-such-process]')
+    """
+
+    reason = "kernel"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        errno: int | None = None,
+        pid: int | str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.errno = errno
+        self.strerror = os.strerror(errno) if errno else message
+        self.filename = path
+        self.pid = pid
+        self.path = path
+
+
+class MapWriteError(KernelError):
+    """Writing ``uid_map``/``gid_map``/``setgroups`` failed in the kernel; ``reason`` says why.
+
+    - ``already-written``: the map was written before (a map is written once; EPERM);
+    - ``not-permitted``: the writer may not install this map (EPERM): it lacks
+      ``CAP_SETUID``/``CAP_SETGID`` over the parent namespace, or it is not in the target's
+      namespace or its parent, or a host ID is not mapped in the writer's namespace, or
+      mapping host root lacks ``CAP_SETFCAP``, or (gid_map, unprivileged) setgroups is
+      not ``deny``;
+    - ``kernel-refused``: EINVAL for a text the validator accepted (an older kernel's
+      limits, such as 5 extents before Linux 4.15);
+    - ``setgroups-after-gid-map``: ``deny`` written after gid_map (EPERM);
+    - ``no-such-process``: the process is gone.
+
+    A text the kernel's rules refuse never gets here: :func:`write_map` raises the
+    validator's :class:`~userns.errors.InvalidMapError` before writing.
+    """
+
+    reason = "map-write"
+
+
+class NamespaceSetupError(KernelError):
+    """Starting a process in a new user namespace failed; ``reason`` names the step.
+
+    ``unshare-failed`` (user namespaces disabled or their limit reached), ``setid-failed``
+    (``setresuid``/``setresgid`` inside), ``chdir-failed``, ``exec-failed`` (the command
+    was not found or is not executable: ``errno`` says which).
+    """
+
+    reason = "namespace-setup"
+
+
+class HelperMissingError(KernelError):
+    """An unprivileged caller cannot install the maps; the message says exactly what is missing.
+
+    ``no-newuidmap`` / ``no-newgidmap`` (install the ``uidmap`` package),
+    ``no-subuid-range`` / ``no-subgid-range`` (``/etc/subuid`` or ``/etc/subgid`` does
+    not delegate these host IDs to the caller), ``helper-failed`` (the helper refused;
+    its own message is quoted).
+    """
+
+    reason = "helper-missing"
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in MAP_KINDS:
+        raise ValueError(f"kind must be 'uid' or 'gid': {kind!r}")
+
+
+def _map_path(pid: int | str, kind: str, proc: str) -> str:
+    _check_kind(kind)
+    return f"{proc}/{pid}/{kind}_map"
+
+
+def _gone(e: OSError, pid: int | str, path: str) -> MapWriteError:
+    return MapWriteError(f"cannot open {path}: {e.strerror}", reason="no-such-process",
+                         errno=e.errno, pid=pid, path=path)
+
+
+def read_map(pid: int | str = "self", kind: MapKind = "uid", *, proc: str = _PROC) -> IDMap:
+    """The ``uid_map`` or ``gid_map`` of process ``pid`` as the reader sees it.
+
+    The host side is shown in the READER's namespace (for a process in a child namespace
+    read from its parent, the parent's IDs). A namespace whose map is not written yet
+    gives an empty map. More than five extents come back sorted by container ID.
+
+    >>> read_map("self", "uid").size > 0
+    True
+    """
+    path = _map_path(pid, kind, proc)
+    with open(path, "rb") as f:
+        data = f.read()
+    return parse_proc(data, path=path) if data else IDMap()
+
+
+def read_maps(pid: int | str = "self", *, proc: str = _PROC) -> IDMapPair:
+    """Both maps of process ``pid``.
+
+    >>> read_maps().uid == read_map("self", "uid")
+    True
+    """
+    return IDMapPair(read_map(pid, "uid", proc=proc), read_map(pid, "gid", proc=proc))
+
+
+def own_maps(*, proc: str = _PROC) -> IDMapPair:
+    """The calling process's own uid and gid maps (relative to its parent namespace).
+
+    >>> own_maps().uid.to_host(os.getuid()) is not None
+    True
+    """
+    return read_maps("self", proc=proc)
+
+
+def overflow_ids(*, proc: str = _PROC) -> tuple[int, int]:
+    """``(overflowuid, overflowgid)``: what an unmapped owner looks like from inside.
+
+    Read from ``/proc/sys/kernel/overflowuid`` and ``overflowgid``; the files end in a
+    newline, stripped here (Podman's reader once choked on it).
+
+    >>> overflow_ids()[0] >= 0
+    True
+    """
+    out = []
+    for name in ("overflowuid", "overflowgid"):
+        with open(f"{proc}/sys/kernel/{name}", encoding="ascii") as f:
+            out.append(int(f.read().strip()))
+    return out[0], out[1]
+
+
+def userns_inode(pid: int | str = "self", *, proc: str = _PROC) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of ``/proc/PID/ns/user``: equal for processes in one namespace.
+
+    >>> userns_inode() == userns_inode(os.getpid())
+    True
+    """
+    st = os.stat(f"{proc}/{pid}/ns/user")
+    return st.st_dev, st.st_ino
+
+
+def in_initial_userns(pid: int | str = "self", *, proc: str = _PROC) -> bool:
+    """True when process ``pid`` is in the initial user namespace.
+
+    Compares the namespace inode with :data:`PROC_USER_INIT_INO`: the map text
+    ``0 0 4294967295`` proves nothing, since any namespace may be given that map.
+
+    >>> isinstance(in_initial_userns(), bool)
+    True
+    """
+    return userns_inode(pid, proc=proc)[1] == PROC_USER_INIT_INO
+
+
+def effective_capabilities(pid: int | str = "self", *, proc: str = _PROC) -> int:
+    """The ``CapEff`` bit mask of process ``pid`` (in its own user namespace).
+
+    >>> effective_capabilities() >= 0
+    True
+    """
+    with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0  # pragma: no cover - every Linux since 2.6.x has CapEff
+
+
+def _has_caps(*caps: int) -> bool:
+    eff = effective_capabilities()
+    return all(eff >> c & 1 for c in caps)
+
+
+def read_setgroups(pid: int | str = "self", *, proc: str = _PROC) -> str:
+    """``allow`` or ``deny``: the ``/proc/PID/setgroups`` policy.
+
+    >>> read_setgroups() in ("allow", "deny")
+    True
+    """
+    with open(f"{proc}/{pid}/setgroups", encoding="ascii") as f:
+        return f.read().strip()
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def write_setgroups(
+    pid: int | str, policy: Literal["allow", "deny"], *, proc: str = _PROC
+) -> None:
+    """Write ``policy`` to ``/proc/PID/setgroups`` (before gid_map, or the kernel says EPERM).
+
+    An unprivileged writer must write ``deny`` before it may write a gid_map; after that
+    nobody in the namespace can call ``setgroups()``.
+    """
+    if policy not in ("allow", "deny"):
+        raise ValueError(f"policy must be 'allow' or 'deny': {policy!r}")
+    path = f"{proc}/{pid}/setgroups"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise _gone(e, pid, path) from e
+    try:
+        os.write(fd, policy.encode())
+    except OSError as e:
+        if e.errno == _errno.EPERM:
+            gid_written = bool(read_map(pid, "gid", proc=proc))
+            raise MapWriteError(
+                f"cannot write {policy!r} to {path}: "
+                + ("the gid_map is already written; setgroups must come first"
+                   if gid_written else "not permitted (the writer needs CAP_SYS_ADMIN over "
+                   "the namespace, and 'allow' is refused once any ancestor denies)"),
+                reason="setgroups-after-gid-map" if gid_written else "not-permitted",
+                errno=e.errno, pid=pid, path=path,
+            ) from e
+        raise MapWriteError(f"cannot write {policy!r} to {path}: {e.strerror}",
+                            reason="kernel-refused", errno=e.errno, pid=pid, path=path) from e
+    finally:
+        os.close(fd)
+
+
+_AUTO: Literal["auto"] = "auto"
+
+
+def write_map(
+    pid: int | str,
+    idmap: IDMap | str | bytes,
+    kind: MapKind = "uid",
+    *,
+    parent: IDMap | Literal["auto"] | None = _AUTO,
+    setgroups: Literal["allow", "deny"] | None = None,
+    proc: str = _PROC,
+) -> IDMap:
+    """Install ``idmap`` as the ``uid_map`` or ``gid_map`` of process ``pid``; the map installed.
+
+    ``idmap`` is an :class:`IDMap` (written as :func:`~userns.formats.proc.format_proc`
+    text) or the exact text to write. The text is first checked by
+    :func:`~userns.formats.proc.validate_map_write` with ``parent`` as the parent
+    namespace's map (``"auto"``: the writer's own map when the target is in another
+    namespace, which is then the target's parent; ``None``: no parent check), so a broken
+    rule raises :class:`~userns.errors.InvalidMapError` with its reason and line and
+    nothing is written. Then the whole text goes out in ONE ``write()``.
+
+    For a gid map, ``setgroups`` is written to ``/proc/PID/setgroups`` first when given;
+    by default ``deny`` is written when the writer lacks ``CAP_SETGID`` (the kernel
+    requires it then). Kernel refusals raise :class:`MapWriteError`.
+
+    >>> write_map("self", "0 0 4294967295", "uid")  # doctest: +SKIP
+    IDMap([Extent(0, 0, 4294967295)])
+    """
+    path = _map_path(pid, kind, proc)
+    if isinstance(idmap, IDMap):
+        data: bytes = format_proc(idmap).encode("ascii")
+    elif isinstance(idmap, str):
+        data = idmap.encode("utf-8", "surrogateescape")
+    else:
+        data = bytes(idmap)
+    if parent == _AUTO:
+        parent = (None if userns_inode(pid, proc=proc) == userns_inode(proc=proc)
+                  else read_map("self", kind, proc=proc))
+    installed = validate_map_write(data, parent=parent, path=path)
+    if kind == "gid":
+        if setgroups is None and not _has_caps(CAP_SETGID):
+            setgroups = "deny"
+        if setgroups is not None:
+            write_setgroups(pid, setgroups, proc=proc)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise _gone(e, pid, path) from e
+    try:
+        # One write: the kernel parses a map from a single write() only.
+        written = os.write(fd, data)
+    except OSError as e:
+        raise _explain_write_error(e, pid, kind, path, proc) from e
+    finally:
+        os.close(fd)
+    if written != len(data):  # pragma: no cover - map_write takes all or nothing
+        raise MapWriteError(f"short write to {path}: {written} of {len(data)} bytes",
+                            reason="kernel-refused", errno=_errno.EIO, pid=pid, path=path)
+    return installed
+
+
+def _explain_write_error(
+    e: OSError, pid: int | str, kind: str, path: str, proc: str
+) -> MapWriteError:
+    if e.errno in (_errno.EPERM, _errno.EINVAL):
+        try:
+            current = read_map(pid, kind, proc=proc)  # type: ignore[arg-type]
+        except OSError:
+            current = IDMap()
+        # A second write says EPERM on a new descriptor, EINVAL on the same one.
+        if current:
+            return MapWriteError(
+                f"{path} is already written ({format_proc(current).strip()!r}); "
+                "a map can be written only once",
+                reason="already-written", errno=e.errno, pid=pid, path=path)
+    if e.errno == _errno.EPERM:
+        cap = "CAP_SETUID" if kind == "uid" else "CAP_SETGID"
+        hint = (f"the writer needs {cap} over the parent namespace (or may map only its own "
+                f"e{kind} as one line of count 1"
+                + (", after writing 'deny' to setgroups" if kind == "gid" else "")
+                + "), must be in the target's namespace or its parent, every host ID must "
+                "be mapped in the writer's namespace, and mapping host root needs CAP_SETFCAP")
+        return MapWriteError(f"not permitted to write {path}: {hint}",
+                             reason="not-permitted", errno=e.errno, pid=pid, path=path)
+    if e.errno == _errno.EINVAL:
+        return MapWriteError(
+            f"the kernel refused {path} (EINVAL) although the validator accepted it: this "
+            "kernel's limits differ (fewer than 340 extents before Linux 4.15?)",
+            reason="kernel-refused", errno=e.errno, pid=pid, path=path)
+    if e.errno in (_errno.ESRCH, _errno.ENOENT):
+        return _gone(e, pid, path)
+    return MapWriteError(f"cannot write {path}: {e.strerror}", reason="kernel-refused",
+                         errno=e.errno, pid=pid, path=path)
+
+
+# -- running a command --------------------------------------------------------------------
+
+
+def _delegated(path: str, names: Sequence[str]) -> IDSet:
+    """The host IDs ``/etc/subuid``-style ``path`` gives to any of ``names``."""
+    ranges: list[IDRange] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) != 3 or parts[0] not in names:
+                    continue
+                try:
+                    ranges.append(IDRange(int(parts[1]), int(parts[2])))
+                except (ValueError, UsernsError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return IDSet(ranges)
+
+
+def _helper_argv(
+    kind: str, idmap: IDMap, pid: int, own_id: int, subid_path: str
+) -> list[str]:
+    """The ``newuidmap``/``newgidmap`` command installing ``idmap``, after checking that the
+    helper exists and that ``subid_path`` delegates every host ID it needs."""
+    tool = f"new{kind}map"
+    exe = shutil.which(tool)
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    if exe is None:
+        raise HelperMissingError(
+            f"running as uid {uid} without CAP_SET{kind.upper()}: installing this {kind} map "
+            f"needs {tool} (Debian/Ubuntu package 'uidmap', Fedora 'shadow-utils'), which "
+            "is not on PATH",
+            reason=f"no-{tool}")
+    delegated = _delegated(subid_path, (name, str(uid)))
+    for e in idmap:
+        if e.size == 1 and e.host == own_id:
+            continue  # the helpers always let a user map their own ID
+        missing = e.host_range.to_set() - delegated
+        if missing:
+            rng = missing.ranges[0]
+            raise HelperMissingError(
+                f"{kind} map extent '{e}' needs host {kind}s {rng.start}-{rng.last}, which "
+                f"{subid_path} does not give to user {name!r} (uid {uid}); add a line like "
+                f"'{name}:{e.host}:{e.size}' (usermod --add-sub{kind}s {e.host}-"
+                f"{e.host + e.size - 1} {name})",
+                reason=f"no-sub{kind}-range", path=subid_path)
+    return [exe, str(pid), *(str(x) for e in idmap for x in (e.container, e.host, e.size))]
+
+
+def _run_helper(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()
+        raise HelperMissingError(
+            f"{os.path.basename(argv[0])} refused {' '.join(argv[2:])!r}: {said}",
+            reason="helper-failed")
+
+
+def _owns_only_self(idmap: IDMap, own: int) -> bool:
+    return len(idmap) == 1 and idmap[0].size == 1 and idmap[0].host == own
+
+
+def _install(child_pid: int, maps: IDMapPair, *, proc: str) -> None:
+    """Write both maps of ``child_pid``, directly or through the helpers."""
+    if _has_caps(CAP_SETUID, CAP_SETGID, CAP_SETFCAP):
+        write_map(child_pid, maps.uid, "uid", proc=proc)
+        write_map(child_pid, maps.gid, "gid", proc=proc)
+        return
+    # Unprivileged: the kernel alone lets a user map just their own IDs (gid only after
+    # 'deny'); anything more goes through the setuid helpers and /etc/sub[ug]id.
+    uid_self = _owns_only_self(maps.uid, os.geteuid())
+    gid_self = _owns_only_self(maps.gid, os.getegid())
+    argvs = []
+    if not uid_self:
+        argvs.append(_helper_argv("uid", maps.uid, child_pid, os.getuid(), "/etc/subuid"))
+    if not gid_self:
+        argvs.append(_helper_argv("gid", maps.gid, child_pid, os.getgid(), "/etc/subgid"))
+    if uid_self:
+        write_map(child_pid, maps.uid, "uid", proc=proc)
+    if gid_self:
+        write_map(child_pid, maps.gid, "gid", setgroups="deny", proc=proc)
+    for argv in argvs:
+        _run_helper(argv)
+
+
+_STAGE_REASONS = {
+    "unshare": "unshare-failed",
+    "setid": "setid-failed",
+    "chdir": "chdir-failed",
+    "exec": "exec-failed",
+    "stdio": "exec-failed",
+}
+
+
+def run_in_userns(
+    argv: Sequence[str],
+    maps: IDMapPair,
+    *,
+    uid: int = 0,
+    gid: int = 0,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | None = None,
+    stdout: int | None = None,
+    stderr: int | None = None,
+    proc: str = _PROC,
+) -> int:
+    """Run ``argv`` in a new user namespace with ``maps``, as ``uid``/``gid`` inside; its exit
+    status.
+
+    Like ``unshare --user`` plus ``newuidmap``/``newgidmap``, but taking :class:`IDMapPair`
+    values: the child unshares and waits; the parent installs the maps (directly when
+    it holds ``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_SETFCAP``, else through the
+    ``newuidmap``/``newgidmap`` helpers and ``/etc/subuid``/``/etc/subgid``, or the
+    kernel's own-ID rule); the child drops its supplementary groups (when setgroups is
+    allowed), becomes ``uid``/``gid`` and execs ``argv`` (searched on ``PATH``).
+    Standard streams are inherited unless file descriptors are given. The result is the
+    command's exit code, or 128 + the signal number if a signal killed it, as a shell
+    reports it.
+
+    Raises :class:`~userns.errors.UnmappedIDError` if ``uid``/``gid`` is not mapped,
+    :class:`HelperMissingError` when an unprivileged caller lacks what the map needs,
+    :class:`MapWriteError` when the kernel refuses a map, :class:`NamespaceSetupError`
+    when unshare, ``setresuid``, ``chdir`` or exec fails.
+
+    >>> run_in_userns(["true"], IDMapPair.both(IDMap.single(0, 231072, 65536)))  # doctest: +SKIP
+    0
+    """
+    args = [os.fsdecode(a) for a in argv]
+    if not args:
+        raise ValueError("argv is empty: nothing to run")
+    maps.uid.to_host(uid)  # UnmappedIDError before anything is started
+    maps.gid.to_host(gid)
+    environ = dict(os.environ if env is None else env)
+    streams = [(fd, target) for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2))
+               if fd is not None]
+
+    def then(report: Report) -> NoReturn:  # pragma: no cover - runs in the child
+        for fd, target in streams:
+            try:
+                os.dup2(fd, target)
+            except OSError as e:
+                report("stdio", e)
+        try:
+            # Drop the inherited supplementary groups, unless setgroups() is denied here.
+            if read_setgroups(proc=proc) == "allow":
+                os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        except OSError as e:
+            report("setid", e)
+        if cwd is not None:
+            try:
+                os.chdir(cwd)
+            except OSError as e:
+                report("chdir", e)
+        try:
+            os.execvpe(args[0], args, environ)
+        except OSError as e:
+            if e.filename is None:
+                e.filename = args[0]
+            report("exec", e)
+        os._exit(127)
+
+    try:
+        child = NamespaceChild(then)
+    except ChildFailure as f:
+        raise _setup_error(f, args) from None
+    try:
+        _install(child.pid, maps, proc=proc)
+    except BaseException:
+        child.abort()
+        raise
+    try:
+        child.go()
+    except ChildFailure as f:
+        raise _setup_error(f, args) from None
+    status = child.wait()
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def _setup_error(f: ChildFailure, argv: list[str]) -> NamespaceSetupError:
+    reason = _STAGE_REASONS.get(f.stage, "namespace-setup")
+    what = {
+        "unshare": "cannot create a user namespace (unshare(CLONE_NEWUSER))",
+        "setid": "cannot become the requested uid/gid inside the namespace",
+        "chdir": f"cannot change to directory {f.detail!r} inside the namespace",
+        "exec": f"cannot run {argv[0]!r}",
+        "stdio": "cannot set up the standard streams",
+    }.get(f.stage, f.stage)
+    return NamespaceSetupError(f"{what}: {os.strerror(f.errno)}", reason=reason,
+                               errno=f.errno, path=f.detail or None)

@@ -1,0 +1,472 @@
+"""userns.kernel against the running kernel: maps read and written in real user namespaces,
+commands run remapped, and the userns-remap demonstration (host files seen from a
+remapped container root)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from userns import (
+    Extent,
+    IDMap,
+    IDMapPair,
+    InvalidMapError,
+    UnmappedIDError,
+    format_proc,
+    validate_map_write,
+)
+from userns._kernel_spawn import ChildFailure, NamespaceChild, Report
+from userns.formats.proc import format_proc_padded
+from userns.kernel import (
+    PROC_USER_INIT_INO,
+    HelperMissingError,
+    KernelError,
+    MapWriteError,
+    NamespaceSetupError,
+    in_initial_userns,
+    overflow_ids,
+    own_maps,
+    read_map,
+    read_maps,
+    read_setgroups,
+    run_in_userns,
+    userns_inode,
+    write_map,
+    write_setgroups,
+)
+
+REMAP = IDMap.single(0, 231072, 65536)  # dockremap:231072:65536
+IDENTITY = IDMap.identity()
+
+
+def _wait_forever(report: Report) -> NoReturn:  # never runs: the holder is never told go
+    os._exit(0)
+
+
+def _probe() -> str | None:
+    try:
+        NamespaceChild(_wait_forever).abort()
+    except ChildFailure as f:
+        return f"user namespaces unavailable here: unshare(CLONE_NEWUSER): {os.strerror(f.errno)}"
+    return None
+
+
+_UNAVAILABLE = _probe()
+needs_userns = pytest.mark.skipif(_UNAVAILABLE is not None, reason=_UNAVAILABLE or "")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (CAP_SETUID over the initial namespace) to write "
+    "arbitrary maps")
+pytestmark = [pytest.mark.kernel]
+
+
+@contextlib.contextmanager
+def fresh_namespace() -> Iterator[int]:
+    """A child process alone in a new user namespace with no maps yet; its pid."""
+    child = NamespaceChild(_wait_forever)
+    try:
+        yield child.pid
+    finally:
+        child.abort()
+
+
+@contextlib.contextmanager
+def shared_tempdir() -> Iterator[Path]:
+    """A root-owned 0755 directory the remapped users can reach (pytest's tmp_path is under
+    a 0700 directory that an unmapped-root container cannot traverse)."""
+    with tempfile.TemporaryDirectory(prefix="userns-test-") as d:
+        os.chmod(d, 0o755)
+        yield Path(d)
+
+
+def capture(argv: list[str], maps: IDMapPair, **kw: object) -> tuple[int, str]:
+    """Run and return (exit status, stdout+stderr)."""
+    with tempfile.TemporaryFile() as out:
+        code = run_in_userns(argv, maps, stdout=out.fileno(), stderr=out.fileno(),
+                             **kw)  # type: ignore[arg-type]
+        out.seek(0)
+        return code, out.read().decode()
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@needs_userns
+def test_own_maps_match_the_proc_text() -> None:
+    for kind in ("uid", "gid"):
+        with open(f"/proc/self/{kind}_map") as f:
+            text = f.read()
+        assert read_map("self", kind) == validate_map_write(text)  # type: ignore[arg-type]
+    assert own_maps() == read_maps(os.getpid())
+
+
+def test_overflow_ids_strip_the_newline(tmp_path: Path) -> None:
+    kernel = tmp_path / "sys" / "kernel"
+    kernel.mkdir(parents=True)
+    (kernel / "overflowuid").write_text("65534\n")
+    (kernel / "overflowgid").write_text("65533\n")
+    assert overflow_ids(proc=str(tmp_path)) == (65534, 65533)
+
+
+def test_overflow_ids_of_this_kernel() -> None:
+    with open("/proc/sys/kernel/overflowuid") as f:
+        expected = int(f.read())
+    assert overflow_ids()[0] == expected
+
+
+@needs_userns
+@needs_root
+def test_identity_map_does_not_make_the_initial_namespace() -> None:
+    assert in_initial_userns() is (userns_inode()[1] == PROC_USER_INIT_INO)
+    with fresh_namespace() as pid:
+        write_map(pid, IDENTITY, "uid")
+        # The child's map text equals the initial namespace's ...
+        assert read_map(pid, "uid") == IDENTITY
+        # ... but the namespace inode tells them apart.
+        assert not in_initial_userns(pid)
+        assert userns_inode(pid) != userns_inode()
+
+
+@needs_userns
+def test_unwritten_map_reads_empty() -> None:
+    with fresh_namespace() as pid:
+        assert read_map(pid, "uid") == IDMap()
+        assert read_setgroups(pid) == "allow"
+
+
+def test_read_map_rejects_a_bad_kind() -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        read_map("self", "projid")  # type: ignore[arg-type]
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+@needs_userns
+@needs_root
+def test_write_and_read_back_sorted_and_padded() -> None:
+    # Seven extents listed out of order: the kernel sorts maps of more than 5 by container.
+    m = IDMap([Extent(100 - 10 * i, 300000 + 1000 * i, 5) for i in range(7)])
+    with fresh_namespace() as pid:
+        installed = write_map(pid, m, "uid")
+        with open(f"/proc/{pid}/uid_map") as f:
+            raw = f.read()
+    assert installed == validate_map_write(format_proc(m))
+    assert [e.container for e in installed] == sorted(e.container for e in m)
+    assert raw == format_proc_padded(installed)
+
+
+@needs_userns
+@needs_root
+def test_five_extents_keep_their_order() -> None:
+    m = IDMap([Extent(40 - 10 * i, 300000 + 1000 * i, 5) for i in range(5)])
+    with fresh_namespace() as pid:
+        write_map(pid, m, "uid")
+        assert read_map(pid, "uid") == m
+
+
+@needs_userns
+@needs_root
+def test_a_map_is_written_once() -> None:
+    with fresh_namespace() as pid:
+        write_map(pid, REMAP, "uid")
+        with pytest.raises(MapWriteError) as info:
+            write_map(pid, IDMap.single(0, 100000, 10), "uid")
+        assert info.value.reason == "already-written"
+        assert info.value.errno == errno.EPERM
+        assert isinstance(info.value, OSError)
+        assert read_map(pid, "uid") == REMAP
+
+
+@needs_userns
+@needs_root
+def test_two_writes_install_only_the_first_line() -> None:
+    """Why write_map makes ONE write(): a second write of a map is refused.
+
+    On the same descriptor the kernel says EINVAL (its file offset is no longer 0); on a
+    new one, EPERM (the map is written). Either way only the first line is installed.
+    """
+    with fresh_namespace() as pid:
+        path = f"/proc/{pid}/uid_map"
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            assert os.write(fd, b"0 100000 10\n") == 12
+            with pytest.raises(OSError) as same_fd:
+                os.write(fd, b"10 200000 10\n")
+        finally:
+            os.close(fd)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            with pytest.raises(OSError) as new_fd:
+                os.write(fd, b"10 200000 10\n")
+        finally:
+            os.close(fd)
+        assert (same_fd.value.errno, new_fd.value.errno) == (errno.EINVAL, errno.EPERM)
+        assert read_map(pid, "uid") == IDMap.single(0, 100000, 10)
+
+
+@needs_userns
+@needs_root
+def test_invalid_text_is_refused_before_writing() -> None:
+    with fresh_namespace() as pid:
+        with pytest.raises(InvalidMapError) as info:
+            write_map(pid, "0 100 10\n5 200 10\n", "uid")
+        assert info.value.reason == "overlap-container"
+        assert info.value.location is not None
+        assert info.value.location.path == f"/proc/{pid}/uid_map"
+        assert read_map(pid, "uid") == IDMap()  # nothing written: a valid map still goes in
+        assert write_map(pid, "0 100 10\n", "uid") == IDMap.single(0, 100, 10)
+
+
+@needs_userns
+@needs_root
+def test_gid_map_and_setgroups() -> None:
+    with fresh_namespace() as pid:
+        write_map(pid, REMAP, "gid", setgroups="deny")
+        assert read_setgroups(pid) == "deny"
+        assert read_map(pid, "gid") == REMAP
+        with pytest.raises(MapWriteError) as info:
+            write_setgroups(pid, "allow")
+        assert info.value.reason == "setgroups-after-gid-map"
+        assert info.value.errno == errno.EPERM
+
+
+@needs_userns
+@needs_root
+def test_explicit_parent_is_checked_before_writing() -> None:
+    parent = IDMap.single(0, 100000, 1000)
+    with fresh_namespace() as pid:
+        with pytest.raises(InvalidMapError) as info:
+            write_map(pid, "0 500 1000", "uid", parent=parent)
+        assert info.value.reason == "not-in-parent"
+        assert read_map(pid, "uid") == IDMap()
+
+
+def test_gone_process() -> None:
+    with pytest.raises(MapWriteError) as info:
+        write_map(2**22 + 1, REMAP, "uid", parent=None)  # above pid_max's hard limit
+    assert info.value.reason == "no-such-process"
+    assert isinstance(info.value, KernelError)
+
+
+#: The middle namespace of the nested test: host root is its uid 1000, so that its
+#: process (still host uid 0) may create a namespace inside it without changing IDs.
+MIDDLE = IDMap([Extent(0, 100000, 1000), Extent(1000, 0, 1)])
+
+
+@needs_userns
+@needs_root
+def test_parent_rule_in_a_nested_namespace() -> None:
+    """A process in a namespace mapped ``0 100000 1000`` + ``1000 0 1`` creates grandchild
+    namespaces and writes their maps: host IDs must lie inside ONE extent of its map, for
+    the validator (``write_map``'s ``parent="auto"``) as for the kernel (EPERM)."""
+    texts = ["0 0 1000\n", "0 500 1000\n", "0 999 2\n", "0 1000 1\n", "0 1001 1\n",
+             "0 0 1\n1 1000 1\n"]
+    res_r, res_w = os.pipe()
+
+    def middle(report: Report) -> NoReturn:  # pragma: no cover - runs in the child
+        os.close(res_r)
+        lines = []
+        for text in texts:
+            with fresh_namespace() as gpid:
+                try:
+                    got = write_map(gpid, text, "uid")
+                    lines.append(f"validator ok {format_proc(got).strip()!r}")
+                except InvalidMapError as e:
+                    lines.append(f"validator {e.reason}")
+            with fresh_namespace() as gpid:
+                fd = os.open(f"/proc/{gpid}/uid_map", os.O_WRONLY)
+                try:
+                    os.write(fd, text.encode())
+                    got = read_map(gpid, "uid")
+                    lines.append(f"kernel ok {format_proc(got).strip()!r}")
+                except OSError as e:
+                    lines.append(f"kernel {errno.errorcode[e.errno or 0]}")
+                finally:
+                    os.close(fd)
+        os.write(res_w, "\n".join(lines).encode())
+        os._exit(0)
+
+    child = NamespaceChild(middle)
+    os.close(res_w)
+    try:
+        write_map(child.pid, MIDDLE, "uid")
+        write_map(child.pid, MIDDLE, "gid")
+        child.go(until_exec=False)
+        with os.fdopen(res_r) as f:
+            out = f.read().splitlines()
+    finally:
+        assert os.waitstatus_to_exitcode(child.wait()) == 0
+    assert out == [
+        "validator ok '0 0 1000'", "kernel ok '0 0 1000'",
+        "validator not-in-parent", "kernel EPERM",
+        # 999 and 1000 are contiguous inside, but lie in two extents of the middle map.
+        "validator not-in-parent", "kernel EPERM",
+        "validator ok '0 1000 1'", "kernel ok '0 1000 1'",
+        "validator not-in-parent", "kernel EPERM",
+        "validator ok '0 0 1\\n1 1000 1'", "kernel ok '0 0 1\\n1 1000 1'",
+    ]
+
+
+# -- running a command --------------------------------------------------------------------
+
+
+@needs_userns
+@needs_root
+def test_run_passes_exit_status_and_output() -> None:
+    pair = IDMapPair.both(REMAP)
+    code, out = capture(["sh", "-c", "id -u; id -g; id -G; cat /proc/self/uid_map; exit 3"],
+                        pair, uid=33, gid=34)
+    assert code == 3
+    lines = out.splitlines()
+    assert lines[:3] == ["33", "34", "34"]  # supplementary groups dropped
+    assert validate_map_write(lines[3] + "\n") == REMAP
+
+
+@needs_userns
+@needs_root
+def test_run_reports_signals_like_a_shell() -> None:
+    code, _ = capture(["sh", "-c", "kill -9 $$"], IDMapPair.both(REMAP))
+    assert code == 128 + 9
+
+
+@needs_userns
+@needs_root
+def test_run_host_sees_the_mapped_ids() -> None:
+    with shared_tempdir() as d:
+        (d / "own").mkdir()
+        os.chown(d / "own", 231072, 231072)  # container root's directory
+        script = (f"cd {d}/own && touch root-made user-made && chown 1000:1000 user-made && "
+                  "stat -c '%n %u %g' root-made user-made")
+        code, out = capture(["sh", "-c", script], IDMapPair.both(REMAP))
+        assert (code, out) == (0, "root-made 0 0\nuser-made 1000 1000\n")
+        seen = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in (d / "own").iterdir()}
+        assert seen == {"root-made": (231072, 231072), "user-made": (232072, 232072)}
+
+
+def test_run_refuses_unmapped_ids_before_starting() -> None:
+    with pytest.raises(UnmappedIDError):
+        run_in_userns(["true"], IDMapPair.both(REMAP), uid=70000)
+    with pytest.raises(ValueError, match="argv is empty"):
+        run_in_userns([], IDMapPair.both(REMAP))
+
+
+@needs_userns
+@needs_root
+def test_run_exec_and_chdir_failures(tmp_path: Path) -> None:
+    with pytest.raises(NamespaceSetupError) as info:
+        run_in_userns([str(tmp_path / "missing")], IDMapPair.both(IDENTITY))
+    assert (info.value.reason, info.value.errno) == ("exec-failed", errno.ENOENT)
+    with pytest.raises(NamespaceSetupError) as info:
+        run_in_userns(["true"], IDMapPair.both(IDENTITY), cwd=str(tmp_path / "missing"))
+    assert (info.value.reason, info.value.errno) == ("chdir-failed", errno.ENOENT)
+
+
+# -- the userns-remap demonstration ------------------------------------------------------
+
+#: Stat a file, then try to create, append and delete in "$1", as the Docker docs show;
+#: coreutils only (the remapped root cannot read a Python installed under a 0700 home).
+_TRY = r"""
+d=$1
+stat -c 'owner %u %g' "$d/passwd"
+attempt() {
+    name=$1; shift
+    if err=$("$@" 2>&1); then echo "$name ok"
+    else case $err in *"Permission denied"*) echo "$name EACCES";; *) echo "$name $err";; esac
+    fi
+}
+attempt create touch "$d/new"
+attempt append sh -c 'echo more >> "$1"' sh "$d/passwd"
+attempt delete rm -f "$d/shadow"
+"""
+ENV_C = {**os.environ, "LC_ALL": "C"}
+
+
+@contextlib.contextmanager
+def host_etc() -> Iterator[Path]:
+    """A root-owned "host /etc": a 0755 directory with 0644 files."""
+    with shared_tempdir() as d:
+        etc = d / "etc"
+        etc.mkdir(mode=0o755)
+        for name in ("passwd", "shadow"):
+            (etc / name).write_text("root:x:0:0:root:/root:/bin/sh\n")
+            os.chmod(etc / name, 0o644)
+        os.chown(etc, 0, 0)
+        yield etc
+
+
+@needs_userns
+@needs_root
+def test_userns_remap_container_root_cannot_touch_host_files() -> None:
+    with host_etc() as etc:
+        before = {p.name: p.stat() for p in etc.iterdir()}
+        pair = IDMapPair.both(REMAP)
+        code, out = capture(["sh", "-c", _TRY, "sh", str(etc)], pair, env=ENV_C)
+        assert code == 0, out
+        assert out.splitlines() == [
+            "owner 65534 65534", "create EACCES", "append EACCES", "delete EACCES",
+        ]
+        code, listing = capture(["ls", "-ln", str(etc)], pair)
+        assert code == 0
+        owners = {tuple(line.split()[2:4]) for line in listing.splitlines()[1:]}
+        assert owners == {("65534", "65534")}
+        # Nothing changed on the host.
+        after = {p.name: p.stat() for p in etc.iterdir()}
+        assert after.keys() == before.keys()
+        assert all(after[n].st_size == before[n].st_size for n in after)
+
+
+@needs_userns
+@needs_root
+def test_userns_remap_identity_map_can() -> None:
+    with host_etc() as etc:
+        code, out = capture(["sh", "-c", _TRY, "sh", str(etc)], IDMapPair.both(IDENTITY),
+                            env=ENV_C)
+        assert code == 0, out
+        assert out.splitlines() == ["owner 0 0", "create ok", "append ok", "delete ok"]
+        assert sorted(p.name for p in etc.iterdir()) == ["new", "passwd"]
+        assert (etc / "passwd").read_text().endswith("more\n")
+        assert (etc / "new").stat().st_uid == 0
+
+
+# -- unprivileged callers -----------------------------------------------------------------
+
+
+def test_helper_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    from userns import kernel
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HelperMissingError) as info:
+        kernel._helper_argv("uid", REMAP, 1234, 1000, str(tmp_path / "subuid"))
+    assert info.value.reason == "no-newuidmap"
+    assert "package 'uidmap'" in str(info.value)
+
+
+def test_subuid_gap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from userns import kernel
+
+    fake = tmp_path / "newuidmap"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    subuid = tmp_path / "subuid"
+    uid = os.getuid()
+    subuid.write_text(f"{uid}:231072:1000\nsomeone-else:232072:64536\n")
+    with pytest.raises(HelperMissingError) as info:
+        kernel._helper_argv("uid", REMAP, 1234, uid, str(subuid))
+    assert info.value.reason == "no-subuid-range"
+    assert "needs host uids 232072-296607" in str(info.value)
+    subuid.write_text(f"{uid}:231072:1000\n{uid}:232072:64536\n")
+    argv = kernel._helper_argv("uid", REMAP, 1234, uid, str(subuid))
+    assert argv == [str(fake), "1234", "0", "231072", "65536"]
+    # Mapping one's own ID needs no delegation.
+    argv = kernel._helper_argv("uid", IDMap.single(0, uid, 1), 1234, uid, str(tmp_path / "x"))
+    assert argv[1:] == ["1234", "0", str(uid), "1"]
