@@ -34,7 +34,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeAlias
 
 import attrs
 
@@ -42,110 +43,53 @@ from .errors import UsernsError
 from .formats.proc import validate_map_write
 from .ids import INVALID_ID
 from .maps import Extent, IDMap
+from .subid import Accounts, RawRange, SubidFile
 
 __all__ = [
     "Decision",
     "ExtentVerdict",
     "NotAllowedError",
-    "ShadowSubidLine",
     "newgidmap_decision",
     "newuidmap_decision",
-    "read_subid_as_shadow",
+    "shadow_records",
 ]
 
 _ULONG_MAX = 2**64 - 1
 _UINT_MAX = INVALID_ID  # 4294967295
-_MAX_LINE = 1024  # subordinate_parse refuses lines of this many bytes or more
-_C_SPACE = b" \t\n\v\f\r"
+
+SubidSource: TypeAlias = "SubidFile | str | bytes"
 
 
 class NotAllowedError(UsernsError, PermissionError):
     """``newuidmap``/``newgidmap`` would refuse the map (raised by :meth:`Decision.check`).
 
     ``reason`` is ``not-allowed`` (an extent outside the caller's subordinate IDs),
-    ``overflow`` (an argument past 32 bits) or ``kernel-refused`` (authorized, but the
-    kernel would then refuse the write); the message is what the tool would print.
+    ``overflow`` (an argument past 32 bits), ``usage`` (no extent) or ``kernel-refused``
+    (authorized, but the kernel would then refuse the write); the message is what the
+    tool would print.
     """
 
     reason = "not-allowed"
 
 
-@attrs.frozen
-class ShadowSubidLine:
-    """One line of /etc/subuid or /etc/subgid as shadow reads it.
-
-    ``start`` and ``count`` are shadow's unsigned longs (64 bits): a ``-1`` in the file
-    is ``2**64 - 1`` here, as it is in shadow.
-    """
-
-    lineno: int
-    owner: str
-    start: int
-    count: int
-
-    @property
-    def last(self) -> int:
-        """``start + count - 1`` in unsigned long arithmetic (wraps when ``count`` is 0)."""
-        return (self.start + self.count - 1) & _ULONG_MAX
-
-    def covers(self, value: int) -> bool:
-        """True when shadow's ``find_range`` would say ``value`` is in this line."""
-        return self.start <= value <= self.last
+def _shadow_last(r: RawRange) -> int:
+    # find_range computes start + count - 1 in unsigned long: a count of 0 wraps.
+    return (r.start + r.count - 1) & _ULONG_MAX
 
 
-def _strtoul(field: bytes) -> int | None:
-    """``getulong``: ``strtoul(s, &end, 0)`` that must consume all of ``s``; None on failure."""
-    s = field
-    i = 0
-    while i < len(s) and s[i] in _C_SPACE:
-        i += 1
-    negative = False
-    if i < len(s) and s[i] in b"+-":
-        negative = s[i] == ord("-")
-        i += 1
-    base = 10
-    if s[i:i + 2].lower() == b"0x" and i + 2 < len(s) and chr(s[i + 2]) in "0123456789abcdefABCDEF":
-        base, i = 16, i + 2
-    elif s[i:i + 1] == b"0":
-        base = 8
-    digits = s[i:]
-    if not digits:
-        return None
-    try:
-        text = digits.decode("ascii")
-        value = int(text, base) if text.isalnum() else None
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if value is None or value > _ULONG_MAX:
-        return None  # trailing garbage, or ERANGE
-    return (-value) & _ULONG_MAX if negative else value
+def _covers(r: RawRange, value: int) -> bool:
+    return r.start <= value <= _shadow_last(r)
 
 
-def read_subid_as_shadow(text: str | bytes) -> list[ShadowSubidLine]:
-    """The lines shadow's ``commonio`` + ``subordinate_parse`` accept, in file order.
+def shadow_records(subid: SubidSource) -> tuple[RawRange, ...]:
+    """The lines of a subid file that shadow reads as entries, as it reads them, in order.
 
-    >>> [(e.lineno, e.owner, e.start) for e in read_subid_as_shadow(
+    >>> [(r.lineno, r.owner, r.start) for r in shadow_records(
     ...     "# comment\\nbob:0x186a0:65536\\n+nis:1:1\\nbob:1:2:extra\\nbad:1\\n")]
     [(2, 'bob', 100000), (4, 'bob', 1)]
     """
-    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
-    out: list[ShadowSubidLine] = []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the text ended with a newline: no further line
-    for lineno, raw in enumerate(lines, 1):
-        line = raw.split(b"\0", 1)[0]  # C strings end at the first NUL
-        if line[:1] in (b"+", b"-") or len(line) >= _MAX_LINE:
-            continue
-        fields = line.split(b":", 3)[:3]  # a fourth field and beyond are never looked at
-        if len(fields) != 3 or not all(fields):
-            continue
-        start, count = _strtoul(fields[1]), _strtoul(fields[2])
-        if start is None or count is None:
-            continue
-        owner = fields[0].decode("utf-8", "surrogateescape")
-        out.append(ShadowSubidLine(lineno, owner, start, count))
-    return out
+    f = subid if isinstance(subid, SubidFile) else SubidFile.parse(subid)
+    return f.shadow_records
 
 
 @attrs.frozen
@@ -210,34 +154,32 @@ class Decision:
 
 
 def _find_line(
-    lines: Sequence[ShadowSubidLine],
+    lines: Sequence[RawRange],
     user: str,
     uid: int | None,
-    passwd: Mapping[str, int],
+    accounts: Accounts,
     value: int,
-) -> ShadowSubidLine | None:
+) -> RawRange | None:
     """shadow's ``find_range``: by exact name first, then by uid (numeric or alias)."""
     for line in lines:
-        if line.owner == user and line.covers(value):
+        if line.owner == user and _covers(line, value):
             return line
     if uid is None:
         return None  # getpwnam(user) failed: shadow gives up
     uid_text = str(uid)
     for line in lines:
-        if not line.covers(value):
+        if not _covers(line, value):
             continue
-        if line.owner == uid_text:
-            return line
-        if passwd.get(line.owner) == uid:
+        if line.owner == uid_text or accounts.uid_of(line.owner) == uid:
             return line
     return None
 
 
 def _have_range(
-    lines: Sequence[ShadowSubidLine],
+    lines: Sequence[RawRange],
     user: str,
     uid: int | None,
-    passwd: Mapping[str, int],
+    accounts: Accounts,
     start: int,
     count: int,
 ) -> tuple[int, ...] | None:
@@ -246,13 +188,14 @@ def _have_range(
         return None
     end = start + count - 1
     used: list[int] = []
-    line = _find_line(lines, user, uid, passwd, start)
+    line = _find_line(lines, user, uid, accounts, start)
     while line is not None:
         used.append(line.lineno)
-        if line.last >= end:
+        last = _shadow_last(line)
+        if last >= end:
             return tuple(used)
-        start = line.last + 1
-        line = _find_line(lines, user, uid, passwd, start)
+        start = last + 1
+        line = _find_line(lines, user, uid, accounts, start)
     return None
 
 
@@ -268,13 +211,13 @@ def _as_triples(extents: IDMap | Iterable[Extent | tuple[int, int, int]]) -> lis
 
 def _decide(
     kind: str,
-    subid_text: str | bytes,
+    subid: SubidSource,
     extents: IDMap | Iterable[Extent | tuple[int, int, int]],
     *,
     user: str,
     uid: int,
     own_id: int,
-    passwd: Mapping[str, int] | None,
+    accounts: Accounts | None,
 ) -> Decision:
     tool = f"new{kind}map"
     triples = _as_triples(extents)
@@ -285,14 +228,14 @@ def _decide(
     for upper, lower, count in triples:
         if max(upper, lower, count) > _UINT_MAX or max(upper, lower) + count > _UINT_MAX:
             return Decision(tool, False, f"{tool}: subuid overflow detected.", 1, "overflow", ())
-    lines = read_subid_as_shadow(subid_text)
+    lines = shadow_records(subid)
     # find_range's second pass looks the user up in passwd; without data, trust ``uid``.
-    pw = dict(passwd) if passwd is not None else {user: uid}
-    user_uid = pw.get(user)
+    acc = accounts if accounts is not None else Accounts.from_pairs([(user, uid)])
+    user_uid = acc.uid_of(user)
     verdicts: list[ExtentVerdict] = []
     from_subid = False
     for upper, lower, count in triples:
-        used = _have_range(lines, user, user_uid, pw, lower, count)
+        used = _have_range(lines, user, user_uid, acc, lower, count)
         if used is not None:
             from_subid = True
             verdicts.append(ExtentVerdict(upper, lower, count, "subordinate", used))
@@ -317,36 +260,37 @@ def _decide(
 
 
 def newuidmap_decision(
-    subuid_text: str | bytes,
+    subuid: SubidSource,
     extents: IDMap | Iterable[Extent | tuple[int, int, int]],
     *,
     user: str,
     uid: int,
-    passwd: Mapping[str, int] | None = None,
+    accounts: Accounts | None = None,
 ) -> Decision:
     """What ``newuidmap PID C H N ...`` run by ``user`` (uid ``uid``) would do.
 
-    ``subuid_text`` is the content of /etc/subuid; ``extents`` the argument triples
-    (an :class:`IDMap`, :class:`Extent` values or ``(container, host, count)`` tuples,
-    kept in order); ``passwd`` maps user names to uids for shadow's second lookup pass
-    (by default only ``user`` is known). The caller is assumed to own the target process.
+    ``subuid`` is /etc/subuid (a :class:`~userns.subid.SubidFile` or its text);
+    ``extents`` the argument triples (an :class:`IDMap`, :class:`Extent` values or
+    ``(container, host, count)`` tuples, kept in order); ``accounts`` is the passwd data
+    for shadow's second lookup pass (by default only ``user`` is known). The caller is
+    assumed to own the target process.
 
     >>> d = newuidmap_decision("1000:100000:10\\n1000:100010:10\\n", [(0, 100000, 20)],
     ...                        user="alice", uid=1000)
     >>> d.allowed, d.verdicts[0].lines
     (True, (1, 2))
     """
-    return _decide("uid", subuid_text, extents, user=user, uid=uid, own_id=uid, passwd=passwd)
+    return _decide("uid", subuid, extents, user=user, uid=uid, own_id=uid, accounts=accounts)
 
 
 def newgidmap_decision(
-    subgid_text: str | bytes,
+    subgid: SubidSource,
     extents: IDMap | Iterable[Extent | tuple[int, int, int]],
     *,
     user: str,
     uid: int,
     gid: int,
-    passwd: Mapping[str, int] | None = None,
+    accounts: Accounts | None = None,
 ) -> Decision:
     """What ``newgidmap PID C H N ...`` run by ``user`` (uid ``uid``, real gid ``gid``)
     would do. /etc/subgid is searched by the USER name and uid, as shadow does.
@@ -355,4 +299,4 @@ def newgidmap_decision(
     >>> d.allowed, d.setgroups
     (True, 'deny')
     """
-    return _decide("gid", subgid_text, extents, user=user, uid=uid, own_id=gid, passwd=passwd)
+    return _decide("gid", subgid, extents, user=user, uid=uid, own_id=gid, accounts=accounts)
