@@ -2,11 +2,88 @@
 
 Every parser raises :class:`~userns.errors.ParseError` (or
 :class:`~userns.errors.InvalidMapError` for a well-formed text that is not a valid map)
-with the line, the column and the offending text.
+with the line, the column and the offending text. :mod:`.registry` puts them all behind
+one signature: ``get_format("podman").parse(text)`` and ``convert(text, "podman", "oci")``.
 """
 
 from __future__ import annotations
 
+from .lxc import apply_raw_idmap, format_lxc, format_raw_idmap, parse_lxc, parse_raw_idmap
+from .newuidmap import (
+    NewIDMapCommand,
+    format_newuidmap,
+    parse_newuidmap,
+    parse_newuidmap_command,
+)
+from .notation import format_notation, parse_notation
+from .oci import (
+    format_oci_config,
+    format_oci_mappings,
+    idmap_from_oci,
+    idmap_to_oci,
+    parse_oci_config,
+    parse_oci_mappings,
+)
+from .podman import (
+    PodmanMapping,
+    format_podman,
+    format_podman_pair,
+    parse_podman,
+    parse_podman_mappings,
+    parse_podman_pair,
+    podman_idmap,
+)
 from .proc import format_proc, format_proc_padded, parse_proc, validate_map_write
+from .registry import (
+    FORMATS,
+    Format,
+    FormatSideError,
+    Side,
+    UnknownFormatError,
+    convert,
+    get_format,
+)
+from .unshare import format_unshare, parse_unshare
+from .xmount import format_xmount, parse_xmount
 
-__all__ = ["format_proc", "format_proc_padded", "parse_proc", "validate_map_write"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "FormatSideError",
+    "NewIDMapCommand",
+    "PodmanMapping",
+    "Side",
+    "UnknownFormatError",
+    "apply_raw_idmap",
+    "convert",
+    "format_lxc",
+    "format_newuidmap",
+    "format_notation",
+    "format_oci_config",
+    "format_oci_mappings",
+    "format_podman",
+    "format_podman_pair",
+    "format_proc",
+    "format_proc_padded",
+    "format_raw_idmap",
+    "format_unshare",
+    "format_xmount",
+    "get_format",
+    "idmap_from_oci",
+    "idmap_to_oci",
+    "parse_lxc",
+    "parse_newuidmap",
+    "parse_newuidmap_command",
+    "parse_notation",
+    "parse_oci_config",
+    "parse_oci_mappings",
+    "parse_podman",
+    "parse_podman_mappings",
+    "parse_podman_pair",
+    "parse_proc",
+    "parse_raw_idmap",
+    "parse_unshare",
+    "parse_xmount",
+    "podman_idmap",
+    "validate_map_write",
+]

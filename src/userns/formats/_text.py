@@ -96,8 +96,7 @@ def tokens(text: str, *, line: int = 1, line_text: str | None = None,
 
 def lines(text: str) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` for each line of ``text``, without the newline."""
-    for number_, line in enumerate(text.split("\n"), 1):
-        yield number_, line
+    yield from enumerate(text.split("\n"), 1)
 
 
 def split_token(token: Token, sep: str) -> list[Token]:

@@ -97,10 +97,10 @@ class _Context:
         self.parse_int = _parse_int
         self.parse_constant = _bad_constant
         self.memo: dict[str, str] = {}
-        self.parse_string = json.decoder.scanstring
+        self.parse_string = json.decoder.scanstring  # type: ignore[attr-defined]
         self.parse_object = self._object
         self.parse_array = self._array
-        self.scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.py_make_scanner(self)
+        self.scan_once: Callable[[str, int], tuple[Any, int]] = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
 
     @staticmethod
     def _recording(
@@ -209,7 +209,7 @@ def _uint32(value: Any, key: str, span: tuple[int, int], text: str, path: str | 
             return value
         raise syntax(f'"{key}" (the {name}) must be a uint32 (0…4294967295): {value}', tok,
                      path, reason="not-uint32")
-    if isinstance(value, _Big) or isinstance(value, float):
+    if isinstance(value, (_Big, float)):
         raise syntax(f'"{key}" (the {name}) must be a uint32 (0…4294967295), '
                      f"found {tok.text}", tok, path, reason="not-uint32")
     raise syntax(f'"{key}" (the {name}) must be a uint32, found {_describe(value)}', tok,
@@ -238,7 +238,7 @@ def _mappings(value: Any, span: tuple[int, int], text: str, path: str | None,
                              path, reason="missing-field")
             fields.append(_uint32(got[0], key, got[1], text, path))
             spots.append(_token(text, *got[1]))
-        extent = check_extent(*fields, tok, path, spots)
+        extent = check_extent(fields[0], fields[1], fields[2], tok, path, spots)
         label = f"containerID {extent.container}, hostID {extent.host}, size {extent.size}"
         rows.append(Row(extent, tok, label))
     return build_map(rows, path)

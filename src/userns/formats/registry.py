@@ -1,0 +1,192 @@
+"""Every format by name, behind one signature, so a caller can convert between any two.
+
+Each :class:`Format` reads a text into an :class:`~userns.maps.IDMapPair` and writes one
+back, whatever the text holds:
+
+- a **one-map** format (``proc``, ``oci``, ``unshare``, ``newuidmap``, ``kernel``) holds a
+  single map and does not say whether it is for users or groups. ``parse(…, side=…)``
+  puts it in ``uid``, ``gid``, or (``"both"``, the default) in both, as Podman and
+  unshare do when only the user map is given; ``format(pair, side=…)`` writes
+  ``pair.uid``, ``pair.gid``, or for ``"both"`` the map both hold (and raises
+  :class:`FormatSideError` when they differ: say which one you want);
+- a **pair** format (``oci-config``, ``podman``, ``lxc``, ``incus``, ``xmount``) holds both.
+  ``side="uid"`` or ``"gid"`` keeps only that map (the other is empty) when reading and
+  writes only that one when writing.
+
+A kind of map a text does not mention is an empty :class:`~userns.maps.IDMap`: to the
+kernel, a namespace whose ``gid_map`` was never written maps no group at all.
+
+>>> convert("0:100000:65536", "podman", "lxc")
+'lxc.idmap = u 0 100000 65536\\nlxc.idmap = g 0 100000 65536\\n'
+>>> get_format("raw.idmap").name
+'incus'
+>>> sorted(FORMATS)[:4]
+['incus', 'kernel', 'lxc', 'newuidmap']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Literal
+
+import attrs
+
+from ..errors import UsernsError
+from ..maps import IDMap, IDMapPair
+from ._text import FormatSideError, Side, pick_side
+from .lxc import format_lxc, format_raw_idmap, parse_lxc, parse_raw_idmap
+from .newuidmap import format_newuidmap, parse_newuidmap
+from .notation import format_notation, parse_notation
+from .oci import format_oci_config, format_oci_mappings, parse_oci_config, parse_oci_mappings
+from .podman import format_podman_pair, parse_podman_pair
+from .proc import format_proc, parse_proc
+from .unshare import format_unshare, parse_unshare
+from .xmount import format_xmount, parse_xmount
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "FormatSideError",
+    "Side",
+    "UnknownFormatError",
+    "convert",
+    "get_format",
+]
+
+
+class UnknownFormatError(UsernsError, LookupError):
+    """:func:`get_format` was given a name that is neither a format nor an alias."""
+
+    reason = "unknown-format"
+
+
+_EMPTY = IDMap()
+
+
+def _one_map_parse(parse: Callable[..., IDMap]) -> Callable[[str, str | None], IDMapPair]:
+    def read(text: str, path: str | None) -> IDMapPair:
+        return IDMapPair.both(parse(text, path=path))
+
+    return read
+
+
+def _pair_parse(parse: Callable[..., IDMapPair]) -> Callable[[str, str | None], IDMapPair]:
+    def read(text: str, path: str | None) -> IDMapPair:
+        return parse(text, path=path)
+
+    return read
+
+
+@attrs.frozen
+class Format:
+    """One format: its name, what it is, whether it holds one map or a uid+gid pair.
+
+    ``accepts_empty`` says whether a text with no mapping at all is valid in it (an
+    empty ``raw.idmap`` is; an empty ``uid_map`` write is not).
+
+    >>> f = get_format("kernel")
+    >>> f.parse("u0:k1000:r1").uid.to_host(0), f.carries
+    (1000, 'one')
+    """
+
+    name: str
+    description: str
+    carries: Literal["one", "pair"]
+    aliases: tuple[str, ...]
+    accepts_empty: bool
+    _read: Callable[[str, str | None], IDMapPair] = attrs.field(repr=False)
+    _write: Callable[[IDMapPair], str] = attrs.field(repr=False)
+
+    def parse(self, text: str, *, path: str | None = None, side: Side = "both") -> IDMapPair:
+        """Read ``text``; ``side`` says where a one-map text goes, or which map of a pair
+        to keep (see the module docs)."""
+        _check_side(side)
+        pair = self._read(text, path)
+        if side == "uid":
+            return IDMapPair(pair.uid, _EMPTY)
+        if side == "gid":
+            return IDMapPair(_EMPTY, pair.gid)
+        return pair
+
+    def format(self, pair: IDMapPair, *, side: Side = "both") -> str:
+        """Write ``pair`` (or its ``side`` map) in this format."""
+        _check_side(side)
+        if self.carries == "one":
+            return self._write(IDMapPair.both(pick_side(pair, side, self.name)))
+        if side == "uid":
+            pair = IDMapPair(pair.uid, _EMPTY)
+        elif side == "gid":
+            pair = IDMapPair(_EMPTY, pair.gid)
+        return self._write(pair)
+
+
+def _check_side(side: str) -> None:
+    if side not in ("uid", "gid", "both"):
+        raise ValueError(f"side must be 'uid', 'gid' or 'both': {side!r}")
+
+
+def _one(write: Callable[[IDMap], str]) -> Callable[[IDMapPair], str]:
+    def out(pair: IDMapPair) -> str:
+        return write(pair.uid)
+
+    return out
+
+
+_ALL = (
+    Format("proc", "/proc/PID/uid_map text: 'container host count' lines", "one",
+           ("uid_map", "gid_map"), False, _one_map_parse(parse_proc), _one(format_proc)),
+    Format("oci", "OCI runtime-spec linux.uidMappings/gidMappings JSON array", "one",
+           ("oci-mappings", "uidmappings", "gidmappings"), True,
+           _one_map_parse(parse_oci_mappings), _one(format_oci_mappings)),
+    Format("oci-config", "OCI runtime-spec config.json (linux.uidMappings and gidMappings)",
+           "pair", ("config.json",), True, _pair_parse(parse_oci_config), format_oci_config),
+    Format("podman", "Podman --uidmap values 'container:host:size' (u/g flags for one kind)",
+           "pair", ("uidmap", "gidmap"), True, _pair_parse(parse_podman_pair),
+           format_podman_pair),
+    Format("lxc", "LXC config 'lxc.idmap = u|g container host count' lines", "pair",
+           ("lxc.idmap",), True, _pair_parse(parse_lxc), format_lxc),
+    Format("incus", "Incus raw.idmap overrides 'both|uid|gid host-range container-range'",
+           "pair", ("raw.idmap", "lxd"), True, _pair_parse(parse_raw_idmap), format_raw_idmap),
+    Format("unshare", "util-linux unshare --map-users values 'inner:outer:count'", "one",
+           ("map-users", "map-groups"), True, _one_map_parse(parse_unshare),
+           _one(format_unshare)),
+    Format("newuidmap", "newuidmap/newgidmap arguments 'container host count ...'", "one",
+           ("newgidmap",), True, _one_map_parse(parse_newuidmap), _one(format_newuidmap)),
+    Format("kernel", "kernel documentation notation 'u0:k231072:r65536'", "one",
+           ("notation", "idmappings"), True, _one_map_parse(parse_notation),
+           _one(format_notation)),
+    Format("xmount", "mount(8) X-mount.idmap value '[u|g|b:]mount:host:range ...'", "pair",
+           ("x-mount.idmap", "mount"), False, _pair_parse(parse_xmount), format_xmount),
+)
+
+#: Every format by its name.
+FORMATS: Mapping[str, Format] = MappingProxyType({f.name: f for f in _ALL})
+
+_BY_NAME: dict[str, Format] = {
+    alias: f for f in _ALL for alias in (f.name, *f.aliases)
+}
+
+
+def get_format(name: str) -> Format:
+    """The format called ``name`` or one of its aliases (case does not matter).
+
+    >>> get_format("X-mount.idmap").name
+    'xmount'
+    """
+    try:
+        return _BY_NAME[name.lower()]
+    except KeyError:
+        known = ", ".join(sorted(FORMATS))
+        raise UnknownFormatError(f"unknown format {name!r}; known: {known}") from None
+
+
+def convert(text: str, source: str, target: str, *, side: Side = "both",
+            path: str | None = None) -> str:
+    """``text`` read as format ``source`` and written as format ``target``.
+
+    >>> convert("u0:k231072:r65536", "kernel", "oci")
+    '[{"containerID": 0, "hostID": 231072, "size": 65536}]'
+    """
+    src, dst = get_format(source), get_format(target)
+    return dst.format(src.parse(text, path=path, side=side), side=side)

@@ -1,0 +1,94 @@
+"""The ``X-mount.idmap=`` mount option of util-linux ``mount(8)`` (idmapped mounts).
+
+Grammar (``libmount/src/hook_idmap.c``)::
+
+    value   = mapping *( " " mapping )
+    mapping = [ ("u" | "g" | "b") ":" ] id-mount ":" id-host ":" id-range
+
+``u`` makes a uid mapping, ``g`` a gid mapping, ``b`` or no prefix both. ``id-mount`` is
+the ID seen in the mount (the container side), ``id-host`` the ID on the filesystem
+(the host side). libmount writes the uid entries, in order, as the ``uid_map`` of a new
+user namespace and the gid entries as its ``gid_map``; a kind with no entry gets no map
+at all (every ID of that kind unmapped: an empty :class:`IDMap` here).
+
+Accepted as well: a leading ``X-mount.idmap=``, and ``\\040`` between mappings (how
+``/etc/fstab`` writes a space). Refused: the other form of the option, a path to a user
+namespace file (``X-mount.idmap=/proc/PID/ns/user``; reason ``userns-path``), an empty
+value (libmount fails with EINVAL), and what libmount lets through unchecked: junk after
+a mapping (it uses ``sscanf`` without checking the end: ``0:0:1junk`` maps ``0:0:1``)
+and signs (``sscanf("%u")`` reads ``-1`` as 4294967295).
+
+>>> parse_xmount("u:1000:0:1 g:1001:1:2 5000:1000:2").uid
+IDMap([Extent(1000, 0, 1), Extent(5000, 1000, 2)])
+>>> format_xmount(IDMapPair.both(IDMap.single(0, 231072, 65536)))
+'b:0:231072:65536'
+"""
+
+from __future__ import annotations
+
+from ..maps import IDMap, IDMapPair  # noqa: F401  (IDMap: doctests)
+from ._text import Row, Token, build_map, check_extent, number, split_token, syntax
+from ._text import tokens as _tokens
+
+__all__ = ["format_xmount", "parse_xmount"]
+
+_PREFIX = "X-mount.idmap="
+_FSTAB_SPACE = "\\040"
+
+
+def parse_xmount(text: str, *, path: str | None = None) -> IDMapPair:
+    """Read an ``X-mount.idmap`` value into the uid and gid maps of the mount.
+
+    >>> parse_xmount("X-mount.idmap=0:10000:1000").root
+    (10000, 10000)
+    """
+    if "\n" in text.rstrip("\n"):
+        line_end = text.index("\n")
+        raise syntax("a mount option value is one line", Token(text[line_end:line_end + 1],
+                     1, line_end, text[:line_end]), path)
+    line = text.rstrip("\n").replace(_FSTAB_SPACE, "    ")  # same width: columns stay right
+    shown = text.rstrip("\n")
+    offset = len(_PREFIX) if line.startswith(_PREFIX) else 0
+    body = line[offset:]
+    stripped = body.lstrip(" \t")
+    if stripped.startswith("/"):
+        start = offset + len(body) - len(stripped)
+        raise syntax("a user namespace file, not a mapping: this needs the namespace itself",
+                     Token(stripped.rstrip(), 1, start, shown), path, reason="userns-path")
+    rows: dict[str, list[Row]] = {"u": [], "g": []}
+    seen = False
+    for tok in _tokens(body, line=1, line_text=shown, separators=" ", offset=offset):
+        seen = True
+        tok = Token(shown[tok.start:tok.end], tok.line, tok.start, shown)
+        parts = split_token(tok, ":")
+        kinds = "ug"
+        if parts[0].text in ("u", "g", "b"):
+            kinds = "ug" if parts[0].text == "b" else parts[0].text
+            parts = parts[1:]
+        elif not parts[0].text[:1].isdigit() and len(parts) == 4:
+            raise syntax(f"the type must be 'u', 'g' or 'b', found {parts[0].text!r}",
+                         parts[0], path, reason="unknown-type")
+        if len(parts) != 3:
+            raise syntax(f"{tok.text!r} is not '[u|g|b:]id-mount:id-host:id-range'", tok, path)
+        c, h, s = (number(t, name, path)
+                   for t, name in zip(parts, ("mount ID", "host ID", "range")))
+        row = Row(check_extent(c, h, s, tok, path, parts), tok)
+        for kind in kinds:
+            rows[kind].append(row)
+    if not seen:
+        raise syntax("the value is empty: mount fails with EINVAL",
+                     Token("", 1, len(shown), shown), path, reason="empty")
+    return IDMapPair(build_map(rows["u"], path), build_map(rows["g"], path))
+
+
+def format_xmount(pair: IDMapPair) -> str:
+    """The option value: ``b:`` entries when both maps are equal, else every ``u:``
+    entry, then every ``g:`` entry, separated by spaces.
+
+    >>> format_xmount(IDMapPair(IDMap.single(0, 1000, 1), IDMap.single(0, 2000, 1)))
+    'u:0:1000:1 g:0:2000:1'
+    """
+    if pair.uid == pair.gid:
+        return " ".join(f"b:{e.container}:{e.host}:{e.size}" for e in pair.uid)
+    return " ".join([f"u:{e.container}:{e.host}:{e.size}" for e in pair.uid]
+                    + [f"g:{e.container}:{e.host}:{e.size}" for e in pair.gid])
