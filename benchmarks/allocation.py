@@ -1,0 +1,185 @@
+"""Allocation: parse a big /etc/subuid + /etc/subgid and allocate one more range.
+
+The baseline is shadow's own ``useradd --prefix DIR -M NAME`` (Debian 12: shadow 4.13) on the
+same files: it reads ``DIR/etc/login.defs``, ``passwd``, ``group``, ``shadow``,
+``gshadow``, ``subuid`` and ``subgid``, picks the first free range of ``SUB_UID_COUNT`` IDs
+(first fit, ascending, every owner's entries considered) and writes every file back with a
+lock and a backup. userns does the same subordinate-ID part: read both files, allocate one
+range in each for the new owner, write both back. It is timed twice: in-process (the
+library call) and as a fresh ``python -c`` process (interpreter start and imports included,
+as useradd's process start is).
+
+The files: ``N`` owners of 4096 IDs each, laid out from 100000 with random gaps smaller
+than 65536 and written in random order, so the first fit is past the last range and every
+entry has to be considered. ``passwd`` and ``group`` hold root only.
+
+>>> d = make_files(Path(tempfile.mkdtemp()), 50, random.Random(1))
+>>> len((d / "etc" / "subuid").read_text().splitlines())
+50
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from _harness import Row, Section, compare, fmt_seconds, ratio
+
+__all__ = ["make_files", "run"]
+
+OWNER_COUNT = 4096
+NEW_COUNT = 65536
+SUB_MIN = 100_000
+SUB_MAX = 4_294_000_000
+NEW_OWNER = "newowner"
+
+LOGIN_DEFS = f"""\
+SUB_UID_MIN {SUB_MIN}
+SUB_UID_MAX {SUB_MAX}
+SUB_UID_COUNT {NEW_COUNT}
+SUB_GID_MIN {SUB_MIN}
+SUB_GID_MAX {SUB_MAX}
+SUB_GID_COUNT {NEW_COUNT}
+"""
+
+
+def make_files(prefix: Path, owners: int, rng: random.Random) -> Path:
+    """A ``--prefix`` root with ``etc/`` holding the account files and a big subuid/subgid."""
+    etc = prefix / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\n")
+    (etc / "login.defs").write_text(LOGIN_DEFS)
+    for name in ("shadow", "gshadow"):
+        os.chmod(etc / name, 0o640)
+    lines = []
+    pos = SUB_MIN
+    for i in range(owners):
+        lines.append(f"u{i:06d}:{pos}:{OWNER_COUNT}\n")
+        pos += OWNER_COUNT + rng.randrange(NEW_COUNT)
+    if pos + NEW_COUNT > SUB_MAX:
+        raise ValueError(f"{owners} owners do not fit below {SUB_MAX}")
+    rng.shuffle(lines)
+    text = "".join(lines)
+    (etc / "subuid").write_text(text)
+    (etc / "subgid").write_text(text)
+    return prefix
+
+
+def _last_range(path: Path, owner: str) -> tuple[int, int]:
+    for line in reversed(path.read_text().splitlines()):
+        name, start, count = line.split(":")
+        if name == owner:
+            return int(start), int(count)
+    raise LookupError(f"{owner} not in {path}")
+
+
+def available() -> str | None:
+    """Why the section cannot run here, or None."""
+    if shutil.which("useradd") is None:
+        return "useradd (Debian package passwd) is not installed"
+    try:
+        import userns.subid as subid
+    except ImportError:
+        return "userns.subid has not landed (src/userns/subid/ is not importable)"
+    if _library_allocator(subid) is None:
+        return "userns.subid has no allocation API yet"
+    return None
+
+
+def _library_allocator(subid: object) -> Callable[[Path], tuple[int, int]] | None:
+    """The library's read + allocate + write for both files, or None when it is missing."""
+    return None
+
+
+def _one(n: int, alloc: Callable[[Path], object], work: Path, rounds: int,
+         rng: random.Random) -> list[Row]:
+    template = make_files(work / f"template-{n}", n, rng)
+    dirs = {name: work / f"{name}-{n}" for name in ("userns", "process", "useradd")}
+
+    def fresh(name: str) -> None:
+        shutil.rmtree(dirs[name], ignore_errors=True)
+        shutil.copytree(template, dirs[name])
+
+    snippet = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import allocation; "
+        "from pathlib import Path; allocation._cli(Path(sys.argv[2]))"
+    )
+    t = compare(
+        {
+            "userns": lambda: alloc(dirs["userns"]),
+            "process": lambda: subprocess.run(
+                [sys.executable, "-c", snippet, str(Path(__file__).parent),
+                 str(dirs["process"])], check=True),
+            "useradd": lambda: subprocess.run(
+                ["useradd", "--prefix", str(dirs["useradd"]), "-M", NEW_OWNER],
+                check=True, stdout=subprocess.DEVNULL),
+        },
+        rounds=rounds,
+        setup=fresh,
+    )
+    # Same files, same login.defs: all three must have picked the same ranges.
+    picks = {
+        name: (_last_range(d / "etc" / "subuid", NEW_OWNER),
+               _last_range(d / "etc" / "subgid", NEW_OWNER))
+        for name, d in dirs.items()
+    }
+    if len(set(picks.values())) != 1:
+        raise AssertionError(f"allocations differ at {n} owners: {picks}")
+    r = ratio(t["userns"], t["useradd"])
+    rp = ratio(t["process"], t["useradd"])
+    return [
+        Row(f"{n} owners", "read + allocate + write", "useradd --prefix",
+            fmt_seconds(t["userns"].median), fmt_seconds(t["useradd"].median), r,
+            target="< 1 s, not slower",
+            met=t["userns"].median < 1.0 and r.median >= 1.0),
+        Row(f"{n} owners", "same, as a python process", "useradd --prefix",
+            fmt_seconds(t["process"].median), fmt_seconds(t["useradd"].median), rp,
+            target="< 1 s, not slower",
+            met=t["process"].median < 1.0 and rp.median >= 1.0),
+    ]
+
+
+def run(*, owners: list[int], rounds: int, seed: int = 6) -> Section:
+    """The allocation rows: userns against useradd at each owner count."""
+    sec = Section("Allocation")
+    why = available()
+    if why is not None:
+        sec.unavailable = why
+        return sec
+    import userns.subid as subid
+
+    alloc = _library_allocator(subid)
+    assert alloc is not None
+    rng = random.Random(seed)
+    work = Path(tempfile.mkdtemp(prefix="userns-bench-alloc-"))
+    try:
+        for n in owners:
+            sec.rows += _one(n, alloc, work, rounds, rng)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sec.notes += [
+        f"Files: N owners x {OWNER_COUNT} IDs in random order with gaps < {NEW_COUNT}; "
+        f"the new owner gets SUB_UID_COUNT={NEW_COUNT} in both files; userns and useradd "
+        "are checked to pick the same ranges.",
+        "useradd also writes passwd, group and shadow (root only here) and tries to "
+        "invalidate nscd/sssd caches; the userns rows cover subuid and subgid only.",
+    ]
+    return sec
+
+
+def _cli(prefix: Path) -> None:
+    """Entry point of the "as a process" row."""
+    import userns.subid as subid
+
+    alloc = _library_allocator(subid)
+    assert alloc is not None
+    alloc(prefix)
