@@ -272,7 +272,12 @@ def _draw_labels(labels: Sequence[_Label], y: float, direction: int) -> tuple[li
     rows = 0
     for label, row in _stack(labels):
         rows = max(rows, row + 1)
-        out.append(_text(label.x, y + direction * row * _ROW, label.text, anchor=label.anchor))
+        base = y + direction * row * _ROW
+        left, right = label.span()
+        # A white plate, so a marker line passing behind does not cut through the digits.
+        out.append(f'<rect x="{_num(left - 1)}" y="{_num(base - _LABEL_PX + 1)}" '
+                   f'width="{_num(right - left + 2)}" height="{_LABEL_PX + 2}" fill="#ffffff"/>')
+        out.append(_text(label.x, base, label.text, anchor=label.anchor))
     return out, rows
 
 
@@ -375,8 +380,7 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
     c_labels = _axis_labels(c_axis)
     _, c_rows = _draw_labels(c_labels, 0, -1)
     c_base = 8 + _ROW + c_rows * _ROW
-    texts, _ = _draw_labels(c_labels, c_base, -1)
-    body += texts
+    c_texts, _ = _draw_labels(c_labels, c_base, -1)
     c_y = c_base + 6
     ox = c_axis.x(overflow)
     mapped = idmap.to_host(overflow, None) is not None
@@ -394,6 +398,7 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
         f'stroke="{_OVERFLOW}" stroke-width="1.5" stroke-dasharray="3 2"/>'
     )
     body.append(f'<path d="M{_num(ox - 5)} {_num(top_y - 10)} h10 l-5 9 z" fill="{_OVERFLOW}"/>')
+    body += c_texts  # over the marker line
 
     h_y = c_y + _BAR + _BAND
     # Bands first, so the axes are drawn over their ends.
@@ -412,10 +417,11 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
             f'fill-opacity="0.35" stroke="{colour}" stroke-width="1">'
             f"<title>{escape(tip)}</title></path>"
         )
+        # The size, just under the container run: runs are disjoint, so these never collide
+        # (crossing bands would put two labels on one spot at mid-height).
         words = _ids(e.size)
-        mx = (cx0 + cx1 + hx0 + hx1) / 4
-        if _text_width(words, _SMALL_PX) + 6 < ((cx1 - cx0) + (hx1 - hx0)) / 2:
-            band.append(_text(mx, mid + 4, words, anchor="middle", px=_SMALL_PX))
+        if _text_width(words, _SMALL_PX) + 8 < cx1 - cx0:
+            band.append(_text((cx0 + cx1) / 2, top + 14, words, anchor="middle", px=_SMALL_PX))
     body += band
     body += _draw_axis(c_axis, c_y, "container", colours_c)
     body += _draw_axis(h_axis, h_y, "host", colours_h)
