@@ -142,9 +142,10 @@ def number(token: Token, what: str, path: str | None, *, style: Number = "decima
             "write it in decimal without leading zeros",
             token, path, reason="ambiguous-number")
     if not text.isascii() or not text.isdigit():
-        sign = " (no sign allowed)" if text[0] in "+-" else ""
-        raise syntax(f"expected the {what} (a base-10 number){sign}, found {text!r}",
-                     token, path)
+        if text[0] in "+-":
+            raise syntax(f"the {what} must be a base-10 number without a sign, found {text!r}",
+                         token, path)
+        raise syntax(f"expected the {what} (a base-10 number), found {text!r}", token, path)
     value = int(text)
     if value >= ID_LIMIT:
         raise syntax(f"the {what} {value} does not fit in 32 bits", token, path,
