@@ -12,6 +12,22 @@ group data of the system the files belong to.
 from __future__ import annotations
 
 from .accounts import Accounts, GroupEntry, PasswdEntry
+from .allocate import (
+    AllocationError,
+    FreeSpace,
+    allocate,
+    allocate_aligned,
+    allocate_many,
+    free_space,
+    shadow_add_range,
+    shadow_find_free_range,
+    shadow_have_range,
+    shadow_list_owner_ranges,
+    shadow_order,
+    shadow_remove_range,
+    shadow_useradd,
+    shadow_usermod,
+)
 from .model import (
     LineKind,
     NumberReading,
@@ -26,6 +42,20 @@ from .model import (
 
 __all__ = [
     "Accounts",
+    "AllocationError",
+    "FreeSpace",
+    "allocate",
+    "allocate_aligned",
+    "allocate_many",
+    "free_space",
+    "shadow_add_range",
+    "shadow_find_free_range",
+    "shadow_have_range",
+    "shadow_list_owner_ranges",
+    "shadow_order",
+    "shadow_remove_range",
+    "shadow_useradd",
+    "shadow_usermod",
     "GroupEntry",
     "LineKind",
     "NumberReading",

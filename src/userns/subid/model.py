@@ -41,6 +41,7 @@ import attrs
 
 from ..errors import Location, ParseError
 from ..ids import ID_MAX
+from ..logindefs import NumberReading, shadow_strtoul
 from ..ranges import IDRange
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
     "shadow_strtoul",
 ]
 
-#: ``unsigned long`` on the 64-bit Linux shadow is built for.
-ULONG_MAX = 2**64 - 1
 #: shadow's ``subordinate_parse`` refuses lines of this many bytes or more.
 SHADOW_LINE_MAX = 1024
 _C_SPACE = " \t\n\v\f\r"
@@ -168,57 +167,6 @@ class SubidEntry:
 
 
 # -- the three number readers ---------------------------------------------------------
-
-
-@attrs.frozen
-class NumberReading:
-    """How ``strtoul(text, &end, 0)`` read a field: value, base, and where it stopped.
-
-    ``ok`` is shadow's ``getulong`` verdict (non-empty, all consumed, no overflow).
-    """
-
-    value: int
-    base: int
-    ok: bool
-
-
-def shadow_strtoul(text: str) -> NumberReading:
-    """Read ``text`` as shadow 4.13's ``getulong`` does: ``strtoul(text, &end, 0)``.
-
-    Leading C white space, an optional sign (a minus negates modulo 2**64), ``0x`` hex,
-    a leading ``0`` octal; ``ok`` only if the whole text was consumed without overflow.
-
-    >>> shadow_strtoul("0x186a0"), shadow_strtoul("0100000").value, shadow_strtoul("-1").value
-    (NumberReading(value=100000, base=16, ok=True), 32768, 18446744073709551615)
-    >>> shadow_strtoul("100000 ").ok, shadow_strtoul(" 100000").ok, shadow_strtoul("08").ok
-    (False, True, False)
-    """
-    n = len(text)
-    i = 0
-    while i < n and text[i] in _C_SPACE:
-        i += 1
-    negative = False
-    if i < n and text[i] in "+-":
-        negative = text[i] == "-"
-        i += 1
-    base = 10
-    if text[i : i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in "0123456789abcdefABCDEF":
-        base = 16
-        i += 2
-    elif i < n and text[i] == "0":
-        base = 8
-    digits = "0123456789abcdefABCDEF" if base == 16 else "01234567" if base == 8 else "0123456789"
-    j = i
-    while j < n and text[j] in digits:
-        j += 1
-    if j == i:
-        return NumberReading(0, base, False)
-    value = int(text[i:j], base)
-    if value > ULONG_MAX:
-        return NumberReading(ULONG_MAX, base, False)
-    if negative:
-        value = -value % (ULONG_MAX + 1)
-    return NumberReading(value, base, j == n and text != "")
 
 
 def docker_parse_int(text: str) -> int:
@@ -591,15 +539,103 @@ class SubidFile:
         """The ranges of :meth:`entries_for`, in FILE order."""
         return [e.range for e in self.entries_for(name, uid)]
 
-    def _with_lines(self, lines: Iterable[SubidLine]) -> SubidFile:
-        return SubidFile(tuple(lines), self.path)
+    # -- lossless edits (pure: each returns a new file) --------------------------------
 
-    def _renumbered(self, pieces: Iterable[tuple[str, str]]) -> SubidFile:
-        return SubidFile(
-            tuple(SubidLine.parse(t, i, nl, path=self.path)
-                  for i, (t, nl) in enumerate(pieces, start=1)),
-            self.path,
-        )
+    def _rebuilt(self, pieces: Iterable[tuple[str, str] | SubidLine]) -> SubidFile:
+        """A file from kept lines and new ``(text, newline)`` pieces, renumbered."""
+        out: list[SubidLine] = []
+        for piece in pieces:
+            lineno = len(out) + 1
+            if isinstance(piece, SubidLine):
+                if piece.lineno != lineno:
+                    piece = SubidLine.parse(piece.text, lineno, piece.newline, path=self.path)
+                out.append(piece)
+            else:
+                out.append(SubidLine.parse(piece[0], lineno, piece[1], path=self.path))
+        return SubidFile(tuple(out), self.path)
+
+    def _kept_with_newline(self) -> list[tuple[str, str] | SubidLine]:
+        kept: list[tuple[str, str] | SubidLine] = list(self.lines)
+        if self.lines and self.lines[-1].newline == "":
+            kept[-1] = (self.lines[-1].text, "\n")  # the one byte an append must add
+        return kept
+
+    def add_ranges(self, items: Iterable[tuple[str, IDRange]]) -> SubidFile:
+        """A copy with one ``owner:start:count`` line appended per item (as shadow appends).
+
+        Every existing line stays byte for byte; only a missing final newline is added.
+
+        >>> SubidFile.parse("# x\\na:1:2").add_ranges([("b", IDRange(5, 5))]).text
+        '# x\\na:1:2\\nb:5:5\\n'
+        """
+        new = [(f"{owner}:{r.start}:{r.size}", "\n") for owner, r in items]
+        if not new:
+            return self
+        return self._rebuilt([*self._kept_with_newline(), *new])
+
+    def add_range(self, owner: str, range: IDRange) -> SubidFile:
+        """A copy with ``owner:start:count`` appended, unless ``owner`` already holds
+        every ID of ``range`` (through one entry or adjacent ones), as shadow's
+        ``add_range`` decides; then the same file.
+
+        >>> f = SubidFile.parse("a:100:10\\na:110:10\\n")
+        >>> f.add_range("a", IDRange(105, 10)) is f
+        True
+        """
+        covered = sorted(e.range for e in self._entries if e.owner == owner)
+        need = range.start
+        for r in covered:
+            if r.start <= need < r.stop:
+                need = r.stop
+            if need >= range.stop:
+                return self
+        return self.add_ranges([(owner, range)])
+
+    def remove_range(self, owner: str, range: IDRange) -> SubidFile:
+        """A copy where ``owner`` (exact text) no longer holds any ID of ``range``.
+
+        As shadow's ``remove_range``: an entry inside the range is deleted, one that
+        sticks out is trimmed (rewritten canonically), one that contains the range is
+        split and its upper part appended at the end. Other lines stay byte for byte.
+
+        >>> f = SubidFile.parse("# keep\\na:100:100\\nb:0:5\\n")
+        >>> f.remove_range("a", IDRange(120, 10)).text
+        '# keep\\na:100:20\\nb:0:5\\na:130:70\\n'
+        """
+        out: list[tuple[str, str] | SubidLine] = []
+        tails: list[tuple[str, str]] = []
+        changed = False
+        for line in self.lines:
+            e = line.entry
+            if e is None or e.owner != owner or not e.range.overlaps(range):
+                out.append(line)
+                continue
+            changed = True
+            if e.start < range.start:
+                out.append((f"{owner}:{e.start}:{range.start - e.start}", line.newline or "\n"))
+                if e.stop > range.stop:
+                    tails.append((f"{owner}:{range.stop}:{e.stop - range.stop}", "\n"))
+            elif e.stop > range.stop:
+                out.append((f"{owner}:{range.stop}:{e.stop - range.stop}", line.newline or "\n"))
+        if not changed:
+            return self
+        if tails and out:
+            last = out[-1]
+            text, nl = (last.text, last.newline) if isinstance(last, SubidLine) else last
+            if nl == "":
+                out[-1] = (text, "\n")
+        return self._rebuilt([*out, *tails])
+
+    def remove_owner(self, owner: str) -> SubidFile:
+        """A copy without any entry of ``owner`` (exact text), as ``userdel`` does.
+
+        >>> SubidFile.parse("a:1:2\\nb:3:4\\na:9:9\\n").remove_owner("a").text
+        'b:3:4\\n'
+        """
+        kept = [line for line in self.lines if line.entry is None or line.entry.owner != owner]
+        if len(kept) == len(self.lines):
+            return self
+        return self._rebuilt(kept)
 
     def __repr__(self) -> str:
         return f"SubidFile.parse({self.text!r}, path={self.path!r})"

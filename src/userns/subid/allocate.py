@@ -1,0 +1,571 @@
+"""Subordinate ID allocation exactly as shadow 4.13 does it; aligned blocks; free space.
+
+shadow (``lib/subordinateio.c``) allocates with ``find_free_range(db, min, max, count)``:
+
+1. ``commonio_sort`` sorts the entries BEFORE THE FIRST NIS (``+``/``-``) line by start,
+   then count, then owner (``strcmp``); lines shadow cannot parse sort after them; the
+   NIS line and everything after it stay unsorted, in file order;
+2. it walks every parsed entry in that order with ``low = min``: the hole before an
+   entry is ``[low, min(first, max + 1))``; the first hole of at least ``count`` IDs wins
+   and its START is returned; otherwise ``low`` moves past the entry's last ID;
+3. after the last entry, ``[low, max]`` is tried.
+
+All arithmetic is ``unsigned long`` (64 bits, wrapping). Consequences this module
+reproduces on purpose: a commented-out line ``# alice:100000:65536`` still reserves its
+range; an entry after a NIS line is seen out of order, so shadow can hand out a range
+that OVERLAPS it; a count-0 entry splits a hole in two. ``useradd`` then writes the
+whole file back SORTED (:func:`shadow_useradd` predicts its exact bytes).
+
+>>> f = SubidFile.parse("a:100000:65536\\nb:231072:65536\\n")
+>>> allocate(f)
+IDRange(165536, 65536)
+>>> allocate(f, 70000)
+IDRange(296608, 70000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+import attrs
+
+from ..errors import UsernsError
+from ..ids import ID_MAX
+from ..logindefs import LoginDefs, SubidLimits
+from ..ranges import IDRange, IDSet
+from .accounts import Accounts
+from .model import RawRange, SubidFile, SubidLine
+
+__all__ = [
+    "AllocationError",
+    "FreeSpace",
+    "allocate",
+    "allocate_aligned",
+    "allocate_many",
+    "free_space",
+    "shadow_add_range",
+    "shadow_find_free_range",
+    "shadow_have_range",
+    "shadow_list_owner_ranges",
+    "shadow_order",
+    "shadow_remove_range",
+    "shadow_useradd",
+    "shadow_usermod",
+]
+
+_U64 = 2**64
+_ULONG_MAX = _U64 - 1
+_UID_T = 2**32
+_REPLAY_LIMIT = 1000
+
+T = TypeVar("T")
+
+
+class AllocationError(UsernsError, LookupError):
+    """No range can be allocated: ``no-room`` (the file is full between MIN and MAX),
+    ``invalid-config`` (shadow's MIN/MAX/COUNT check fails), or ``past-id-max`` (shadow
+    would pick a start that does not fit a 32-bit ID).
+    """
+
+    reason = "no-room"
+
+
+def _limits(defs: LoginDefs | SubidLimits | None, kind: str) -> SubidLimits:
+    if isinstance(defs, SubidLimits):
+        return defs
+    return (defs or LoginDefs()).subid_limits(kind)
+
+
+# -- glibc's qsort, for the order useradd writes the file in ---------------------------
+
+
+def _glibc_msort(items: list[T], cmp: Callable[[T, T], int]) -> list[T]:
+    """glibc 2.36 ``qsort``: a top-down merge sort (``msort_with_tmp``), not a quicksort.
+
+    The order matters only where shadow's comparator is inconsistent (two unparsed
+    lines compare as "greater" both ways), which decides where comments end up.
+    """
+    n = len(items)
+    if n <= 1:
+        return list(items)
+    n1 = n // 2
+    b1 = _glibc_msort(items[:n1], cmp)
+    b2 = _glibc_msort(items[n1:], cmp)
+    out: list[T] = []
+    i = j = 0
+    while i < len(b1) and j < len(b2):
+        if cmp(b1[i], b2[j]) <= 0:
+            out.append(b1[i])
+            i += 1
+        else:
+            out.append(b2[j])
+            j += 1
+    out.extend(b1[i:])
+    out.extend(b2[j:])
+    return out
+
+
+def _owner_key(owner: str) -> bytes:
+    return owner.encode("utf-8", "surrogateescape")
+
+
+def _range_cmp(a: SubidLine, b: SubidLine) -> int:
+    # subordinate_range_cmp: unparsed entries are "greater", whichever side they are on.
+    if a.shadow is None:
+        return 1
+    if b.shadow is None:
+        return -1
+    ka = (a.shadow.start, a.shadow.count, _owner_key(a.shadow.owner))
+    kb = (b.shadow.start, b.shadow.count, _owner_key(b.shadow.owner))
+    return (ka > kb) - (ka < kb)
+
+
+def shadow_order(file: SubidFile) -> list[SubidLine]:
+    """The lines in the order ``commonio_sort`` leaves them (what ``useradd`` writes back).
+
+    >>> f = SubidFile.parse("# c\\nz:300000:1\\na:100000:1\\n+nis\\nb:1:1\\n")
+    >>> [line.text for line in shadow_order(f)]
+    ['a:100000:1', 'z:300000:1', '# c', '+nis', 'b:1:1']
+    """
+    lines = list(file.lines)
+    cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
+    head = lines[:cut]
+    if len(head) <= 1:
+        return lines
+    return _glibc_msort(head, _range_cmp) + lines[cut:]
+
+
+def _records_in_shadow_order(file: SubidFile) -> list[RawRange]:
+    lines = list(file.lines)
+    cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
+    head = sorted(
+        (line.shadow for line in lines[:cut] if line.shadow is not None),
+        key=lambda r: (r.start, r.count, _owner_key(r.owner)),
+    )
+    return head + [line.shadow for line in lines[cut:] if line.shadow is not None]
+
+
+def shadow_find_free_range(
+    records: Iterable[RawRange], min: int, max: int, count: int
+) -> int | None:
+    """shadow's ``find_free_range`` loop over ``records`` in the order given, or ``None``.
+
+    Use :func:`allocate` for a file; this is the bare loop, with shadow's 64-bit
+    wrapping arithmetic, for records already in shadow's order.
+
+    >>> recs = [RawRange("a", 100000, 65536, 1), RawRange("b", 200000, 1, 2)]
+    >>> shadow_find_free_range(recs, 100000, 600100000, 65536)
+    200001
+    """
+    if count == 0 or max < min:
+        return None
+    low = min
+    for r in records:
+        first = r.start
+        last = (first + r.count - 1) % _U64
+        high = first
+        if high > max + 1:
+            high = max + 1
+        if high > low and high - low >= count:
+            return low
+        if low < (last + 1) % _U64:
+            low = (last + 1) % _U64
+        if low > max:
+            return None
+    if (max - low) % _U64 + 1 >= count:
+        return low
+    return None
+
+
+def _check_limits(limits: SubidLimits) -> None:
+    problem = limits.problem()
+    if problem is not None:
+        raise AllocationError(problem, reason="invalid-config")
+
+
+def allocate(
+    file: SubidFile,
+    count: int | None = None,
+    *,
+    defs: LoginDefs | SubidLimits | None = None,
+    kind: str = "uid",
+) -> IDRange:
+    """The range shadow's ``useradd`` would give a new owner in this file.
+
+    ``count`` defaults to ``SUB_UID_COUNT`` (or ``SUB_GID_COUNT`` with ``kind="gid"``)
+    from ``defs`` (a :class:`~userns.logindefs.LoginDefs`, explicit
+    :class:`~userns.logindefs.SubidLimits`, or ``None`` for shadow's defaults).
+    Raises :class:`AllocationError` (``no-room``, ``invalid-config``, ``past-id-max``).
+    O(n log n) in the number of lines.
+
+    >>> allocate(SubidFile.parse("x:100000:65536\\n"), defs=SubidLimits(100000, 200000, 65536))
+    Traceback (most recent call last):
+      ...
+    userns.subid.allocate.AllocationError: no free range of 65536 IDs in 100000…200000 [no-room]
+    """
+    limits = _limits(defs, kind)
+    if count is not None:
+        limits = SubidLimits(limits.min, limits.max, count)
+    _check_limits(limits)
+    start = shadow_find_free_range(
+        _records_in_shadow_order(file), limits.min, limits.max, limits.count)
+    if start is None or start % _UID_T == _UID_T - 1:
+        raise AllocationError(
+            f"no free range of {limits.count} IDs in {limits.min}…{limits.max}",
+            reason="no-room")
+    if start + limits.count - 1 > ID_MAX:
+        raise AllocationError(
+            f"shadow would pick start {start}, past the largest ID; it would write "
+            f"{start % _UID_T} (truncated to 32 bits)", reason="past-id-max")
+    return IDRange(start, limits.count)
+
+
+def _regular(file: SubidFile) -> bool:
+    """True when shadow's walk is a plain first fit over the union of the ranges."""
+    for line in file.lines:
+        if line.text[:1] in ("+", "-"):
+            return False
+        r = line.shadow
+        if r is not None and (r.count == 0 or r.start + r.count - 1 > _ULONG_MAX):
+            return False
+    return True
+
+
+def _used(file: SubidFile) -> IDSet:
+    """Every ID a shadow-read line reserves (valid IDs only)."""
+    spans = []
+    for r in file.shadow_records:
+        if r.count >= 1 and r.start <= ID_MAX:
+            stop = min(r.start + r.count, ID_MAX + 1)
+            spans.append(IDRange(r.start, stop - r.start))
+    return IDSet(spans)
+
+
+def allocate_many(
+    file: SubidFile,
+    owners: Sequence[str],
+    count: int | None = None,
+    *,
+    defs: LoginDefs | SubidLimits | None = None,
+    kind: str = "uid",
+) -> tuple[SubidFile, list[IDRange]]:
+    """Allocate for each owner in turn as successive ``useradd`` runs would; the new file.
+
+    The result's text is the input with one ``owner:start:count`` line appended per
+    owner (lossless, not re-sorted). O((n + k) log n) for n lines and k owners when
+    the file is regular (no NIS line, no count-0 or wrapping entry); otherwise each
+    allocation replays shadow's walk. Raises :class:`AllocationError` on the first
+    owner that does not fit.
+
+    >>> f, got = allocate_many(SubidFile.parse(""), ["a", "b"])
+    >>> got, f.text
+    ([IDRange(100000, 65536), IDRange(165536, 65536)], 'a:100000:65536\\nb:165536:65536\\n')
+    """
+    limits = _limits(defs, kind)
+    if count is not None:
+        limits = SubidLimits(limits.min, limits.max, count)
+    _check_limits(limits)
+    got: list[IDRange] = []
+    if _regular(file):
+        within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
+        holes = list((within.to_set() - _used(file)).ranges)
+        i = 0
+        pos = holes[0].start if holes else 0
+        for owner in owners:
+            while i < len(holes) and holes[i].stop - pos < limits.count:
+                i += 1
+                if i < len(holes):
+                    pos = holes[i].start
+            if i >= len(holes):
+                raise AllocationError(
+                    f"no free range of {limits.count} IDs in {limits.min}…{limits.max} "
+                    f"for {owner!r}", reason="no-room")
+            got.append(IDRange(pos, limits.count))
+            pos += limits.count
+        return file.add_ranges([(o, r) for o, r in zip(owners, got)]), got
+    for owner in owners:
+        r = allocate(file, defs=limits)
+        file = file.add_ranges([(owner, r)])
+        got.append(r)
+    return file, got
+
+
+def allocate_aligned(
+    file: SubidFile,
+    count: int = 65536,
+    *,
+    align: int = 65536,
+    defs: LoginDefs | SubidLimits | None = None,
+    kind: str = "uid",
+) -> IDRange:
+    """The lowest free block of ``count`` IDs whose start is a multiple of ``align``.
+
+    Kubernetes-style: 65536-aligned blocks of 65536, between SUB_UID_MIN and MAX, clear
+    of every range any line reserves (as shadow reads it). Not shadow's choice.
+
+    >>> allocate_aligned(SubidFile.parse("a:100000:65536\\n"))
+    IDRange(196608, 65536)
+    """
+    limits = _limits(defs, kind)
+    within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
+    found = _used(file).find_free(count, within=within, align=align)
+    if found is None:
+        raise AllocationError(
+            f"no free {align}-aligned block of {count} IDs in {limits.min}…{limits.max}",
+            reason="no-room")
+    return found
+
+
+@attrs.frozen
+class FreeSpace:
+    """How much room a subid file has left between MIN and MAX.
+
+    ``free`` is the set of unreserved IDs there; ``fits`` how many more owners of
+    ``count`` IDs shadow's first fit can place; ``fits_aligned`` how many ``align``-aligned
+    blocks fit; ``next`` the range :func:`allocate` gives now (``None``: no room).
+    """
+
+    limits: SubidLimits
+    used: IDSet
+    free: IDSet
+    fits: int
+    fits_aligned: int
+    largest: IDRange | None
+    next: IDRange | None
+
+    def __str__(self) -> str:
+        return (f"{len(self.free)} free IDs in {self.limits.min}…{self.limits.max}, "
+                f"room for {self.fits} more owners of {self.limits.count} "
+                f"({self.fits_aligned} aligned)")
+
+
+def free_space(
+    file: SubidFile,
+    *,
+    defs: LoginDefs | SubidLimits | None = None,
+    kind: str = "uid",
+    align: int = 65536,
+) -> FreeSpace:
+    """Report the free IDs and how many more owners fit (O(n log n)).
+
+    >>> print(free_space(SubidFile.parse("a:100000:65536\\n"),
+    ...                  defs=SubidLimits(100000, 362143, 65536)))
+    196608 free IDs in 100000…362143, room for 3 more owners of 65536 (2 aligned)
+    """
+    limits = _limits(defs, kind)
+    within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
+    used = _used(file) & within
+    free = within.to_set() - used
+    count = limits.count
+    fits = sum(r.size // count for r in free.ranges) if count else 0
+    step = -(-count // align) * align if count else align
+    aligned = 0
+    for r in free.ranges:
+        first = -(-r.start // align) * align
+        if count and first + count <= r.stop:
+            aligned += (r.stop - count - first) // step + 1
+    largest = max(free.ranges, key=lambda r: (r.size, -r.start), default=None)
+    try:
+        nxt: IDRange | None = allocate(file, defs=limits)
+    except AllocationError:
+        nxt = None
+    if not _regular(file):
+        # Shadow's walk can disagree with the union of the ranges: count by replaying
+        # (at most _REPLAY_LIMIT owners; ``fits`` is then a lower bound).
+        fits = 0
+        probe = file
+        while fits < _REPLAY_LIMIT:
+            try:
+                r = allocate(probe, defs=limits)
+            except AllocationError:
+                break
+            probe = probe.add_ranges([("probe", r)])
+            fits += 1
+    return FreeSpace(limits, used, free, fits, aligned, largest, nxt)
+
+
+# -- what useradd and usermod write ---------------------------------------------------
+
+
+def _shadow_text(lines: Iterable[SubidLine | str]) -> str:
+    # commonio write_all: an unchanged line is written back with "\n", a changed or new
+    # one through subordinate_put ("%s:%lu:%lu\n").
+    return "".join((x if isinstance(x, str) else x.text) + "\n" for x in lines)
+
+
+def shadow_useradd(
+    file: SubidFile,
+    owner: str,
+    *,
+    defs: LoginDefs | SubidLimits | None = None,
+    kind: str = "uid",
+) -> tuple[SubidFile, IDRange]:
+    """The file ``useradd`` writes when it adds ``owner``, and the range it allocates.
+
+    The lines before the first NIS line come back sorted (glibc merge sort with shadow's
+    comparator), every line ends in a newline, and the new entry is appended LAST.
+
+    >>> new, r = shadow_useradd(SubidFile.parse("z:300000:65536\\n# c\\na:100000:65536"), "n")
+    >>> print(new.text, end="")
+    a:100000:65536
+    z:300000:65536
+    # c
+    n:165536:65536
+    """
+    r = allocate(file, defs=defs, kind=kind)
+    limits = _limits(defs, kind)
+    text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
+    return SubidFile.parse(text, path=file.path), r
+
+
+def _find_range(
+    records: Sequence[RawRange], owner: str, val: int, accounts: Accounts | None
+) -> RawRange | None:
+    for r in records:
+        if r.owner == owner and r.start <= val <= (r.start + r.count - 1) % _U64:
+            return r
+    if accounts is None:
+        return None
+    # Only for the real /etc/subuid and /etc/subgid (not under --prefix): match by uid.
+    owner_uid = accounts.uid_of(owner)
+    if owner_uid is None:
+        return None
+    for r in records:
+        if not (r.start <= val <= (r.start + r.count - 1) % _U64):
+            continue
+        if r.owner == str(owner_uid) or accounts.uid_of(r.owner) == owner_uid:
+            return r
+    return None
+
+
+def shadow_have_range(
+    file: SubidFile, owner: str, start: int, count: int, *, accounts: Accounts | None = None
+) -> bool:
+    """shadow's ``have_range``: does ``owner`` hold every ID of ``[start, start+count)``?
+
+    Adjacent entries of the owner may be chained. ``accounts`` turns on the second pass
+    that matches by uid (shadow does it only for the files named exactly
+    ``/etc/subuid``/``/etc/subgid``, i.e. not under ``--prefix``).
+
+    >>> f = SubidFile.parse("a:100:10\\na:110:10\\n")
+    >>> shadow_have_range(f, "a", 105, 10), shadow_have_range(f, "a", 105, 20)
+    (True, False)
+    """
+    if count == 0:
+        return False
+    records = file.shadow_records
+    end = (start + count - 1) % _U64
+    r = _find_range(records, owner, start, accounts)
+    while r is not None:
+        last = (r.start + r.count - 1) % _U64
+        if last >= (start + count - 1) % _U64:
+            return True
+        count = (end - last) % _U64
+        start = (last + 1) % _U64
+        r = _find_range(records, owner, start, accounts)
+    return False
+
+
+def _reparse(file: SubidFile, lines: list[SubidLine | str]) -> SubidFile:
+    return SubidFile.parse(_shadow_text(lines), path=file.path)
+
+
+def shadow_add_range(
+    file: SubidFile, owner: str, start: int, count: int, *, accounts: Accounts | None = None
+) -> SubidFile:
+    """shadow's ``add_range`` and the file it writes (``usermod --add-subuids``).
+
+    Unchanged when ``owner`` already holds the range (nothing is written); otherwise
+    the entry is appended at the very end and every line ends in a newline.
+    """
+    if shadow_have_range(file, owner, start, count, accounts=accounts):
+        return file
+    return _reparse(file, [*file.lines, f"{owner}:{start}:{count}"])
+
+
+def shadow_remove_range(file: SubidFile, owner: str, start: int, count: int) -> SubidFile:
+    """shadow's ``remove_range`` and the file it writes (``usermod --del-subuids``).
+
+    Each entry of ``owner`` (exact text) that meets the range is deleted, trimmed, or
+    split; a trimmed entry is rewritten as ``owner:start:count``, and the upper part of
+    a split entry is appended at the end. Unchanged when nothing meets the range.
+    """
+    if count == 0:
+        return file
+    end = (start + count - 1) % _U64
+    out: list[SubidLine | str] = []
+    tails: list[SubidLine | str] = []
+    changed = False
+    for line in file.lines:
+        r = line.shadow
+        if r is None or r.owner != owner:
+            out.append(line)
+            continue
+        first, last = r.start, (r.start + r.count - 1) % _U64
+        if end < first or start > last:
+            out.append(line)
+            continue
+        changed = True
+        if start <= first:
+            if end < last:
+                out.append(f"{owner}:{end + 1}:{last - end}")
+        elif end >= last:
+            out.append(f"{owner}:{first}:{start - first}")
+        else:
+            tails.append(f"{owner}:{end + 1}:{last - end}")
+            out.append(f"{owner}:{first}:{start - first}")
+    if not changed:
+        return file
+    return _reparse(file, out + tails)
+
+
+def shadow_usermod(
+    file: SubidFile,
+    owner: str,
+    *,
+    add: Sequence[IDRange] = (),
+    remove: Sequence[IDRange] = (),
+    accounts: Accounts | None = None,
+) -> SubidFile:
+    """The file ``usermod -v/-V`` writes: ``add``/``remove`` in command-line order.
+
+    usermod keeps the options in a list it PREPENDS to, so it applies them in reverse
+    order, and all removals before all additions.
+    """
+    for r in reversed(remove):
+        file = shadow_remove_range(file, owner, r.start, r.size)
+    for r in reversed(add):
+        file = shadow_add_range(file, owner, r.start, r.size, accounts=accounts)
+    return file
+
+
+def shadow_list_owner_ranges(
+    file: SubidFile, owner: str, *, accounts: Accounts | None = None, kind: str = "uid"
+) -> list[tuple[int, int]]:
+    """What ``getsubids OWNER`` (``kind="uid"``) or ``getsubids -g OWNER`` lists.
+
+    libsubid's ``list_owner_ranges``: every line shadow reads whose owner is ``owner``
+    or the decimal ID of ``owner``, in file order, as ``(start, count)`` (unsigned long
+    values, so a ``-1`` start shows as 18446744073709551615). For ``-g`` the ID is the
+    gid of the GROUP named ``owner`` (``getgrnam``), not the user's uid or primary gid.
+
+    >>> acc = Accounts.parse("alice:x:1000:1000::/:/bin/sh\\n", "alice:x:2000:\\n")
+    >>> f = SubidFile.parse("alice:1:1\\n1000:2:2\\n2000:3:3\\n")
+    >>> shadow_list_owner_ranges(f, "alice", accounts=acc)
+    [(1, 1), (2, 2)]
+    >>> shadow_list_owner_ranges(f, "alice", accounts=acc, kind="gid")
+    [(1, 1), (3, 3)]
+    """
+    ident: int | None = None
+    if accounts is not None:
+        ident = accounts.uid_of(owner) if kind == "uid" else accounts.gid_of(owner)
+    id_text = None if ident is None else str(ident)
+    out: list[tuple[int, int]] = []
+    for r in file.shadow_records:
+        # Both tests are made, so an owner "1000" that is also uid 1000 is listed twice.
+        if r.owner == owner:
+            out.append((r.start, r.count))
+        if id_text is not None and r.owner == id_text:
+            out.append((r.start, r.count))
+    return out
