@@ -146,6 +146,23 @@ def test_each_band_joins_its_container_run_to_its_host_run(m: IDMap) -> None:
         assert hx1 == pytest.approx(right["host", e.host], abs=0.15)
 
 
+def check_texts_inside(root: ET.Element) -> None:
+    """Every text fits in the picture (monospace: about 0.61 em a character)."""
+    width, height = float(root.get("width", "")), float(root.get("height", ""))
+    for t in root.iter(f"{NS}text"):
+        w = len(t.text or "") * 0.61 * float(t.get("font-size", ""))
+        x, y = float(t.get("x", "")), float(t.get("y", ""))
+        left = {"start": x, "middle": x - w / 2, "end": x - w}[t.get("text-anchor", "start")]
+        assert left >= 0 and left + w <= width, (t.text, left, left + w, width)
+        assert 8 <= y <= height, (t.text, y, height)
+
+
+@settings(max_examples=40, deadline=None)
+@given(drawable_maps())
+def test_map_texts_stay_inside_the_picture(m: IDMap) -> None:
+    check_texts_inside(parse(map_svg(m)))
+
+
 def test_seed_map_drawing() -> None:
     root = parse(map_svg(SEED))
     found = bars(root)
@@ -207,6 +224,7 @@ def test_text_is_escaped() -> None:
 def test_set_svg_tiles_and_colours_exactly_the_set(s: IDSet) -> None:
     found = bars(parse(set_svg(s)))
     check_tiling(found)
+    check_texts_inside(parse(set_svg(s)))
     runs = {(b.first, b.last) for b in found if "not mapped" not in b.title}
     assert runs == {(r.start, r.last) for r in s.ranges}
 

@@ -379,7 +379,9 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
     # Row 0: the overflow marker; then the container labels, stacked upwards.
     c_labels = _axis_labels(c_axis)
     _, c_rows = _draw_labels(c_labels, 0, -1)
-    c_base = 8 + _ROW + c_rows * _ROW
+    # Rows from the top: the overflow note, its marker, then the container labels.
+    note_y, marker_y = 12, 16
+    c_base = marker_y + 12 + c_rows * _ROW
     c_texts, _ = _draw_labels(c_labels, c_base, -1)
     c_y = c_base + 6
     ox = c_axis.x(overflow)
@@ -389,15 +391,16 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
         note = f"{overflow} = overflow ID (unused: every host ID is mapped)"
     elif mapped:
         note += " (it is also mapped)"
-    top_y = c_base - c_rows * _ROW - 2
-    anchor = "end" if ox - _LEFT > width / 2 else "start"
-    body.append(_text(ox + (-8 if anchor == "end" else 8), top_y, note, anchor=anchor,
-                      px=_SMALL_PX, fill=_OVERFLOW))
+    # Centred over the marker, moved sideways as far as needed to stay in the picture.
+    note_w = _text_width(note, _SMALL_PX)
+    total = _LEFT + width + _RIGHT
+    note_x = max(4.0, min(ox - note_w / 2, total - 4 - note_w))
+    body.append(_text(note_x, note_y, note, px=_SMALL_PX, fill=_OVERFLOW))
     body.append(
-        f'<line x1="{_num(ox)}" y1="{_num(top_y - 8)}" x2="{_num(ox)}" y2="{_num(c_y + _BAR)}" '
+        f'<line x1="{_num(ox)}" y1="{_num(marker_y + 2)}" x2="{_num(ox)}" y2="{_num(c_y + _BAR)}" '
         f'stroke="{_OVERFLOW}" stroke-width="1.5" stroke-dasharray="3 2"/>'
     )
-    body.append(f'<path d="M{_num(ox - 5)} {_num(top_y - 10)} h10 l-5 9 z" fill="{_OVERFLOW}"/>')
+    body.append(f'<path d="M{_num(ox - 5)} {_num(marker_y)} h10 l-5 9 z" fill="{_OVERFLOW}"/>')
     body += c_texts  # over the marker line
 
     h_y = c_y + _BAR + _BAND
