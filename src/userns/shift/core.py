@@ -1,0 +1,513 @@
+"""``shift_tree``, ``unshift_tree`` and ``audit_tree``: the coordinator of a shift.
+
+It opens the root, builds the translation, takes the journal (resuming when one of the
+same shift is there), runs the walk in one or more processes, and changes the root's own
+inode last, so a root in its final state means a finished tree. See :mod:`.walk` for the
+walk itself and :mod:`.journal` for resuming.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import selectors
+import signal
+import struct
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+from ..maps import IDMap, IDMapPair
+from ..ranges import IDSet
+from .journal import Journal, JournalWriter, Record
+from .report import (
+    AuditReport,
+    AuditState,
+    OwnerChange,
+    PathError,
+    Progress,
+    ShiftError,
+    ShiftReport,
+    UnmappedID,
+    UnmappedOwnersError,
+)
+from .translate import IDTranslator, Policy, check_policy, compose
+from .walk import Walker, open_root
+
+__all__ = ["audit_tree", "default_journal_path", "shift_tree", "unshift_tree"]
+
+OnError = Literal["stop", "continue"]
+
+
+def _overflow_ids() -> tuple[int, int]:
+    out = []
+    for name in ("overflowuid", "overflowgid"):
+        try:
+            with open(f"/proc/sys/kernel/{name}", encoding="ascii") as f:
+                out.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            out.append(65534)
+    return out[0], out[1]
+
+
+def default_journal_path(root: str | os.PathLike[str]) -> str:
+    """Where a shift of ``root`` keeps its journal: a hidden sibling of the tree.
+
+    >>> default_journal_path("/var/lib/vols/web/")
+    '/var/lib/vols/.web.userns-shift'
+    """
+    path = os.path.abspath(os.fspath(root))
+    parent, name = os.path.split(path)
+    if not name:
+        raise ValueError("the journal of a shift of / must be given explicitly (journal=...)")
+    return os.path.join(parent, f".{name}.userns-shift")
+
+
+def _triples(m: IDMap) -> list[list[int]]:
+    return [[e.container, e.host, e.size] for e in m]
+
+
+def _set_pdeathsig() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux glibc
+        pass
+
+
+class _Chan:
+    """Length-prefixed pickles over a pipe."""
+
+    def __init__(self, rfd: int = -1, wfd: int = -1) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.buf = b""
+
+    def send(self, obj: object) -> None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(struct.pack("<Q", len(data)) + data)
+        while view:
+            view = view[os.write(self.wfd, view):]
+
+    def feed(self) -> list[Any] | None:
+        """Read what is there; the complete messages, or ``None`` at end of file."""
+        chunk = os.read(self.rfd, 1 << 20)
+        if not chunk:
+            return None
+        self.buf += chunk
+        out = []
+        while len(self.buf) >= 8:
+            (size,) = struct.unpack_from("<Q", self.buf)
+            if len(self.buf) < 8 + size:
+                break
+            out.append(pickle.loads(self.buf[8:8 + size]))
+            self.buf = self.buf[8 + size:]
+        return out
+
+    def recv(self) -> Any:
+        """Block until one message arrives."""
+        while True:
+            msgs = self.feed()
+            if msgs is None:
+                raise EOFError("the coordinator went away")
+            if msgs:
+                return msgs[0]
+
+
+def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("entries", "changed", "unchanged", "hardlinks", "modes_restored",
+            "capabilities", "acls", "planned")
+    total: dict[str, Any] = dict.fromkeys(keys, 0)
+    owner: Counter[tuple[str, int, int]] = Counter()
+    unmapped: dict[tuple[str, int], list[Any]] = {}
+    mounts: list[str] = []
+    errors: list[PathError] = []
+    stopped = False
+    for s in summaries:
+        for k in total:
+            total[k] += s[k]
+        owner.update(s["owner_changes"])
+        for key, (count, examples) in s["unmapped"].items():
+            slot = unmapped.setdefault(key, [0, []])
+            slot[0] += count
+            slot[1] = (slot[1] + examples)[:3]
+        mounts += s["skipped_mounts"]
+        errors += s["errors"]
+        stopped = stopped or s["stopped"]
+    total.update(owner_changes=owner, unmapped=unmapped, skipped_mounts=mounts,
+                 errors=errors, stopped=stopped)
+    return total
+
+
+def _report(root: str, merged: dict[str, Any], **extra: Any) -> ShiftReport:
+    owner = tuple(OwnerChange(k, o, n, c) for (k, o, n), c in sorted(merged["owner_changes"]
+                                                                     .items()))
+    unmapped = tuple(UnmappedID(k, i, c, tuple(ex))
+                     for (k, i), (c, ex) in sorted(merged["unmapped"].items()))
+    return ShiftReport(
+        root=root,
+        entries=merged["entries"],
+        changed=merged["changed"],
+        unchanged=merged["unchanged"],
+        hardlinks=merged["hardlinks"],
+        modes_restored=merged["modes_restored"],
+        capabilities=merged["capabilities"],
+        acls=merged["acls"],
+        owner_changes=owner,
+        unmapped=unmapped,
+        skipped_mounts=tuple(sorted(merged["skipped_mounts"])),
+        errors=tuple(merged["errors"]),
+        **extra,
+    )
+
+
+class _Shift:
+    """One run of :func:`shift_tree` (the state the helpers share)."""
+
+    def __init__(self, root: str, uid_map: IDMap, gid_map: IDMap, policy: Policy,
+                 overflow: tuple[int, int], cross_mounts: bool, stop: bool,
+                 progress: Callable[[Progress], None] | None) -> None:
+        self.root = root
+        self.uid_map, self.gid_map = uid_map, gid_map
+        self.policy = policy
+        self.overflow = overflow
+        self.cross_mounts = cross_mounts
+        self.stop = stop
+        self.user_progress = progress
+        self.done_u: IDSet | None = None
+        self.done_g: IDSet | None = None
+        self.records: dict[tuple[int, int], Record] = {}
+        self.record_plain = True
+
+    def translators(self) -> tuple[IDTranslator, IDTranslator]:
+        return (IDTranslator(self.uid_map, self.policy, overflow=self.overflow[0],
+                             done=self.done_u),
+                IDTranslator(self.gid_map, self.policy, overflow=self.overflow[1],
+                             done=self.done_g))
+
+    def walker(self, fd: int, st: os.stat_result, journal: JournalWriter | None,
+               part: int = 0, parts: int = 1,
+               progress: Callable[[str, int], None] | None = None) -> Walker:
+        u, g = self.translators()
+        return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
+                      journal=journal, record_plain=self.record_plain,
+                      cross_mounts=self.cross_mounts, stop_on_error=self.stop,
+                      part=part, parts=parts, progress=progress)
+
+    def progress(self, phase: str, done: int, total: int | None = None) -> None:
+        if self.user_progress is not None:
+            self.user_progress(Progress(phase, done, total))
+
+
+def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | None,
+                   preflight: bool, decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    writer = journal.writer("w0") if journal is not None else None
+    walker = run.walker(fd, st, writer, progress=run.progress)
+    try:
+        if not preflight:
+            walker.scan(stream=True)
+        else:
+            walker.scan(stream=False)
+            if decide(walker.summary()):
+                total = walker.planned
+                walker.progress = lambda phase, n: run.progress(phase, n, total)
+                if writer is not None:
+                    writer.flush()
+                walker.apply()
+        return walker.summary()
+    finally:
+        walker.cache.close()
+        if writer is not None:
+            writer.close()
+
+
+def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part: int,
+                 parts: int, preflight: bool, chan: _Chan) -> None:
+    writer = journal.writer(f"w{part}")
+    walker = run.walker(fd, st, writer, part, parts,
+                        progress=lambda phase, n: chan.send(("progress", phase, n)))
+    if not preflight:
+        walker.scan(stream=True)
+    else:
+        walker.scan(stream=False)
+        chan.send(("scanned", walker.summary()))
+        if chan.recv() == "go":
+            writer.flush()
+            walker.apply()
+    writer.flush()
+    chan.send(("done", walker.summary()))
+
+
+def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, parts: int,
+                preflight: bool, decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    parent_pid = os.getpid()
+    kids: list[tuple[int, _Chan]] = []
+    try:
+        for part in range(parts):
+            up_r, up_w = os.pipe2(os.O_CLOEXEC)
+            down_r, down_w = os.pipe2(os.O_CLOEXEC)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child (coverage cannot see it)
+                code = 1
+                try:
+                    os.close(up_r)
+                    os.close(down_w)
+                    for _, other in kids:
+                        os.close(other.rfd)
+                        os.close(other.wfd)
+                    _set_pdeathsig()
+                    if os.getppid() != parent_pid:
+                        os._exit(1)
+                    chan = _Chan(down_r, up_w)
+                    try:
+                        _worker_main(run, fd, st, journal, part, parts, preflight, chan)
+                        code = 0
+                    except BaseException as exc:
+                        chan.send(("crash", f"{type(exc).__name__}: {exc}",
+                                   traceback.format_exc()))
+                finally:
+                    os._exit(code)
+            os.close(up_w)
+            os.close(down_r)
+            kids.append((pid, _Chan(up_r, down_w)))
+        return _collect(run, kids, preflight, decide)
+    except BaseException:
+        for pid, _ in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        for pid, chan in kids:
+            os.close(chan.rfd)
+            os.close(chan.wfd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
+             decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    sel = selectors.DefaultSelector()
+    for i, (_, chan) in enumerate(kids):
+        sel.register(chan.rfd, selectors.EVENT_READ, i)
+    scanned: dict[int, dict[str, Any]] = {}
+    done: dict[int, dict[str, Any]] = {}
+    counts: dict[tuple[str, int], int] = {}
+    total: int | None = None
+    open_ = len(kids)
+    try:
+        while open_:
+            for key, _ in sel.select():
+                i = key.data
+                msgs = kids[i][1].feed()
+                if msgs is None:
+                    sel.unregister(key.fd)
+                    open_ -= 1
+                    if i not in done:
+                        raise ShiftError(f"shift worker {i} died; the journal is kept, run "
+                                         "the shift again to resume", _report(run.root, _merge(
+                                             list(done.values()))), reason="worker-died")
+                    continue
+                for msg in msgs:
+                    if msg[0] == "progress":
+                        counts[msg[1], i] = msg[2]
+                        phase = msg[1]
+                        run.progress(phase, sum(v for (p, _), v in counts.items()
+                                                if p == phase), total if phase == "apply"
+                                     else None)
+                    elif msg[0] == "scanned":
+                        scanned[i] = msg[1]
+                        if len(scanned) == len(kids):
+                            merged = _merge(list(scanned.values()))
+                            go = decide(merged)
+                            total = merged["planned"]
+                            for _, chan in kids:
+                                chan.send("go" if go else "abort")
+                    elif msg[0] == "done":
+                        done[i] = msg[1]
+                    elif msg[0] == "crash":
+                        raise ShiftError(f"shift worker {i} failed: {msg[1]}\n{msg[2]}",
+                                         _report(run.root, _merge(list(done.values()))),
+                                         reason="worker-failed")
+    finally:
+        sel.close()
+    return _merge([done[i] for i in sorted(done)])
+
+
+def shift_tree(
+    root: str | os.PathLike[str],
+    target: IDMapPair | None,
+    *,
+    source: IDMapPair | None = None,
+    policy: Policy = "error",
+    overflow: tuple[int, int] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    cross_mounts: bool = False,
+    on_error: OnError = "stop",
+    workers: int | None = None,
+    durable: bool = True,
+) -> ShiftReport:
+    """Re-own every inode under ``root`` from ``source`` host IDs to ``target`` host IDs.
+
+    An inode owned by host ID ``h`` (uids and gids separately) gets
+    ``target.to_host(source.to_container(h))``; with no ``source`` the tree holds
+    container IDs, with no ``target`` the result is container IDs (an unshift, see
+    :func:`unshift_tree`). Named ACL entries and v3 capability root uids are translated
+    alike; setuid/setgid modes and capabilities survive the ``chown``; hard-linked inodes
+    are changed once; symlinks are never followed; other filesystems are not entered
+    unless ``cross_mounts``; an inode already right is not touched.
+
+    ``policy`` decides IDs that cannot be translated: ``error`` (a preflight finds them
+    all and :class:`UnmappedOwnersError` is raised before any change), ``skip`` or
+    ``overflow`` (the IDs in ``overflow``, by default the kernel's overflowuid/gid).
+    ``on_error`` decides per-path failures (``stop`` raises :class:`ShiftError` after
+    the running batch, ``continue`` reports them); either way the journal is kept and
+    the same call later resumes. ``dry_run`` changes nothing and reports the plan.
+    ``progress`` gets :class:`Progress` values. ``workers`` processes share the walk
+    (default: two when there are two CPUs).
+
+    >>> import tempfile, os
+    >>> from userns import IDMap, IDMapPair
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.mkdir(f"{d}/tree"); os.chown(f"{d}/tree", 0, 0)
+    ...     r = shift_tree(f"{d}/tree", IDMapPair.both(IDMap.single(0, 100000, 65536)),
+    ...                    workers=1)
+    ...     os.stat(f"{d}/tree").st_uid, r.changed, r.complete
+    (100000, 1, True)
+    """
+    policy = check_policy(policy)
+    if on_error not in ("stop", "continue"):
+        raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
+    uid_map = compose(target.uid if target else None, source.uid if source else None)
+    gid_map = compose(target.gid if target else None, source.gid if source else None)
+    root_path = os.fspath(root)
+    ovf = overflow if overflow is not None else _overflow_ids()
+    run = _Shift(root_path, uid_map, gid_map, policy, ovf, cross_mounts,
+                 on_error == "stop", progress)
+    u_done, g_done = (t.idempotent_set() for t in run.translators())
+    run.record_plain = u_done is None or g_done is None
+    nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if nworkers < 1:
+        raise ValueError(f"workers must be >= 1: {nworkers}")
+    preflight = policy == "error" or dry_run
+
+    fd, st = open_root(root_path)
+    jr: Journal | None = None
+    try:
+        if not dry_run:
+            jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
+            header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
+                      "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
+            jr = Journal.open(jpath, header, durable=durable)
+            if jr.resumed:
+                run.records = jr.records()
+                if not run.record_plain:
+                    run.done_u, run.done_g = u_done, g_done
+        root_writer = jr.writer("root") if jr is not None else None
+        coord = run.walker(fd, st, root_writer)
+        root_rec = coord.examine_dir(coord.root, fd, st)
+        coord.planned += root_rec is not None
+        extra: dict[str, Any] = {"dry_run": dry_run, "resumed": bool(jr and jr.resumed),
+                                 "journal": jr.path if jr else None, "workers": nworkers}
+
+        def decide(merged: dict[str, Any]) -> bool:
+            if dry_run:
+                return False
+            return not (merged["unmapped"] or coord.unmapped or merged["stopped"])
+
+        if nworkers == 1 or dry_run:
+            extra["workers"] = 1
+            walked = _run_inprocess(run, fd, st, jr, preflight, decide)
+        else:
+            assert jr is not None
+            walked = _run_forked(run, fd, st, jr, nworkers, preflight, decide)
+        merged = _merge([walked, coord.summary()])
+        if dry_run:
+            return _report(root_path, merged, complete=False, **extra)
+        assert jr is not None and root_writer is not None
+        if policy == "error" and merged["unmapped"]:
+            report = _report(root_path, merged, complete=False, **extra)
+            if not jr.resumed:
+                root_writer.close()
+                jr.remove()
+                jr = None
+            raise UnmappedOwnersError(report)
+        if merged["errors"] or merged["stopped"]:
+            report = _report(root_path, merged, complete=False, **extra)
+            if on_error == "stop":
+                first = merged["errors"][0] if merged["errors"] else None
+                where = f": {first.path}: {first.message}" if first else ""
+                raise ShiftError(f"shift stopped at an error{where}; the journal "
+                                 f"{jr.path} is kept, run the same shift again to resume",
+                                 report)
+            return report
+        # Everything below the root is done: the root's own change marks the tree done.
+        if root_rec is not None:
+            root_writer.flush()
+            coord.set_state(fd, os.fstat(fd), root_rec)
+            coord.changed += 1
+        root_writer.close()
+        if durable:
+            os.sync()
+        jr.remove()
+        jr = None
+        merged = _merge([walked, coord.summary()])
+        return _report(root_path, merged, complete=True, **extra)
+    finally:
+        if jr is not None:
+            jr.close()
+        os.close(fd)
+
+
+def unshift_tree(root: str | os.PathLike[str], mapping: IDMapPair, **options: Any) -> ShiftReport:
+    """Undo :func:`shift_tree`: host IDs of ``mapping`` back to container IDs.
+
+    The same as ``shift_tree(root, None, source=mapping, **options)``.
+    """
+    return shift_tree(root, None, source=mapping, **options)
+
+
+def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
+               cross_mounts: bool = False) -> AuditReport:
+    """Count the owners under ``root`` and say whether the tree looks shifted by ``mapping``.
+
+    Changes nothing. An owner that is a container ID of the map (and not a host ID)
+    counts as unshifted, one that is a host ID (and not a container ID) as shifted;
+    IDs that are neither are listed in ``outside`` with example paths.
+
+    >>> import tempfile, os
+    >>> from userns import IDMap, IDMapPair
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.chown(d, 100000, 100000)
+    ...     audit_tree(d, IDMapPair.both(IDMap.single(0, 100000, 65536))).state
+    'shifted'
+    """
+    walker = Walker.for_audit(os.fspath(root), cross_mounts=cross_mounts)
+    try:
+        walker.run_audit()
+    finally:
+        walker.close()
+    shifted = unshifted = 0
+    outside: list[UnmappedID] = []
+    for kind, counter, m in (("uid", walker.uids, mapping.uid), ("gid", walker.gids,
+                                                                  mapping.gid)):
+        host, cont = m.host_ids(), m.container_ids()
+        for value, count in sorted(counter.items()):
+            in_host, in_cont = value in host, value in cont
+            if in_host and not in_cont:
+                shifted += count
+            elif in_cont and not in_host:
+                unshifted += count
+            elif not in_host and not in_cont:
+                outside.append(UnmappedID(kind, value, count,
+                                          tuple(walker.examples.get((kind, value), ()))))
+    state: AuditState = ("mixed" if shifted and unshifted else "shifted" if shifted
+                         else "unshifted" if unshifted else "unknown")
+    return AuditReport(
+        root=os.fspath(root), entries=walker.entries, uids=dict(walker.uids),
+        gids=dict(walker.gids), outside=tuple(outside), state=state,
+        skipped_mounts=tuple(walker.skipped_mounts), errors=tuple(walker.errors),
+    )

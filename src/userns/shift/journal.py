@@ -1,0 +1,255 @@
+"""The write-ahead journal that makes an interrupted shift resume exactly.
+
+Before the shifter changes an inode it appends a record of the inode's whole final
+state (owner, mode to restore, extended attributes to write) to the journal and makes it
+durable; a resumed run sets every journalled inode to its recorded state and translates
+only the inodes without a record, so no inode is ever translated twice whatever the maps.
+Records are written in CRC-checked frames; a frame torn by a crash is ignored, and none of
+its changes had been made, since changes follow the frame's ``fsync``.
+
+The journal is a directory: ``header.json`` (what shift it belongs to), ``lock`` (held
+with ``flock`` for the run) and one ``*.log`` segment per writer. It is removed when the
+shift completes.
+
+>>> rec = Record(0, 0, 100000, 100000, 0o104755, ((CAPABILITY_CODE, b"\\x01"),))
+>>> decode_records(encode_records([(1, 2, rec)])) == {(1, 2): rec}
+True
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from ..errors import UsernsError
+from .xattrs import ACL_ACCESS, ACL_DEFAULT, CAPABILITY
+
+__all__ = [
+    "ACL_ACCESS_CODE",
+    "ACL_DEFAULT_CODE",
+    "CAPABILITY_CODE",
+    "NO_MODE",
+    "XATTR_NAMES",
+    "Journal",
+    "JournalError",
+    "JournalWriter",
+    "Record",
+    "decode_records",
+    "encode_records",
+]
+
+CAPABILITY_CODE = 0
+ACL_ACCESS_CODE = 1
+ACL_DEFAULT_CODE = 2
+#: Attribute names by their code in a record.
+XATTR_NAMES = (CAPABILITY, ACL_ACCESS, ACL_DEFAULT)
+#: ``Record.mode`` when no mode needs restoring.
+NO_MODE = 0xFFFFFFFF
+
+_VERSION = 1
+_REC = struct.Struct("<QQIIIIIH")
+_XATTR = struct.Struct("<BI")
+_FRAME = struct.Struct("<II")
+_ABSENT = 0xFFFFFFFF
+
+
+class JournalError(UsernsError, OSError):
+    """The journal cannot be used: another shift holds it (``busy``), it belongs to a
+    different shift (``journal-mismatch``) or it is unreadable (``bad-journal``)."""
+
+    reason = "journal"
+
+
+class Record(NamedTuple):
+    """The final state of one inode: owner before and after, the mode to restore
+    (:data:`NO_MODE` for none) and ``(code, value)`` attributes to write (value ``None``
+    to remove)."""
+
+    old_uid: int
+    old_gid: int
+    new_uid: int
+    new_gid: int
+    mode: int
+    xattrs: tuple[tuple[int, bytes | None], ...]
+
+
+def encode_records(items: Iterable[tuple[int, int, Record]]) -> bytes:
+    """One CRC-checked frame holding ``(st_dev, st_ino, record)`` items."""
+    parts: list[bytes] = []
+    for dev, ino, rec in items:
+        parts.append(_REC.pack(dev, ino, rec.old_uid, rec.old_gid, rec.new_uid,
+                               rec.new_gid, rec.mode, len(rec.xattrs)))
+        for code, value in rec.xattrs:
+            parts.append(_XATTR.pack(code, _ABSENT if value is None else len(value)))
+            if value is not None:
+                parts.append(value)
+    payload = b"".join(parts)
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def decode_records(data: bytes) -> dict[tuple[int, int], Record]:
+    """Every record of the complete frames in ``data`` (a torn last frame is ignored)."""
+    out: dict[tuple[int, int], Record] = {}
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        size, crc = _FRAME.unpack_from(data, pos)
+        payload = data[pos + _FRAME.size: pos + _FRAME.size + size]
+        if len(payload) != size or zlib.crc32(payload) != crc:
+            break
+        pos += _FRAME.size + size
+        off = 0
+        while off < size:
+            dev, ino, ou, og, nu, ng, mode, n = _REC.unpack_from(payload, off)
+            off += _REC.size
+            xattrs: list[tuple[int, bytes | None]] = []
+            for _ in range(n):
+                code, length = _XATTR.unpack_from(payload, off)
+                off += _XATTR.size
+                if length == _ABSENT:
+                    xattrs.append((code, None))
+                else:
+                    xattrs.append((code, payload[off:off + length]))
+                    off += length
+            out[dev, ino] = Record(ou, og, nu, ng, mode, tuple(xattrs))
+    return out
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JournalWriter:
+    """Appends frames to one segment; :meth:`flush` makes the pending records durable."""
+
+    def __init__(self, path: str, *, durable: bool) -> None:
+        self.path = path
+        self.durable = durable
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.pending: list[tuple[int, int, Record]] = []
+
+    def add(self, dev: int, ino: int, rec: Record) -> None:
+        """Queue a record; it is written by the next :meth:`flush`."""
+        self.pending.append((dev, ino, rec))
+
+    def flush(self) -> None:
+        """Write the queued records as one frame and (if durable) ``fdatasync`` it."""
+        if not self.pending:
+            return
+        data = encode_records(self.pending)
+        self.pending = []
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        if self.durable:
+            os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        """Close the segment (queued records are dropped: flush first)."""
+        os.close(self.fd)
+
+
+class Journal:
+    """The journal directory of one shift, locked for the life of this object.
+
+    :meth:`open` creates it or, when a journal of the same shift is there, takes it over
+    for a resume (:attr:`resumed` is then true and :meth:`records` has its records).
+    """
+
+    def __init__(self, path: str, lock_fd: int, resumed: bool, durable: bool) -> None:
+        self.path = path
+        self.lock_fd = lock_fd
+        self.resumed = resumed
+        self.durable = durable
+        self._segments = 0
+
+    @classmethod
+    def open(cls, path: str, header: dict[str, Any], *, durable: bool = True) -> Journal:
+        """Create or resume the journal at ``path`` for the shift described by ``header``."""
+        try:
+            os.mkdir(path, 0o700)
+            created = True
+        except FileExistsError:
+            created = False
+        if created and durable:
+            _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        lock_fd = os.open(os.path.join(path, "lock"),
+                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(lock_fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise JournalError(f"another shift is running with the journal {path}",
+                                   reason="busy") from None
+            raise
+        header = {"version": _VERSION, **header}
+        hpath = os.path.join(path, "header.json")
+        try:
+            with open(hpath, encoding="utf-8") as f:
+                found = json.load(f)
+        except FileNotFoundError:
+            found = None
+        except (OSError, ValueError) as exc:
+            os.close(lock_fd)
+            raise JournalError(f"cannot read {hpath}: {exc}", reason="bad-journal") from None
+        if found is None:
+            tmp = hpath + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(header, f, sort_keys=True)
+                f.flush()
+                if durable:
+                    os.fsync(f.fileno())
+            os.replace(tmp, hpath)
+            if durable:
+                _fsync_dir(path)
+            return cls(path, lock_fd, False, durable)
+        if found != json.loads(json.dumps(header)):
+            os.close(lock_fd)
+            raise JournalError(
+                f"the journal {path} belongs to a different shift (other maps, policy or "
+                "tree); finish that shift first or remove the journal",
+                reason="journal-mismatch")
+        return cls(path, lock_fd, True, durable)
+
+    def records(self) -> dict[tuple[int, int], Record]:
+        """Every record of every segment."""
+        out: dict[tuple[int, int], Record] = {}
+        for name in sorted(os.listdir(self.path)):
+            if name.endswith(".log"):
+                with open(os.path.join(self.path, name), "rb") as f:
+                    out.update(decode_records(f.read()))
+        return out
+
+    def writer(self, tag: str) -> JournalWriter:
+        """A new segment for one writer (a worker process or the coordinator)."""
+        self._segments += 1
+        name = f"{tag}-{os.getpid()}-{self._segments}.log"
+        return JournalWriter(os.path.join(self.path, name), durable=self.durable)
+
+    def remove(self) -> None:
+        """Delete the journal (the shift is complete) and release the lock."""
+        for name in os.listdir(self.path):
+            if name != "lock":
+                os.unlink(os.path.join(self.path, name))
+        os.unlink(os.path.join(self.path, "lock"))
+        os.rmdir(self.path)
+        if self.durable:
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock, keeping the journal for a later resume."""
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1

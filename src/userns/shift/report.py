@@ -1,0 +1,185 @@
+"""The typed results of a shift or an audit, and the errors a shift raises.
+
+Values only: the CLI prints them and turns them into JSON with ``to_dict()``.
+
+>>> r = ShiftReport(root="/srv/vol", entries=3, changed=2)
+>>> r.to_dict()["changed"], r.complete
+(2, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from ..errors import UsernsError
+
+__all__ = [
+    "AuditReport",
+    "AuditState",
+    "OwnerChange",
+    "PathError",
+    "Progress",
+    "ShiftError",
+    "ShiftReport",
+    "UnmappedID",
+    "UnmappedOwnersError",
+]
+
+#: ``unshifted``: every owner is a container ID; ``shifted``: every owner is a host ID of
+#: the map; ``mixed``: both; ``unknown``: no owner tells (all outside or on both sides).
+AuditState = Literal["unshifted", "shifted", "mixed", "unknown"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if attrs.has(type(value)):
+        return {f.name: _plain(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    return value
+
+
+@attrs.frozen
+class Progress:
+    """Where a running shift is: ``phase`` (``scan`` or ``apply``), inodes done so far,
+    and the total when known (the apply phase after a preflight).
+
+    >>> Progress("apply", 10, 40).fraction
+    0.25
+    """
+
+    phase: str
+    done: int
+    total: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total``, or ``None`` while the total is unknown."""
+        return None if not self.total else min(self.done / self.total, 1.0)
+
+
+@attrs.frozen
+class PathError:
+    """An operation failed on one path: which, the ``errno`` and a short ``reason``.
+
+    >>> PathError("a/b", "chown", 1, "EPERM", "Operation not permitted").reason
+    'EPERM'
+    """
+
+    path: str
+    operation: str
+    errno: int
+    reason: str
+    message: str
+
+
+@attrs.frozen
+class UnmappedID:
+    """An ID the shift could not translate: ``kind`` is ``uid``, ``gid``, ``acl-uid``,
+    ``acl-gid`` or ``cap-rootid``; ``count`` inodes use it; a few example paths."""
+
+    kind: str
+    id: int
+    count: int
+    examples: tuple[str, ...]
+
+
+@attrs.frozen
+class OwnerChange:
+    """``count`` inodes had ``kind`` (``uid``/``gid``) ``old`` and get (or got) ``new``."""
+
+    kind: str
+    old: int
+    new: int
+    count: int
+
+
+@attrs.frozen
+class ShiftReport:
+    """What a shift did (or, with ``dry_run``, would do).
+
+    ``entries`` inodes were examined, ``changed`` of them modified (``unchanged`` already
+    right); ``hardlinks`` counts extra names of inodes already handled;
+    ``modes_restored``, ``capabilities`` and ``acls`` count setuid/setgid modes put
+    back, capability values rewritten and ACL values shifted. ``complete`` is true when
+    the whole tree is done and the journal removed.
+    """
+
+    root: str
+    dry_run: bool = False
+    entries: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    hardlinks: int = 0
+    modes_restored: int = 0
+    capabilities: int = 0
+    acls: int = 0
+    owner_changes: tuple[OwnerChange, ...] = ()
+    unmapped: tuple[UnmappedID, ...] = ()
+    skipped_mounts: tuple[str, ...] = ()
+    errors: tuple[PathError, ...] = ()
+    resumed: bool = False
+    journal: str | None = None
+    workers: int = 1
+    complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (dicts, lists, ints, strings) for JSON."""
+        result: dict[str, Any] = _plain(self)
+        return result
+
+
+@attrs.frozen
+class AuditReport:
+    """What a tree holds, compared with a map, without changing anything.
+
+    ``uids``/``gids`` count inodes per owner; ``outside`` lists IDs that are neither a
+    container ID nor a host ID of the map, with example paths; ``state`` says whether
+    the tree looks unshifted, shifted or mixed.
+    """
+
+    root: str
+    entries: int
+    uids: dict[int, int]
+    gids: dict[int, int]
+    outside: tuple[UnmappedID, ...]
+    state: AuditState
+    skipped_mounts: tuple[str, ...] = ()
+    errors: tuple[PathError, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (dicts, lists, ints, strings) for JSON."""
+        result: dict[str, Any] = _plain(self)
+        return result
+
+
+class ShiftError(UsernsError, OSError):
+    """A shift stopped part-way: a path could not be changed (``reason`` ``path-error``)
+    or the walk found the tree changing under it. ``report`` says what was done; the
+    journal is kept, so running the same shift again resumes it.
+    """
+
+    reason = "path-error"
+
+    def __init__(self, message: str, report: ShiftReport, *, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.report = report
+
+
+class UnmappedOwnersError(UsernsError, LookupError):
+    """The preflight found IDs the maps cannot translate (policy ``error``); nothing was
+    changed. ``report`` lists them in ``unmapped``.
+    """
+
+    reason = "unmapped"
+
+    def __init__(self, report: ShiftReport) -> None:
+        ids = ", ".join(f"{u.kind} {u.id}" for u in report.unmapped[:5])
+        more = "" if len(report.unmapped) <= 5 else f" and {len(report.unmapped) - 5} more"
+        super().__init__(f"{len(report.unmapped)} IDs cannot be translated: {ids}{more}; "
+                         "nothing was changed (use policy 'skip' or 'overflow')")
+        self.report = report
+

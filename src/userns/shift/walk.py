@@ -1,0 +1,749 @@
+"""The fd-relative tree walker that examines and changes inodes (the I/O half of a shift).
+
+Every directory is opened with ``O_NOFOLLOW | O_DIRECTORY | O_NONBLOCK`` relative to an
+already verified parent descriptor and checked against the ``(st_dev, st_ino)`` its
+parent's listing gave (the ``shutil.rmtree`` stat/open/samestat pattern), so a name
+swapped for a symlink or another directory mid-walk cannot lead outside the tree. Every
+other operation is one name relative to a verified directory descriptor, never following
+a symlink: ``fstatat(AT_SYMLINK_NOFOLLOW)``, ``listxattrat(AT_SYMLINK_NOFOLLOW)`` and
+``fchownat(AT_SYMLINK_NOFOLLOW)``, three system calls for a plain file. Inodes with a
+setuid/setgid mode, a capability or an ACL are changed through an ``O_PATH`` descriptor
+verified the same way. The walk keeps an explicit stack and a bounded cache of directory
+descriptors (re-opened and re-verified from the root when evicted), so neither depth nor
+width is limited by recursion or by the open-file limit.
+
+A walker can work on a share of the tree: ``part``/``parts`` split the non-directory
+inodes (and each directory's own inode) by inode number, so several processes can shift
+one tree together, each hard-linked inode landing in one of them.
+
+>>> import tempfile
+>>> from userns import IDMap
+>>> with tempfile.TemporaryDirectory() as d:
+...     w = Walker.for_audit(d)
+...     w.run_audit()
+...     w.close()
+>>> w.entries
+1
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import os
+import platform
+import stat as stat_mod
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .journal import (
+    ACL_ACCESS_CODE,
+    ACL_DEFAULT_CODE,
+    CAPABILITY_CODE,
+    NO_MODE,
+    XATTR_NAMES,
+    JournalWriter,
+    Record,
+)
+from .report import PathError
+from .translate import IDTranslator
+from .xattrs import (
+    ACL_ACCESS,
+    ACL_DEFAULT,
+    CAPABILITY,
+    XattrFormatError,
+    shift_acl,
+    shift_capability,
+)
+
+__all__ = ["DIR_FLAGS", "Node", "Walker", "open_root"]
+
+DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_AT_SYMLINK_NOFOLLOW = 0x100
+_SETID = stat_mod.S_ISUID | stat_mod.S_ISGID
+_S_IFMT = 0o170000
+_S_IFDIR = stat_mod.S_IFDIR
+_S_IFLNK = stat_mod.S_IFLNK
+_S_IFREG = stat_mod.S_IFREG
+#: Directory descriptors kept open at once (far below any open-file limit).
+FD_CACHE = 48
+#: Pending changes per journal frame in streaming mode.
+BATCH = 4096
+#: Progress callback period, in inodes.
+PROGRESS_EVERY = 4096
+_CAP_B = CAPABILITY.encode() + b"\0"
+_ACCESS_B = ACL_ACCESS.encode() + b"\0"
+_DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
+
+
+class _ListXattrAt:
+    """``listxattrat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` (Linux 6.13), else ``llistxattr``
+    through ``/proc/self/fd/DIRFD/NAME``: one system call either way, no symlink followed."""
+
+    def __init__(self) -> None:
+        self.size = ctypes.c_size_t(65536)
+        self.buf = ctypes.create_string_buffer(65536)
+        self.nr = ctypes.c_long(465)
+        self.flags = ctypes.c_uint(_AT_SYMLINK_NOFOLLOW)
+        self.syscall: Any = None
+        if platform.machine() in ("x86_64", "aarch64"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.syscall
+            fn.restype = ctypes.c_long
+            self.syscall = fn
+            fd = os.open("/", DIR_FLAGS)
+            try:
+                if fn(self.nr, ctypes.c_int(fd), b".", self.flags, self.buf, self.size) < 0:
+                    self.syscall = None
+            finally:
+                os.close(fd)
+
+    def __call__(self, dirfd: int, name: str) -> bytes:
+        fn = self.syscall
+        if fn is not None:
+            n = fn(self.nr, dirfd, os.fsencode(name), self.flags, self.buf, self.size)
+            if n == 0:
+                return b""
+            if n > 0:
+                return self.buf.raw[:n] + b"\0"
+            err = ctypes.get_errno()
+            if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+                return b""
+            raise OSError(err, os.strerror(err), name)
+        try:
+            names = os.listxattr(f"/proc/self/fd/{dirfd}/{name}", follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+                return b""
+            raise
+        return b"".join(n.encode() + b"\0" for n in names)
+
+
+_listxattrat: _ListXattrAt | None = None
+
+
+def _lister() -> _ListXattrAt:
+    global _listxattrat
+    if _listxattrat is None:
+        _listxattrat = _ListXattrAt()
+    return _listxattrat
+
+
+class _Changed(Exception):
+    """A directory is no longer the inode its parent's listing named."""
+
+
+class Node:
+    """A directory of the walk: its parent, its name there, its ``(st_dev, st_ino)``."""
+
+    __slots__ = ("dev", "fd", "ino", "name", "parent")
+
+    def __init__(self, parent: Node | None, name: str, dev: int, ino: int, fd: int = -1) -> None:
+        self.parent = parent
+        self.name = name
+        self.dev = dev
+        self.ino = ino
+        self.fd = fd
+
+    def relpath(self, name: str | None = None) -> str:
+        """The path from the root of the walk (``.`` for the root itself)."""
+        parts = [] if name is None else [name]
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/".join(reversed(parts)) or "."
+
+
+def open_root(path: str) -> tuple[int, os.stat_result]:
+    """Open the root of a walk (not following a final symlink) and ``fstat`` it."""
+    fd = os.open(path, DIR_FLAGS)
+    return fd, os.fstat(fd)
+
+
+class _DirCache:
+    """Open directory descriptors, least recently used closed first, re-opened on demand."""
+
+    def __init__(self, limit: int = FD_CACHE) -> None:
+        self.limit = limit
+        self.lru: OrderedDict[Node, None] = OrderedDict()
+
+    def _put(self, node: Node, fd: int) -> None:
+        node.fd = fd
+        self.lru[node] = None
+        while len(self.lru) > self.limit:
+            old, _ = self.lru.popitem(last=False)
+            os.close(old.fd)
+            old.fd = -1
+
+    def fd(self, node: Node) -> int:
+        """An open descriptor of ``node``, verified to be the same directory."""
+        if node.fd >= 0:
+            if node in self.lru:
+                self.lru.move_to_end(node)
+            return node.fd
+        chain = []
+        n: Node | None = node
+        while n is not None and n.fd < 0:
+            chain.append(n)
+            n = n.parent
+        assert n is not None, "the root descriptor is never closed"
+        pfd = n.fd
+        for c in reversed(chain):
+            fd, _ = self._open(pfd, c)
+            pfd = fd
+        return pfd
+
+    def open_new(self, node: Node) -> tuple[int, os.stat_result]:
+        """Open ``node`` for the first time and return its descriptor and ``fstat``."""
+        assert node.parent is not None
+        return self._open(self.fd(node.parent), node)
+
+    def _open(self, pfd: int, node: Node) -> tuple[int, os.stat_result]:
+        fd = os.open(node.name, DIR_FLAGS, dir_fd=pfd)
+        st = os.fstat(fd)
+        if st.st_dev != node.dev or st.st_ino != node.ino:
+            os.close(fd)
+            raise _Changed(node.name)
+        self._put(node, fd)
+        return fd, st
+
+    def close(self) -> None:
+        """Close every cached descriptor."""
+        for node in self.lru:
+            os.close(node.fd)
+            node.fd = -1
+        self.lru.clear()
+
+
+class _Stop(Exception):
+    """The error policy says stop."""
+
+
+# A plan for one directory: its node, its own change (or None), plain changes
+# ``(name, uid, gid)`` and special changes ``(name, dev, ino, record)``.
+_Plan = tuple[Node, "Record | None", list[tuple[str, int, int]], list[tuple[str, int, int, Record]]]
+
+
+class Walker:
+    """Examines (and with :meth:`apply` changes) one share of a tree.
+
+    Built by the shift coordinator; counts and findings accumulate in attributes that
+    :meth:`summary` returns as plain data (it crosses a pipe from worker processes).
+    """
+
+    def __init__(
+        self,
+        root_fd: int,
+        root_st: os.stat_result,
+        root_path: str,
+        *,
+        uid: IDTranslator | None = None,
+        gid: IDTranslator | None = None,
+        records: dict[tuple[int, int], Record] | None = None,
+        journal: JournalWriter | None = None,
+        record_plain: bool = True,
+        cross_mounts: bool = False,
+        stop_on_error: bool = True,
+        part: int = 0,
+        parts: int = 1,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
+        self.root_path = root_path
+        self.uid = uid
+        self.gid = gid
+        self.records = records or {}
+        self.journal = journal
+        self.record_plain = record_plain
+        self.cross_mounts = cross_mounts
+        self.stop_on_error = stop_on_error
+        self.part = part
+        self.parts = parts
+        self.progress = progress
+        self.cache = _DirCache()
+        self.plans: list[_Plan] = []
+        self.pending = 0
+        self.stopped = False
+        # findings
+        self.entries = 0
+        self.changed = 0
+        self.unchanged = 0
+        self.hardlinks = 0
+        self.modes_restored = 0
+        self.capabilities = 0
+        self.acls = 0
+        self.planned = 0
+        self.owner_changes: Counter[tuple[str, int, int]] = Counter()
+        self.unmapped: dict[tuple[str, int], list[Any]] = {}
+        self.skipped_mounts: list[str] = []
+        self.errors: list[PathError] = []
+        self.uids: Counter[int] = Counter()
+        self.gids: Counter[int] = Counter()
+        self.examples: dict[tuple[str, int], list[str]] = {}
+
+    @classmethod
+    def for_audit(cls, path: str, *, cross_mounts: bool = False) -> Walker:
+        """A walker that only counts owners (see :meth:`run_audit`)."""
+        fd, st = open_root(path)
+        return cls(fd, st, path, cross_mounts=cross_mounts, stop_on_error=False)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _path(self, node: Node, name: str | None = None) -> str:
+        rel = node.relpath(name)
+        return self.root_path if rel == "." else os.path.join(self.root_path, rel)
+
+    def _error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
+        path = self._path(node, name)
+        if isinstance(exc, _Changed):
+            err = PathError(path, op, 0, "changed",
+                            "replaced by another inode during the walk; left alone")
+        elif isinstance(exc, XattrFormatError):
+            err = PathError(path, op, 0, exc.reason, exc.message)
+        elif isinstance(exc, OSError):
+            code = exc.errno or 0
+            err = PathError(path, op, code, errno_mod.errorcode.get(code, str(code)),
+                            exc.strerror or str(exc))
+        else:  # pragma: no cover - defensive
+            err = PathError(path, op, 0, type(exc).__name__, str(exc))
+        self.errors.append(err)
+        if self.stop_on_error:
+            self.stopped = True
+            raise _Stop
+
+    def _note_unmapped(self, kind: str, value: int, node: Node, name: str | None) -> None:
+        slot = self.unmapped.get((kind, value))
+        if slot is None:
+            slot = self.unmapped[kind, value] = [0, []]
+        slot[0] += 1
+        if len(slot[1]) < 3:
+            slot[1].append(self._path(node, name))
+
+    def _tick(self, phase: str, count: int) -> None:
+        if self.progress is not None and count % PROGRESS_EVERY == 0:
+            self.progress(phase, count)
+
+    # -- examining ----------------------------------------------------------------
+
+    def _translate(self, kind: str, tr: IDTranslator, value: int, node: Node,
+                   name: str | None) -> int:
+        new = tr(value)
+        if tr.unmapped and value in tr.unmapped:
+            self._note_unmapped(kind, value, node, name)
+        return new
+
+    def _special(self, node: Node, name: str | None, st: os.stat_result, names: bytes,
+                 read: Callable[[str], bytes | None]) -> Record | None:
+        """The final state of an inode with extended attributes or a setuid/setgid mode."""
+        assert self.uid is not None and self.gid is not None
+        uid, gid = st.st_uid, st.st_gid
+        nu = self._translate("uid", self.uid, uid, node, name)
+        ng = self._translate("gid", self.gid, gid, node, name)
+        moved = nu != uid or ng != gid
+        xattrs: list[tuple[int, bytes | None]] = []
+        fmt = st.st_mode & _S_IFMT
+
+        def u_acl(v: int) -> int:
+            return self._translate("acl-uid", self.uid, v, node, name)  # type: ignore[arg-type]
+
+        def g_acl(v: int) -> int:
+            return self._translate("acl-gid", self.gid, v, node, name)  # type: ignore[arg-type]
+
+        def u_cap(v: int) -> int:
+            return self._translate("cap-rootid", self.uid, v, node, name)  # type: ignore[arg-type]
+
+        if fmt == _S_IFREG and _CAP_B in names:
+            raw = read(CAPABILITY)
+            if raw is not None:
+                new = shift_capability(raw, u_cap)
+                # chown drops the capability: write it back whenever the owner moves.
+                if moved or new != raw:
+                    xattrs.append((CAPABILITY_CODE, new))
+        for code, key, attr in ((ACL_ACCESS_CODE, _ACCESS_B, ACL_ACCESS),
+                                (ACL_DEFAULT_CODE, _DEFAULT_B, ACL_DEFAULT)):
+            if key in names:
+                raw = read(attr)
+                if raw is not None:
+                    new = shift_acl(raw, u_acl, g_acl)
+                    if new != raw:
+                        xattrs.append((code, new))
+        mode = st.st_mode & 0o7777
+        restore = mode if moved and mode & _SETID and fmt != _S_IFDIR else NO_MODE
+        if not moved and not xattrs:
+            return None
+        return Record(uid, gid, nu, ng, restore, tuple(xattrs))
+
+    def _count_change(self, rec: Record) -> None:
+        if rec.old_uid != rec.new_uid:
+            self.owner_changes["uid", rec.old_uid, rec.new_uid] += 1
+        if rec.old_gid != rec.new_gid:
+            self.owner_changes["gid", rec.old_gid, rec.new_gid] += 1
+
+    def _resumed(self, rec: Record, st: os.stat_result) -> Record | None:
+        """The change still needed for a journalled inode (``None`` when it is done)."""
+        if (st.st_uid, st.st_gid) == (rec.new_uid, rec.new_gid) and not rec.xattrs \
+                and (rec.mode == NO_MODE or st.st_mode & 0o7777 == rec.mode):
+            return None
+        return rec
+
+    def examine_dir(self, node: Node, fd: int, st: os.stat_result) -> Record | None:
+        """The change the directory ``node`` (open as ``fd``) itself needs, if any."""
+        self.entries += 1
+        rec = self.records.get((st.st_dev, st.st_ino)) if self.records else None
+        if rec is not None:
+            return self._resumed(rec, st)
+        try:
+            names = b"".join(n.encode() + b"\0" for n in os.listxattr(fd))
+        except OSError as exc:
+            if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+                raise
+            names = b""
+
+        def read(attr: str) -> bytes | None:
+            try:
+                return os.getxattr(fd, attr)
+            except OSError as exc:
+                if exc.errno == errno_mod.ENODATA:
+                    return None
+                raise
+
+        new = self._special(node, None, st, names, read)
+        if new is None:
+            self.unchanged += 1
+            return None
+        self._count_change(new)
+        if self.journal is not None:
+            self.journal.add(st.st_dev, st.st_ino, new)
+        return new
+
+    def scan(self, *, stream: bool) -> None:
+        """Walk this walker's share; with ``stream`` apply changes in journalled batches,
+        else keep every change in :attr:`plans` for :meth:`apply`."""
+        try:
+            self._scan(stream)
+            if stream:
+                self._flush_apply()
+        except _Stop:
+            pass
+        finally:
+            if stream:
+                self.cache.close()
+
+    def _scan(self, stream: bool) -> None:
+        assert self.uid is not None and self.gid is not None
+        part, parts = self.part, self.parts
+        root = self.root
+        cache = self.cache
+        records = self.records
+        journal = self.journal if self.record_plain else None
+        seen: set[tuple[int, int]] = set()
+        ucache, gcache = self.uid.cache, self.gid.cache
+        uunm, gunm = self.uid.unmapped, self.gid.unmapped
+        utr, gtr = self.uid, self.gid
+        lister = _lister()
+        owner_changes = self.owner_changes
+        cross = self.cross_mounts
+        count = last = 0
+        stack: list[Node] = [root]
+        while stack:
+            node = stack.pop()
+            plain: list[tuple[str, int, int]] = []
+            special: list[tuple[str, int, int, Record]] = []
+            own: Record | None = None
+            if node is root:
+                fd = root.fd
+            else:
+                try:
+                    fd, dst = cache.open_new(node)
+                except (OSError, _Changed) as exc:
+                    self._error(node, None, "open", exc)
+                    continue
+                if node.ino % parts == part:
+                    try:
+                        own = self.examine_dir(node, fd, dst)
+                    except (OSError, XattrFormatError) as exc:
+                        self._error(node, None, "examine", exc)
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                self._error(node, None, "list", exc)
+                continue
+            dev = node.dev
+            for e in entries:
+                name = e.name
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        st = e.stat(follow_symlinks=False)
+                        if st.st_mode & _S_IFMT != _S_IFDIR:
+                            continue  # replaced since the listing: the next run gets it
+                        if st.st_dev != dev and not cross:
+                            if st.st_ino % parts == part:
+                                self.skipped_mounts.append(self._path(node, name))
+                            continue
+                        stack.append(Node(node, name, st.st_dev, st.st_ino))
+                        continue
+                    if e.inode() % parts != part:
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno == errno_mod.ENOENT:
+                        continue  # removed since the listing
+                    self._error(node, name, "stat", exc)
+                    continue
+                count += 1
+                if count % PROGRESS_EVERY == 0 and self.progress is not None:
+                    self.progress("scan", count)
+                if st.st_dev != dev and not cross:
+                    self.skipped_mounts.append(self._path(node, name))
+                    continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    if key in seen:
+                        self.hardlinks += 1
+                        continue
+                    seen.add(key)
+                if records:
+                    rec = records.get((st.st_dev, st.st_ino))
+                    if rec is not None:
+                        need = self._resumed(rec, st)
+                        if need is None:
+                            self.unchanged += 1
+                        elif need.xattrs or need.mode != NO_MODE:
+                            special.append((name, st.st_dev, st.st_ino, need))
+                        else:
+                            plain.append((name, need.new_uid, need.new_gid))
+                        continue
+                mode = st.st_mode
+                fmt = mode & _S_IFMT
+                uid = st.st_uid
+                gid = st.st_gid
+                nu = ucache.get(uid)
+                if nu is None:
+                    nu = utr(uid)
+                if uunm and uid in uunm:
+                    self._note_unmapped("uid", uid, node, name)
+                ng = gcache.get(gid)
+                if ng is None:
+                    ng = gtr(gid)
+                if gunm and gid in gunm:
+                    self._note_unmapped("gid", gid, node, name)
+                if fmt == _S_IFLNK:
+                    names = b""
+                else:
+                    try:
+                        names = lister(fd, name)
+                    except OSError as exc:
+                        if exc.errno == errno_mod.ENOENT:
+                            continue
+                        self._error(node, name, "listxattr", exc)
+                        continue
+                if (names and (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names)) \
+                        or (mode & _SETID and (nu != uid or ng != gid)):
+                    base = f"/proc/self/fd/{fd}/{name}"
+
+                    def read(attr: str, base: str = base) -> bytes | None:
+                        try:
+                            return os.getxattr(base, attr, follow_symlinks=False)
+                        except OSError as exc:
+                            if exc.errno == errno_mod.ENODATA:
+                                return None
+                            raise
+
+                    try:
+                        rec = self._special(node, name, st, names, read)
+                    except (OSError, XattrFormatError) as exc:
+                        self._error(node, name, "examine", exc)
+                        continue
+                    if rec is None:
+                        self.unchanged += 1
+                        continue
+                    self._count_change(rec)
+                    if self.journal is not None:
+                        self.journal.add(st.st_dev, st.st_ino, rec)
+                    special.append((name, st.st_dev, st.st_ino, rec))
+                    continue
+                if nu == uid and ng == gid:
+                    self.unchanged += 1
+                    continue
+                if nu != uid:
+                    owner_changes["uid", uid, nu] += 1
+                if ng != gid:
+                    owner_changes["gid", gid, ng] += 1
+                if journal is not None:
+                    journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
+                plain.append((name, nu, ng))
+            self.entries += count - last
+            last = count
+            if own is not None or plain or special:
+                self.plans.append((node, own, plain, special))
+                self.planned += len(plain) + len(special) + (own is not None)
+                self.pending += len(plain) + len(special) + 1
+                if stream and self.pending >= BATCH:
+                    self._flush_apply()
+
+    # -- changing -----------------------------------------------------------------
+
+    def _flush_apply(self) -> None:
+        if self.journal is not None:
+            self.journal.flush()
+        self.apply()
+        self.pending = 0
+
+    def apply(self) -> None:
+        """Make every change in :attr:`plans` (their records already durable) and drop them."""
+        plans, self.plans = self.plans, []
+        chown = os.chown
+        done = 0
+        try:
+            for node, own, plain, special in plans:
+                try:
+                    fd = self.cache.fd(node)
+                except (OSError, _Changed) as exc:
+                    self._error(node, None, "open", exc)
+                    continue
+                for name, nu, ng in plain:
+                    try:
+                        chown(name, nu, ng, dir_fd=fd, follow_symlinks=False)
+                    except OSError as exc:
+                        if exc.errno != errno_mod.ENOENT:
+                            self._error(node, name, "chown", exc)
+                        continue
+                    self.changed += 1
+                    done += 1
+                    if done % PROGRESS_EVERY == 0 and self.progress is not None:
+                        self.progress("apply", done)
+                for name, dev, ino, rec in special:
+                    try:
+                        self._apply_special(fd, name, dev, ino, rec)
+                    except (OSError, _Changed) as exc:
+                        self._error(node, name, "apply", exc)
+                        continue
+                    self.changed += 1
+                    done += 1
+                if own is not None:
+                    try:
+                        self.set_state(fd, os.fstat(fd), own)
+                    except OSError as exc:
+                        self._error(node, None, "apply", exc)
+                        continue
+                    self.changed += 1
+                    done += 1
+        except _Stop:
+            pass
+
+    def _apply_special(self, dirfd: int, name: str, dev: int, ino: int, rec: Record) -> None:
+        pfd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
+        try:
+            st = os.fstat(pfd)
+            if st.st_dev != dev or st.st_ino != ino or stat_mod.S_ISLNK(st.st_mode):
+                raise _Changed(name)
+            # The magic link names exactly the verified inode.
+            self.set_state(f"/proc/self/fd/{pfd}", st, rec)
+        finally:
+            os.close(pfd)
+
+    def set_state(self, target: int | str, st: os.stat_result, rec: Record) -> None:
+        """Give the inode ``target`` (a descriptor or a ``/proc/self/fd`` path) the state
+        ``rec``: owner, then attributes (chown dropped the capability), then the mode
+        (chown cleared setuid/setgid). Only what differs is written."""
+        if (st.st_uid, st.st_gid) != (rec.new_uid, rec.new_gid):
+            os.chown(target, rec.new_uid, rec.new_gid)
+        for code, value in rec.xattrs:
+            attr = XATTR_NAMES[code]
+            try:
+                current: bytes | None = os.getxattr(target, attr)
+            except OSError as exc:
+                if exc.errno != errno_mod.ENODATA:
+                    raise
+                current = None
+            if current == value:
+                continue
+            if value is None:
+                os.removexattr(target, attr)
+            else:
+                os.setxattr(target, attr, value)
+            if code == CAPABILITY_CODE:
+                self.capabilities += 1
+            else:
+                self.acls += 1
+        if rec.mode != NO_MODE:
+            now = os.stat(target).st_mode & 0o7777
+            if now != rec.mode:
+                os.chmod(target, rec.mode)
+                self.modes_restored += 1
+
+    # -- audit --------------------------------------------------------------------
+
+    def run_audit(self) -> None:
+        """Count owners of every inode (hard links once), read-only."""
+        seen: set[tuple[int, int]] = set()
+        stack: list[Node] = [self.root]
+        root_st = os.fstat(self.root.fd)
+        self.entries += 1
+        self.uids[root_st.st_uid] += 1
+        self.gids[root_st.st_gid] += 1
+        try:
+            while stack:
+                node = stack.pop()
+                fd = node.fd if node is self.root else -1
+                if fd < 0:
+                    try:
+                        fd, _ = self.cache.open_new(node)
+                    except (OSError, _Changed) as exc:
+                        self._error(node, None, "open", exc)
+                        continue
+                try:
+                    with os.scandir(fd) as it:
+                        entries = list(it)
+                except OSError as exc:
+                    self._error(node, None, "list", exc)
+                    continue
+                for e in entries:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError as exc:
+                        if exc.errno != errno_mod.ENOENT:
+                            self._error(node, e.name, "stat", exc)
+                        continue
+                    if st.st_dev != node.dev and not self.cross_mounts:
+                        self.skipped_mounts.append(self._path(node, e.name))
+                        continue
+                    if stat_mod.S_ISDIR(st.st_mode):
+                        stack.append(Node(node, e.name, st.st_dev, st.st_ino))
+                    elif st.st_nlink > 1:
+                        key = (st.st_dev, st.st_ino)
+                        if key in seen:
+                            self.hardlinks += 1
+                            continue
+                        seen.add(key)
+                    self.entries += 1
+                    for kind, value, counter in (("uid", st.st_uid, self.uids),
+                                                 ("gid", st.st_gid, self.gids)):
+                        counter[value] += 1
+                        ex = self.examples.setdefault((kind, value), [])
+                        if len(ex) < 3:
+                            ex.append(self._path(node, e.name))
+        finally:
+            self.cache.close()
+
+    def close(self) -> None:
+        """Close the directory descriptors, the root's included."""
+        self.cache.close()
+        if self.root.fd >= 0:
+            os.close(self.root.fd)
+            self.root.fd = -1
+
+    def summary(self) -> dict[str, Any]:
+        """The findings as plain data."""
+        return {
+            "entries": self.entries, "changed": self.changed, "unchanged": self.unchanged,
+            "hardlinks": self.hardlinks, "modes_restored": self.modes_restored,
+            "capabilities": self.capabilities, "acls": self.acls, "planned": self.planned,
+            "owner_changes": dict(self.owner_changes), "unmapped": self.unmapped,
+            "skipped_mounts": self.skipped_mounts, "errors": self.errors,
+            "stopped": self.stopped,
+        }
