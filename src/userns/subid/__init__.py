@@ -28,6 +28,7 @@ from .allocate import (
     shadow_useradd,
     shadow_usermod,
 )
+from .lint import Finding, Severity, lint
 from .model import (
     LineKind,
     NumberReading,
@@ -43,7 +44,10 @@ from .model import (
 __all__ = [
     "Accounts",
     "AllocationError",
+    "Finding",
     "FreeSpace",
+    "Severity",
+    "lint",
     "allocate",
     "allocate_aligned",
     "allocate_many",
