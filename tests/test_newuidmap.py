@@ -209,7 +209,8 @@ def _scenarios(seed: int, n: int) -> list[dict[str, object]]:
     return out
 
 
-def _tools_available() -> str | None:
+def tools_available() -> str | None:
+    """Why the real-tool tests cannot run here, or None when they can."""
     if os.geteuid() != 0:
         return "needs root: bind mounts over /etc in a private mount namespace"
     for tool in ("newuidmap", "newgidmap", "unshare"):
@@ -221,7 +222,12 @@ def _tools_available() -> str | None:
     return None
 
 
-def _run_real(tmp_path: Path, scenarios: list[dict[str, object]]) -> list[dict[str, object]]:
+def run_as_user(tmp_path: Path, scenarios: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Run each scenario as the unprivileged test user, /etc files bind-mounted.
+
+    A scenario is ``{"tool": "newuidmap"|"newgidmap", "subid": TEXT, "extents": [...]}``
+    (run on a fresh user namespace) or ``{"cmd": ARGV, "subuid": TEXT, "subgid": TEXT}``.
+    """
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "passwd").write_text(
@@ -244,7 +250,7 @@ def _run_real(tmp_path: Path, scenarios: list[dict[str, object]]) -> list[dict[s
 
 @pytest.mark.kernel
 def test_differential_against_real_newuidmap(tmp_path: Path) -> None:
-    why = _tools_available()
+    why = tools_available()
     if why is not None:
         pytest.skip(why)
     scenarios = _scenarios(seed=20261123, n=300)
@@ -257,7 +263,7 @@ def test_differential_against_real_newuidmap(tmp_path: Path) -> None:
         {"tool": "newuidmap", "subid": f"{USER}:100000:100\n",
          "extents": [[0, 100000, 10], [5, 100050, 10]]},
     ]
-    results = _run_real(tmp_path, scenarios)
+    results = run_as_user(tmp_path, scenarios)
     assert len(results) == len(scenarios)
     allowed = 0
     for sc, real in zip(scenarios, results):
@@ -281,6 +287,34 @@ def test_differential_against_real_newuidmap(tmp_path: Path) -> None:
 # -- the helper that runs inside the private mount namespace ----------------------------
 
 
+_ENV = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"}
+
+
+def _command(cmd: list[str]) -> dict[str, object]:  # pragma: no cover - in the helper
+    run = subprocess.run(cmd, capture_output=True, text=True, env=_ENV)
+    return {"rc": run.returncode, "stdout": run.stdout, "stderr": run.stderr.strip()}
+
+
+def _as_user(sc: dict[str, object]) -> dict[str, object]:  # pragma: no cover - in the helper
+    """Run newuidmap/newgidmap on a fresh user namespace; what it said and installed."""
+    ns = subprocess.Popen(["unshare", "--user", "--", "sh", "-c", "echo ready; read x"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert ns.stdout is not None and ns.stdin is not None
+    ns.stdout.readline()  # unshare() has happened once sh runs
+    args = [str(v) for e in sc["extents"] for v in e]  # type: ignore[attr-defined]
+    run = subprocess.run([str(sc["tool"]), str(ns.pid), *args], capture_output=True,
+                         text=True, env=_ENV)
+    kind = "uid_map" if sc["tool"] == "newuidmap" else "gid_map"
+    with open(f"/proc/{ns.pid}/{kind}") as fh:
+        installed = [[int(x) for x in line.split()] for line in fh if line.strip()]
+    with open(f"/proc/{ns.pid}/setgroups") as fh:
+        setgroups = fh.read().strip()
+    ns.stdin.close()
+    ns.wait()
+    return {"rc": run.returncode, "stderr": run.stderr.strip(), "map": installed,
+            "setgroups": setgroups}
+
+
 def _helper(tmp: str) -> None:  # pragma: no cover - runs in a subprocess
     etc = os.path.join(tmp, "etc")
     for name in ("passwd", "group", "subuid", "subgid"):
@@ -289,11 +323,14 @@ def _helper(tmp: str) -> None:  # pragma: no cover - runs in a subprocess
         scenarios = json.load(fh)
     results = []
     for sc in scenarios:
-        target = "subuid" if sc["tool"] == "newuidmap" else "subgid"
-        # Rewrite in place: the bind mount shows this same inode as /etc/subuid.
-        with open(os.path.join(etc, target), "r+") as fh:
-            fh.truncate(0)
-            fh.write(sc["subid"])
+        # Rewrite in place: the bind mounts show these same inodes as /etc/sub[ug]id.
+        files = {"subuid": sc.get("subuid", ""), "subgid": sc.get("subgid", "")}
+        if "tool" in sc:
+            files["subuid" if sc["tool"] == "newuidmap" else "subgid"] = sc["subid"]
+        for name, text in files.items():
+            with open(os.path.join(etc, name), "r+") as fh:
+                fh.truncate(0)
+                fh.write(text)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -301,22 +338,7 @@ def _helper(tmp: str) -> None:  # pragma: no cover - runs in a subprocess
             os.setgroups([])
             os.setresgid(GID, GID, GID)
             os.setresuid(UID, UID, UID)
-            ns = subprocess.Popen(["unshare", "--user", "--", "sh", "-c", "echo ready; read x"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert ns.stdout is not None and ns.stdin is not None
-            ns.stdout.readline()  # unshare() has happened once sh runs
-            args = [str(v) for e in sc["extents"] for v in e]
-            run = subprocess.run([sc["tool"], str(ns.pid), *args], capture_output=True,
-                                 text=True, env={"PATH": os.environ.get("PATH", "")})
-            kind = "uid_map" if sc["tool"] == "newuidmap" else "gid_map"
-            with open(f"/proc/{ns.pid}/{kind}") as fh:
-                installed = [[int(x) for x in line.split()] for line in fh if line.strip()]
-            with open(f"/proc/{ns.pid}/setgroups") as fh:
-                setgroups = fh.read().strip()
-            ns.stdin.close()
-            ns.wait()
-            out = {"rc": run.returncode, "stderr": run.stderr.strip(), "map": installed,
-                   "setgroups": setgroups}
+            out = _as_user(sc) if "tool" in sc else _command(sc["cmd"])
             os.write(write_fd, json.dumps(out).encode())
             os._exit(0)
         os.close(write_fd)
