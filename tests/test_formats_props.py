@@ -1,0 +1,255 @@
+"""Property tests for every format: exact round trips, the kernel's acceptance rule at the
+ID boundaries, and fuzzed text into every parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from userns import ID_MAX, Extent, IDMap, IDMapPair, InvalidMapError, UsernsError
+from userns.formats import (
+    FORMATS,
+    NewIDMapCommand,
+    Side,
+    format_lxc,
+    format_newuidmap,
+    format_notation,
+    format_oci_config,
+    format_oci_mappings,
+    format_podman,
+    format_podman_pair,
+    format_raw_idmap,
+    format_unshare,
+    format_xmount,
+    get_format,
+    idmap_from_oci,
+    idmap_to_oci,
+    parse_lxc,
+    parse_newuidmap,
+    parse_newuidmap_command,
+    parse_notation,
+    parse_oci_config,
+    parse_oci_mappings,
+    parse_podman,
+    parse_podman_mappings,
+    parse_podman_pair,
+    parse_raw_idmap,
+    parse_unshare,
+    parse_xmount,
+    validate_map_write,
+)
+
+from .strategies import id_maps
+
+# -- strategies ----------------------------------------------------------------------------
+
+
+@st.composite
+def spread_maps(draw: st.DrawFn) -> IDMap:
+    """Maps from ``id_maps`` moved anywhere in the ID space, the top edge drawn often."""
+    m = draw(id_maps())
+    if not m:
+        return m
+    c_top = max(e.container + e.size for e in m)
+    h_top = max(e.host + e.size for e in m)
+    room_c, room_h = ID_MAX + 1 - c_top, ID_MAX + 1 - h_top
+    dc = draw(st.one_of(st.integers(0, room_c), st.sampled_from([0, room_c])))
+    dh = draw(st.one_of(st.integers(0, room_h), st.sampled_from([0, room_h])))
+    return IDMap(Extent(e.container + dc, e.host + dh, e.size) for e in m)
+
+
+def pairs() -> st.SearchStrategy[IDMapPair]:
+    same = spread_maps().map(IDMapPair.both)
+    different = st.builds(IDMapPair, spread_maps(), spread_maps())
+    return st.one_of(same, different)
+
+
+EDGE_TOP = IDMap([Extent(ID_MAX, 0, 1), Extent(0, ID_MAX, 1)])  # both largest IDs
+EDGE_ALL = IDMap.identity()  # 0 0 4294967295
+EDGE_TOUCH = IDMap([Extent(0, 10, 10), Extent(10, 0, 10)])  # touching on both sides
+
+
+# -- round trips of the one-map formats ------------------------------------------------------
+
+ONE_MAP: dict[str, tuple[Callable[[IDMap], str], Callable[[str], IDMap]]] = {
+    "oci": (format_oci_mappings, parse_oci_mappings),
+    "oci-indented": (lambda m: format_oci_mappings(m, indent=2), parse_oci_mappings),
+    "oci-objects": (idmap_to_oci, idmap_from_oci),  # type: ignore[dict-item]
+    "podman": (format_podman, parse_podman),
+    "unshare": (format_unshare, parse_unshare),
+    "unshare-legacy": (lambda m: format_unshare(m, legacy=True), parse_unshare),
+    "newuidmap": (format_newuidmap, parse_newuidmap),
+    "newuidmap-cmd": (lambda m: format_newuidmap(m, target=4242), parse_newuidmap),
+    "kernel": (format_notation, parse_notation),
+    "kernel-v": (lambda m: format_notation(m, lower="v", sep="\n"), parse_notation),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_MAP))
+@given(m=spread_maps())
+@example(m=EDGE_TOP)
+@example(m=EDGE_ALL)
+@example(m=EDGE_TOUCH)
+def test_one_map_round_trip(name: str, m: IDMap) -> None:
+    fmt, parse = ONE_MAP[name]
+    text = fmt(m)
+    assert parse(text) == m
+    assert fmt(parse(text)) == text  # the formatted text is canonical: a fixed point
+
+
+# -- round trips of the pair formats -----------------------------------------------------------
+
+PAIR: dict[str, tuple[Callable[[IDMapPair], str], Callable[[str], IDMapPair]]] = {
+    "oci-config": (format_oci_config, parse_oci_config),
+    "podman": (format_podman_pair, parse_podman_pair),
+    "lxc": (format_lxc, parse_lxc),
+    "incus": (format_raw_idmap, parse_raw_idmap),
+    "xmount": (format_xmount, parse_xmount),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIR))
+@given(pair=pairs())
+@example(pair=IDMapPair(EDGE_TOP, EDGE_ALL))
+@example(pair=IDMapPair.both(EDGE_TOUCH))
+@example(pair=IDMapPair(IDMap(), EDGE_TOP))
+def test_pair_round_trip(name: str, pair: IDMapPair) -> None:
+    fmt, parse = PAIR[name]
+    if name == "xmount" and not pair.uid and not pair.gid:
+        return  # an empty X-mount.idmap value is refused by mount itself
+    text = fmt(pair)
+    assert parse(text) == pair
+    assert fmt(parse(text)) == text
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@settings(max_examples=40)
+@given(pair=pairs(), side=st.sampled_from(["uid", "gid", "both"]))
+def test_registry_round_trip(name: str, pair: IDMapPair, side: str) -> None:
+    f = get_format(name)
+    if f.carries == "one" and side == "both":
+        pair = IDMapPair.both(pair.uid)
+    kept = pair if side == "both" else (
+        IDMapPair(pair.uid, IDMap()) if side == "uid" else IDMapPair(IDMap(), pair.gid))
+    if not f.accepts_empty and not kept.uid and not kept.gid:
+        return
+    text = f.format(pair, side=side)  # type: ignore[arg-type]
+    assert f.parse(text, side=side) == kept  # type: ignore[arg-type]
+
+
+# -- canonical texts are fixed points ------------------------------------------------------------
+
+CANONICAL = [
+    ("proc", "0 231072 65536\n"),
+    ("oci", '[{"containerID": 0, "hostID": 231072, "size": 65536}]'),
+    ("oci-config", format_oci_config(IDMapPair.both(IDMap.single(0, 231072, 65536)))),
+    ("podman", "0:200000:20 20:250000:65516"),
+    ("podman", "u0:1000:1 g0:2000:1"),
+    ("lxc", "lxc.idmap = u 0 231072 65536\nlxc.idmap = g 0 231072 65536\n"),
+    ("incus", "both 1000 1000"),
+    ("incus", "uid 1000-1002 0-2\ngid 50 50"),
+    ("unshare", "0:231072:65536"),
+    ("newuidmap", "0 200000 20 20 250000 65516"),
+    ("kernel", "u0:k231072:r65536"),
+    ("kernel", "u0:k0:r4294967295"),
+    ("xmount", "b:0:231072:65536"),
+    ("xmount", "u:1000:0:1 u:5000:1000:2 g:1001:1:2 g:5000:1000:2"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), CANONICAL)
+def test_canonical_text_is_a_fixed_point(name: str, text: str) -> None:
+    f = get_format(name)
+    assert f.format(f.parse(text)) == text
+
+
+# -- the kernel's acceptance rule, at the boundaries, in every format ------------------------------
+
+TEMPLATES: dict[str, Callable[[int, int, int], str]] = {
+    "proc": lambda c, h, s: f"{c} {h} {s}",
+    "oci": lambda c, h, s: f'[{{"containerID": {c}, "hostID": {h}, "size": {s}}}]',
+    "oci-config": lambda c, h, s: (
+        f'{{"linux": {{"uidMappings": [{{"containerID": {c}, "hostID": {h}, "size": {s}}}]}}}}'),
+    "podman": lambda c, h, s: f"{c}:{h}:{s}",
+    "lxc": lambda c, h, s: f"lxc.idmap = u {c} {h} {s}",
+    "incus": lambda c, h, s: f"uid {h}-{h + s - 1} {c}-{c + s - 1}",
+    "unshare": lambda c, h, s: f"{c}:{h}:{s}",
+    "unshare-legacy": lambda c, h, s: f"{h},{c},{s}",
+    "newuidmap": lambda c, h, s: f"newuidmap 1 {c} {h} {s}",
+    "kernel": lambda c, h, s: f"u{c}:k{h}:r{s}",
+    "xmount": lambda c, h, s: f"u:{c}:{h}:{s}",
+}
+
+BIG = 2**32 + 3
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+@given(c=st.integers(0, BIG), h=st.integers(0, BIG), s=st.integers(0, BIG))
+@example(c=0, h=0, s=1)
+@example(c=ID_MAX, h=0, s=1)
+@example(c=0, h=ID_MAX, s=1)
+@example(c=ID_MAX + 1, h=0, s=1)
+@example(c=0, h=ID_MAX + 1, s=1)
+@example(c=0, h=0, s=ID_MAX + 1)
+@example(c=1, h=0, s=ID_MAX + 1)
+@example(c=0, h=1, s=ID_MAX)
+@example(c=0, h=0, s=0)
+@example(c=0, h=2**32, s=1)
+def test_accepts_exactly_what_the_kernel_accepts(name: str, c: int, h: int, s: int) -> None:
+    try:
+        expected: IDMap | None = validate_map_write(f"{c} {h} {s}")
+    except InvalidMapError:
+        expected = None
+    reader = get_format(name.removesuffix("-legacy"))
+    text = TEMPLATES[name](c, h, s)
+    if expected is None:
+        with pytest.raises(UsernsError):
+            reader.parse(text)
+    else:
+        assert reader.parse(text).uid == expected
+
+
+# -- fuzzing: only userns errors escape ----------------------------------------------------------
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    **{name: f.parse for name, f in FORMATS.items()},
+    "podman-mappings": parse_podman_mappings,
+    "newuidmap-command": parse_newuidmap_command,
+}
+
+ALPHABET = "0123456789 :,-+@\n\t\r{}[]\"ugbkvr=.x/\\#é"
+WORDS = ["0", "1", "65536", "4294967294", "4294967295", "4294967296", "010", "0x1", ":", ",",
+         "-", " ", "\n", "u", "g", "b", "both", "uid", "gid", "lxc.idmap", "=", "@", "+",
+         "u0", "k1", "r1", '{"containerID": 0, "hostID": 1, "size": 1}', "[", "]", "{", "}",
+         '"linux"', '"uidMappings"', "null", "newuidmap", "X-mount.idmap=", "\\040", "/"]
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+@settings(max_examples=100)
+@given(text=st.one_of(st.text(max_size=80), st.text(ALPHABET, max_size=60),
+                      st.lists(st.sampled_from(WORDS), max_size=25).map("".join)))
+def test_fuzz_only_userns_errors(name: str, text: str) -> None:
+    try:
+        result = PARSERS[name](text)
+    except UsernsError as err:
+        assert err.reason  # every refusal names its rule
+        return
+    assert isinstance(result, (IDMap, IDMapPair, NewIDMapCommand, tuple))
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@settings(max_examples=100)
+@given(words=st.lists(st.sampled_from(WORDS), max_size=25))
+def test_fuzz_accepted_text_round_trips(name: str, words: list[str]) -> None:
+    f = get_format(name)
+    try:
+        pair = f.parse("".join(words))
+    except UsernsError:
+        return
+    sides: tuple[Side, Side] = ("uid", "gid")
+    for side in sides:
+        kept = f.parse(f.format(pair, side=side), side=side)
+        assert getattr(kept, side) == getattr(pair, side)
