@@ -28,6 +28,14 @@ from .allocate import (
     shadow_useradd,
     shadow_usermod,
 )
+from .edit import (
+    LockError,
+    add_subid_range,
+    edit_subid_file,
+    lock_file,
+    remove_subid_range,
+    write_subid_file,
+)
 from .lint import Finding, Severity, lint
 from .model import (
     LineKind,
@@ -45,6 +53,12 @@ __all__ = [
     "Accounts",
     "AllocationError",
     "Finding",
+    "LockError",
+    "add_subid_range",
+    "edit_subid_file",
+    "lock_file",
+    "remove_subid_range",
+    "write_subid_file",
     "FreeSpace",
     "Severity",
     "lint",
