@@ -11,6 +11,7 @@ from userns.subid import (
     Accounts,
     LineKind,
     SubidFile,
+    SubidLine,
     SubidParseError,
     docker_parse_int,
     shadow_strtoul,
@@ -228,3 +229,19 @@ def test_read_file(tmp_path: object) -> None:
     assert SubidFile.read(p.with_name("none"), missing_ok=True).lines == ()
     with pytest.raises(FileNotFoundError):
         SubidFile.read(p.with_name("none"))
+
+
+line_parts = st.sampled_from(
+    ["alice", "bob", "1000", "# a", "+n", "-n", " a", "a ", "a b", ":", "0", "1", "65536",
+     "100000", "4294967294", "4294967295", "0x10", "010", "-1", " 5", "5 ", "", "\t", "é"])
+
+
+@given(st.lists(line_parts, max_size=7).map("".join))
+@example("alice:100000:65536")
+@example("a:0:4294967295")
+@example("a:1:4294967294")
+def test_fast_path_agrees_with_the_three_readers(text: str) -> None:
+    fast = SubidLine.parse(text, 3, "\n", path="p")
+    slow = SubidLine._parse_slow(text, 3, "\n", path="p")
+    assert fast == slow
+    assert [p.reason for p in fast.problems] == [p.reason for p in slow.problems]

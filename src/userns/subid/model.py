@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
@@ -63,6 +64,12 @@ _C_SPACE = " \t\n\v\f\r"
 _GO_SPACE = frozenset(
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+#: owner:start:count with no white space at the ends, no sign, no leading zero, not a
+#: comment or NIS line: read the same by the strict syntax, shadow and Docker.
+_CANONICAL = re.compile(
+    r"([^:\s#+\-\x00](?:[^:\x00]*[^:\s\x00])?)"  # owner
+    r":(0|[1-9][0-9]{0,9}):([1-9][0-9]{0,9})\Z"  # start, count
 )
 _INT64_MAX = 2**63 - 1
 _INT64_MIN = -(2**63)
@@ -378,6 +385,21 @@ class SubidLine:
     def parse(cls, text: str, lineno: int, newline: str = "\n", *,
               path: str | None = None) -> SubidLine:
         """Read one line (``text`` without its terminator) the three ways."""
+        m = _CANONICAL.match(text)
+        if m is not None and len(text) < SHADOW_LINE_MAX // 4:
+            # The common case, read once: all three readers agree on a canonical line.
+            start, count = int(m[2]), int(m[3])
+            if start + count - 1 <= ID_MAX:
+                owner = m[1]
+                raw = RawRange(owner, start, count, lineno)
+                entry = SubidEntry(owner, IDRange(start, count), lineno, text)
+                return cls(text, newline, lineno, LineKind.ENTRY, (), raw, raw, entry)
+        return cls._parse_slow(text, lineno, newline, path=path)
+
+    @classmethod
+    def _parse_slow(cls, text: str, lineno: int, newline: str = "\n", *,
+                    path: str | None = None) -> SubidLine:
+        """The three readers, each on its own (what the fast path must agree with)."""
         kind, fields, problems = _strict(text, lineno, path)
         shadow = _shadow_reads(text, lineno)
         docker = _docker_reads(text, lineno)
