@@ -50,6 +50,37 @@ def test_page_examples_run(page: str) -> None:
     assert tried >= len(blocks)
 
 
+# -- the pictures embedded in the pages ----------------------------------------------------
+
+FIGURE = re.compile(r'(<!-- figure (\S+) -->\n<div class="userns-figure">)(.*?)(</div>)', re.DOTALL)
+
+
+def figures() -> dict[str, str]:
+    """The drawings the pages embed, by name, as display.map_svg draws them now."""
+    from userns import Extent, IDMap
+    from userns.display import map_svg
+
+    return {
+        "seed": map_svg(IDMap.single(0, 231072, 65536)),
+        "docker": map_svg(IDMap([Extent(0, 250000, 65516), Extent(65516, 200000, 20)])),
+        "podman": map_svg(IDMap([Extent(0, 200000, 20), Extent(20, 250000, 65516)])),
+    }
+
+
+def refresh_figures(text: str) -> str:
+    drawn = figures()
+    return FIGURE.sub(lambda m: m[1] + drawn[m[2]] + m[4], text)
+
+
+def test_embedded_pictures_are_current() -> None:
+    text = (DOCS / "concepts.md").read_text(encoding="utf-8")
+    names = [m[2] for m in FIGURE.finditer(text)]
+    assert names == ["seed", "docker", "podman"]
+    assert refresh_figures(text) == text, (
+        "docs/concepts.md has stale pictures: refresh with python -m tests.test_docs"
+    )
+
+
 # -- the Griffe extension -----------------------------------------------------------------
 
 
@@ -130,7 +161,17 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
                    "userns.formats.proc.validate_map_write", "userns.errors.UsernsError",
                    "userns.display.map_svg"):
         assert f'id="{anchor}"' in api, anchor
+    # The pictures reach the page untouched by Markdown.
+    concepts = (site / "concepts/index.html").read_text(encoding="utf-8")
+    for name, svg in figures().items():
+        assert svg in concepts, name
     # Docstring doctests are code blocks, not nested quotes, and no Sphinx role leaks.
     assert "<blockquote>" not in api
     assert ":class:" not in api and ":func:" not in api
     assert '<span class="gp">&gt;&gt;&gt; </span>' in api  # highlighted as a console session
+
+
+if __name__ == "__main__":
+    page = DOCS / "concepts.md"
+    page.write_text(refresh_figures(page.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"refreshed the pictures of {page.name}")
