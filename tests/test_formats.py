@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import doctest
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -516,3 +519,23 @@ def test_convert_examples() -> None:
     assert convert(LXC_CONF, "lxc", "proc", side="uid") == "0 200000 20\n20 250000 65516\n"
     with pytest.raises(FormatSideError):
         convert(LXC_CONF, "lxc", "proc")
+
+
+# -- the reference page ---------------------------------------------------------------------------
+
+
+def test_reference_page_examples_run() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "reference" / "formats.md"
+    blocks = re.findall(r"^```pycon\n(.*?)^```$", page.read_text(encoding="utf-8"),
+                        re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 10
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner()
+    globs: dict[str, object] = {}
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"formats.md[{i}]", str(page), 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        assert result.attempted > 0
+        assert result.failed == 0, f"example block {i} failed\n" + "".join(report)
