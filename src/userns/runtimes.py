@@ -800,6 +800,13 @@ def unshare_maps(
         0 if map_root_user else pw.gid if map_current_user else None)
     notes: list[Note] = []
     error: Note | None = None
+    # Both files are read while the options are parsed, before any newuidmap runs.
+    for f, file, explicit in ((fu, "subuid", map_users), (fg, "subgid", map_groups)):
+        if map_auto and explicit is None:
+            _, lineno, message = _unshare_read_subid(f, file, pw.name, pw.uid)
+            if message is not None:
+                return RuntimeMaps(runtime, None, None, error=Note(
+                    "unshare-subid", message, "error", file, lineno))
     results: list[tuple[IDMap | None, tuple[int, ...], tuple[int, ...] | None]] = []
     for kind, f, file, own, inner, explicit in (
         ("uid", fu, "subuid", pw.uid, inner_u, map_users),
@@ -811,11 +818,7 @@ def unshare_maps(
             rng = explicit
         elif map_auto:
             # read_subid_range looks both files up by the user's uid (real_euid).
-            rng, lineno, message = _unshare_read_subid(f, file, pw.name, pw.uid)
-            if message is not None:
-                error = error or Note("unshare-subid", message, "error", file, lineno)
-                results.append((None, (), None))
-                continue
+            rng, lineno, _ = _unshare_read_subid(f, file, pw.name, pw.uid)
             lines = (lineno,) if lineno is not None else ()
         if rng is None:
             if inner is None:
