@@ -245,7 +245,7 @@ def _draw_axis(axis: _Axis, y: float, name: str, colours: dict[int, str]) -> lis
             continue
         hidden = p.kind == "hidden"
         fill = _HIDDEN_FILL if hidden else _HOLE_FILL
-        what = "covered by extents not drawn" if hidden else "not mapped"
+        what = "including IDs of extents not drawn" if hidden else "not mapped"
         tip = f"{name} IDs {p.start}…{p.stop - 1}: {size} IDs {what}"
         out.append(
             f'<rect x="{_num(p.x0)}" y="{_num(y)}" width="{_num(w)}" height="{_BAR}" '
