@@ -197,6 +197,24 @@ def test_podman_at_and_plus_against_a_rootless_parent() -> None:
     assert split == IDMap([Extent(0, 0, 1), Extent(1, 7, 1)])
 
 
+def test_podman_options() -> None:
+    pair = parse_podman_pair("--uidmap=0:100000:65536 --gidmap 0:200000:65536")
+    assert pair.root == (100000, 200000)
+    # A kind with no option of its own takes the other kind's values, as in Podman.
+    assert parse_podman_pair("--gidmap=0:200000:65536").root == (200000, 200000)
+    assert parse_podman_pair("--uidmap 0:1:1 --uidmap=u1:2:1 --uidmap g1:3:1") == IDMapPair(
+        IDMap([Extent(0, 1, 1), Extent(1, 2, 1)]), IDMap([Extent(0, 1, 1), Extent(1, 3, 1)]))
+    assert reason_of(parse_podman_pair, "--uidmap=0:1:1 --userns=auto") == "unknown-option"
+    assert reason_of(parse_podman_pair, "--uidmap") == "syntax"
+    with pytest.raises(ParseError) as info:
+        parse_podman_pair("--uidmap=0:1:1 --gidmap=0:x:1", path="argv")
+    assert info.value.render() == (
+        "argv:1:27: expected the host ID (a base-10 number), found 'x' [syntax]\n"
+        "    --uidmap=0:1:1 --gidmap=0:x:1\n"
+        "                              ^"
+    )
+
+
 def test_podman_flag_filtering() -> None:
     ms = parse_podman_mappings("u0:1:1 g0:2:1")
     assert podman_idmap(ms, "uid") == IDMap.single(0, 1, 1)

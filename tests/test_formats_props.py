@@ -224,7 +224,8 @@ ALPHABET = "0123456789 :,-+@\n\t\r{}[]\"ugbkvr=.x/\\#é"
 WORDS = ["0", "1", "65536", "4294967294", "4294967295", "4294967296", "010", "0x1", ":", ",",
          "-", " ", "\n", "u", "g", "b", "both", "uid", "gid", "lxc.idmap", "=", "@", "+",
          "u0", "k1", "r1", '{"containerID": 0, "hostID": 1, "size": 1}', "[", "]", "{", "}",
-         '"linux"', '"uidMappings"', "null", "newuidmap", "X-mount.idmap=", "\\040", "/"]
+         '"linux"', '"uidMappings"', "null", "newuidmap", "X-mount.idmap=", "\\040", "/",
+         "--uidmap", "--gidmap="]
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

@@ -135,24 +135,32 @@ extends=False), PodmanMapping(container=1000, host=0, size=1, only=None, \
 host_in_parent=False, extends=False), PodmanMapping(container=5, host=2000, size=1, \
 only='uid', host_in_parent=True, extends=True))
     """
+    return _mappings(_all_tokens(text), path)
+
+
+def _all_tokens(text: str) -> list[Token]:
+    return [tok for lineno, line in enumerate(text.split("\n"), 1)
+            for tok in _tokens(line, line=lineno)]
+
+
+def _mappings(toks: Iterable[Token], path: str | None) -> tuple[PodmanMapping, ...]:
     out: list[PodmanMapping] = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        for tok in _tokens(line, line=lineno):
-            parts = split_token(tok, ":")
-            if len(parts) == 2:
-                # Podman: "container:host" maps one ID.
-                parts.append(Token("1", tok.line, tok.end, tok.line_text))
-                implicit = True
-            else:
-                implicit = False
-            if len(parts) % 3:
-                raise syntax(f"{tok.text!r} is not 'container:host:size' (or several of "
-                             "them joined by ':')", tok, path)
-            for i in range(0, len(parts), 3):
-                m = _triple(parts[i:i + 3], tok, path)
-                if implicit:
-                    m = attrs.evolve(m, token=tok)
-                out.append(m)
+    for tok in toks:
+        parts = split_token(tok, ":")
+        if len(parts) == 2:
+            # Podman: "container:host" maps one ID.
+            parts.append(Token("1", tok.line, tok.end, tok.line_text))
+            implicit = True
+        else:
+            implicit = False
+        if len(parts) % 3:
+            raise syntax(f"{tok.text!r} is not 'container:host:size' (or several of "
+                         "them joined by ':')", tok, path)
+        for i in range(0, len(parts), 3):
+            m = _triple(parts[i:i + 3], tok, path)
+            if implicit:
+                m = attrs.evolve(m, token=tok)
+            out.append(m)
     return tuple(out)
 
 
@@ -212,14 +220,51 @@ def parse_podman(text: str, *, path: str | None = None, kind: Kind = "uid",
     return podman_idmap(parse_podman_mappings(text, path=path), kind, parent=parent, path=path)
 
 
+def _options(toks: list[Token], path: str | None) -> tuple[list[Token], list[Token]]:
+    """The values of ``--uidmap``/``--gidmap`` options (``--uidmap=V`` or ``--uidmap V``)."""
+    values: dict[str, list[Token]] = {"--uidmap": [], "--gidmap": []}
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        name, eq, _ = tok.text.partition("=")
+        if name not in values:
+            raise syntax(f"expected --uidmap or --gidmap, found {tok.text!r}", tok, path,
+                         reason="unknown-option")
+        if eq:
+            values[name].append(tok.at(len(name) + 1, len(tok.text) - len(name) - 1))
+        elif i + 1 < len(toks):
+            i += 1
+            values[name].append(toks[i])
+        else:
+            raise syntax(f"{name} needs a value", tok, path)
+        i += 1
+    return values["--uidmap"], values["--gidmap"]
+
+
 def parse_podman_pair(text: str, *, path: str | None = None,
                       parent: IDMapPair | None = None) -> IDMapPair:
-    """Both maps Podman builds from ``--uidmap`` values alone (groups follow users,
-    except for triples flagged ``u`` or ``g``)."""
-    ms = parse_podman_mappings(text, path=path)
+    """Both maps Podman builds from ``--uidmap``/``--gidmap`` values.
+
+    ``text`` is either bare values, read as ``--uidmap`` values alone (groups follow
+    users, except for triples flagged ``u`` or ``g``), or options
+    ``--uidmap=V`` / ``--uidmap V`` / ``--gidmap …``. As in Podman, a kind with no option
+    of its own takes the other kind's values.
+
+    >>> parse_podman_pair("--uidmap=0:100000:65536 --gidmap 0:200000:65536").root
+    (100000, 200000)
+    >>> parse_podman_pair("--gidmap=0:200000:65536").root
+    (200000, 200000)
+    """
+    toks = _all_tokens(text)
+    if any(t.text.startswith("--") for t in toks):
+        uid_toks, gid_toks = _options(toks, path)
+        uid_ms, gid_ms = _mappings(uid_toks or gid_toks, path), _mappings(gid_toks or uid_toks,
+                                                                           path)
+    else:
+        uid_ms = gid_ms = _mappings(toks, path)
     return IDMapPair(
-        podman_idmap(ms, "uid", parent=parent.uid if parent else None, path=path),
-        podman_idmap(ms, "gid", parent=parent.gid if parent else None, path=path),
+        podman_idmap(uid_ms, "uid", parent=parent.uid if parent else None, path=path),
+        podman_idmap(gid_ms, "gid", parent=parent.gid if parent else None, path=path),
     )
 
 
