@@ -1,24 +1,737 @@
-"""The ``userns`` command line (a first version: the seed example only)."""
+"""The ``userns`` command line.
+
+Structured like pip: :func:`main` parses, dispatches to one function per command, and
+one place (:func:`main`) turns errors into a short message on stderr and an exit code:
+0 ok, 1 error or findings, 2 usage. Every command that reports something takes
+``--json`` (keys documented in ``docs/cli.md``). ``--debug`` shows the traceback.
+The commands only call the library and print; no domain logic lives here.
+"""
 
 from __future__ import annotations
 
+import argparse
+import errno
+import json
+import os
+import re
 import sys
+import textwrap
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
-from .formats.proc import format_proc
+from . import __version__
+from .errors import UsernsError
+from .formats.proc import format_proc, validate_map_write
+from .formats.registry import FORMATS, get_format
+from .ids import MAX_EXTENTS, OVERFLOW_ID
 from .maps import IDMap, IDMapPair
 
-__all__ = ["main"]
+__all__ = ["EXAMPLE_SUBGID", "EXAMPLE_SUBUID", "main"]
+
+#: The seed example ``explain --example`` runs on: Docker's default remap user.
+EXAMPLE_SUBUID = "dockremap:231072:65536\n"
+EXAMPLE_SUBGID = "dockremap:231072:65536\n"
+_EXAMPLE_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    "dockremap:x:999:999::/home/dockremap:/bin/false\n"
+)
+_EXAMPLE_GROUP = "root:x:0:\nnogroup:x:65534:\ndockremap:x:999:\n"
+
+_NOTABLE = (0, 33, 1000, 65534)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Show what Docker's ``userns-remap`` builds from ``dockremap:231072:65536``."""
-    del argv
-    m = IDMap.single(0, 231072, 65536)
-    out = sys.stdout
-    out.write("/etc/subuid: dockremap:231072:65536\n")
-    out.write(f"uid_map: {format_proc(m)}")
-    for c in (0, 33, 1000, 65534):
-        out.write(f"container {c} -> host {m.to_host(c)}\n")
-    out.write(f"host 0 (root) seen inside: {m.container_view(0)}\n")
-    out.write(f"Docker data root: /var/lib/docker/{IDMapPair.both(m).root_dir_name}\n")
+class CommandError(UsernsError, ValueError):
+    """A command was given something it cannot use (a missing file, a bad option value)."""
+
+    reason = "usage"
+
+
+class _Output:
+    """Where a command writes: plain text lines, or one JSON document at the end."""
+
+    def __init__(self, stream: TextIO, as_json: bool) -> None:
+        self.stream = stream
+        self.as_json = as_json
+
+    def line(self, text: str = "") -> None:
+        if not self.as_json:
+            self.stream.write(text + "\n")
+
+    def json(self, data: Any) -> None:
+        if self.as_json:
+            self.stream.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+# -- reading inputs ---------------------------------------------------------------------
+
+_PROC_LINE = re.compile(r"^\s*\d+\s+\d+\s+\d+\s*$")
+_NOTATION = re.compile(r"^[ugb]\d+:k\d+:r\d+")
+_XMOUNT = re.compile(r"^(X-mount\.idmap=)?[ugb]:\d+:\d+:\d+")
+_COLON_TRIPLE = re.compile(r"^[@+ug]*\d+:[@+]?\d+:\d+")
+_NEWUIDMAP = re.compile(r"^(new[ug]idmap\s+)?\d+(\s+\d+\s+\d+\s+\d+)+\s*$")
+
+
+def detect_format(text: str) -> str:
+    """Guess the format of a map text; raise :class:`CommandError` when unsure.
+
+    >>> detect_format("0 231072 65536"), detect_format("0:231072:65536")
+    ('proc', 'podman')
+    >>> detect_format('[{"containerID": 0, "hostID": 1, "size": 1}]')
+    'oci'
+    """
+    s = text.strip()
+    first = s.splitlines()[0].strip() if s else ""
+    if s.startswith("["):
+        return "oci"
+    if s.startswith("{"):
+        return "oci-config"
+    if first.startswith("lxc.idmap"):
+        return "lxc"
+    if first.split(" ", 1)[0] in ("both", "uid", "gid"):
+        return "incus"
+    if _NOTATION.match(first):
+        return "kernel"
+    if _XMOUNT.match(first):
+        return "xmount"
+    if all(_PROC_LINE.match(ln) for ln in s.splitlines() if ln.strip()) and s:
+        return "proc"
+    if _NEWUIDMAP.match(first):
+        return "newuidmap"
+    if _COLON_TRIPLE.match(first):
+        return "podman"
+    raise CommandError(
+        f"cannot tell the format of {first[:40]!r}; say it with --format "
+        f"({', '.join(sorted(FORMATS))})",
+        reason="unknown-format",
+    )
+
+
+def _read_text(value: str) -> tuple[str, str | None]:
+    """``@PATH`` or ``-`` (stdin) or the text itself; the text and its path, if any."""
+    if value == "-":
+        return sys.stdin.read(), "<stdin>"
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                return f.read(), path
+        except OSError as err:
+            raise CommandError(f"cannot read {path}: {err.strerror}", reason="io") from err
+    return value, None
+
+
+def _load_pair(value: str, fmt: str | None, side: str = "both") -> IDMapPair:
+    text, path = _read_text(value)
+    name = fmt or detect_format(text)
+    return get_format(name).parse(text, path=path, side=side)  # type: ignore[arg-type]
+
+
+def _read_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+    except OSError as err:
+        raise CommandError(f"cannot read {path}: {err.strerror}", reason="io") from err
+
+
+class _System:
+    """The subuid/subgid/passwd/group/login.defs a command works on."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        root = getattr(args, "root", None) or "/"
+        etc = os.path.join(root, "etc")
+        self.example = bool(getattr(args, "example", False))
+        self.subuid_path = getattr(args, "subuid", None) or os.path.join(etc, "subuid")
+        self.subgid_path = getattr(args, "subgid", None) or os.path.join(etc, "subgid")
+        self.passwd_path = getattr(args, "passwd", None) or os.path.join(etc, "passwd")
+        self.group_path = getattr(args, "group", None) or os.path.join(etc, "group")
+        self.login_defs_path = os.path.join(etc, "login.defs")
+        if self.example:
+            self.subuid_path, self.subgid_path = "subuid (example)", "subgid (example)"
+
+    def subid(self, kind: str) -> Any:
+        from .subid import SubidFile
+
+        if self.example:
+            text = EXAMPLE_SUBUID if kind == "uid" else EXAMPLE_SUBGID
+            return SubidFile.parse(text, path=f"sub{kind}")
+        path = self.subuid_path if kind == "uid" else self.subgid_path
+        return SubidFile.parse(_read_file(path), path=path)
+
+    def accounts(self) -> Any:
+        from .subid import Accounts
+
+        if self.example:
+            return Accounts.parse(_EXAMPLE_PASSWD, _EXAMPLE_GROUP)
+        return Accounts.parse(_read_file(self.passwd_path), _read_file(self.group_path))
+
+    def login_defs(self) -> Any:
+        from .logindefs import LoginDefs
+
+        if self.example:
+            return LoginDefs()
+        return LoginDefs.parse(_read_file(self.login_defs_path))
+
+
+def _add_system_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("files (default: the running system's)")
+    g.add_argument("--root", metavar="DIR", help="read DIR/etc/{subuid,subgid,passwd,group}")
+    g.add_argument("--subuid", metavar="FILE", help="the subuid file")
+    g.add_argument("--subgid", metavar="FILE", help="the subgid file")
+    g.add_argument("--passwd", metavar="FILE", help="the passwd file")
+    g.add_argument("--group", metavar="FILE", help="the group file")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _triples(m: IDMap | None) -> list[list[int]] | None:
+    return None if m is None else [[e.container, e.host, e.size] for e in m]
+
+
+# -- explain ----------------------------------------------------------------------------
+
+
+def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
+    from .runtimes import compare_runtimes, docker_remap
+    from .subid import lint
+
+    system = _System(args)
+    subuid, subgid = system.subid("uid"), system.subid("gid")
+    accounts = system.accounts()
+    remap = args.user
+    docker = docker_remap(subuid, subgid, remap, accounts=accounts)
+    user = "dockremap" if remap == "default" else remap.split(":", 1)[0]
+    findings = lint(subuid, subgid, accounts=accounts, defs=system.login_defs())
+    comparison_error: str | None = None
+    try:
+        comparison = compare_runtimes(subuid, subgid, user, accounts=accounts)
+    except UsernsError as err:
+        comparison = None
+        comparison_error = str(err)
+    data_root = os.path.join(args.data_root, docker.data_root) if docker.data_root else None
+    pair = docker.pair
+    data: dict[str, Any] = {
+        "remap": remap,
+        "user": user,
+        "subuid": system.subuid_path,
+        "subgid": system.subgid_path,
+        "docker": docker.to_dict(),
+        "uid_map_text": format_proc(pair.uid) if pair else None,
+        "gid_map_text": format_proc(pair.gid) if pair else None,
+        "data_root": data_root,
+        "translations": [],
+        "host_views": [],
+        "findings": [_finding_dict(f) for f in findings],
+        "comparison": comparison.to_dict() if comparison else None,
+    }
+    out.line(f"Docker --userns-remap={remap}: what dockerd would build")
+    out.line(f"  from {system.subuid_path} and {system.subgid_path}")
+    if pair is None:
+        why = docker.error.message if docker.error else "no map"
+        out.line(f"  no user namespace: {why}")
+    else:
+        for kind, m, lines in (("uid", pair.uid, docker.uid_lines),
+                               ("gid", pair.gid, docker.gid_lines)):
+            used = ", ".join(str(n) for n in lines)
+            out.line(f"\n{kind} map (sub{kind} lines {used}):")
+            for e in m:
+                out.line(f"  container {e.container}…{e.container + e.size - 1}"
+                         f"  ->  host {e.host}…{e.host + e.size - 1}  ({e.size} IDs)")
+        out.line("\ncontainer -> host (uid / gid):")
+        for c in _NOTABLE:
+            hu = pair.uid.to_host(c, None)
+            hg = pair.gid.to_host(c, None)
+            data["translations"].append({"container": c, "host_uid": hu, "host_gid": hg})
+            out.line(f"  {c:>6} -> {_show(hu)} / {_show(hg)}")
+        out.line("\nhost -> seen inside (uid / gid; 65534 = nobody/nogroup):")
+        root_uid, root_gid = pair.root
+        for h in sorted({0, 1000, root_uid, root_gid}):
+            vu = pair.uid.container_view(h)
+            vg = pair.gid.container_view(h)
+            data["host_views"].append({"host": h, "inside_uid": vu, "inside_gid": vg})
+            note = "  (host root: a root-owned host file is not root's inside)" if h == 0 else ""
+            out.line(f"  {h:>6} -> {vu} / {vg}{note}")
+        out.line("\n/proc/PID/uid_map:")
+        out.line("  " + format_proc(pair.uid).rstrip("\n").replace("\n", "\n  "))
+        out.line("/proc/PID/gid_map:")
+        out.line("  " + format_proc(pair.gid).rstrip("\n").replace("\n", "\n  "))
+        out.line(f"\nDocker data root: {data_root}")
+    for docker_note in docker.notes:
+        out.line(f"note: {docker_note.message}")
+    out.line("\nlint:" if findings else "\nlint: no findings")
+    for f in findings:
+        out.line("  " + f.render().replace("\n", "\n  "))
+    if comparison is not None:
+        out.line("\nwhere the other runtimes differ from Docker for this user:")
+        for r in comparison.results:
+            if r.runtime == "docker":
+                continue
+            diffs = [d for d in comparison.differences
+                     if {d.first, d.second} == {"docker", r.runtime}]
+            if not diffs:
+                out.line(f"  {r.runtime}: the same maps")
+                continue
+            kinds = " and ".join(d.kind for d in diffs)
+            out.line(textwrap.fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}",
+                                   width=100, initial_indent="  ", subsequent_indent="    "))
+    elif comparison_error:
+        out.line(f"\nother runtimes: not compared: {comparison_error}")
+    out.json(data)
+    return 0 if pair is not None else 1
+
+
+def _show(value: int | None) -> str:
+    return "unmapped" if value is None else str(value)
+
+
+def _finding_dict(f: Any) -> dict[str, Any]:
+    return {"reason": f.reason, "severity": str(f.severity), "message": f.message,
+            "path": f.path, "line": f.lineno, "owner": f.owner}
+
+
+# -- translate / convert -----------------------------------------------------------------
+
+
+def cmd_translate(args: argparse.Namespace, out: _Output) -> int:
+    pair = _load_pair(args.map, args.format)
+    m = pair.uid if args.kind == "uid" else pair.gid
+    if not m:
+        raise CommandError(f"the map has no {args.kind} map", reason="empty")
+    results = []
+    for value in args.ids:
+        if args.direction == "to-host":
+            got = m.to_host(value, None)
+        elif args.direction == "to-container":
+            got = m.to_container(value, None)
+        else:
+            got = m.container_view(value, args.overflow)
+        results.append({"id": value, "result": got})
+        out.line(f"{value} -> {_show(got)}")
+    out.json({"direction": args.direction, "kind": args.kind, "results": results})
+    unmapped = any(r["result"] is None for r in results)
+    return 1 if unmapped else 0
+
+
+def cmd_convert(args: argparse.Namespace, out: _Output) -> int:
+    text, path = _read_text(args.input)
+    src = args.from_ or detect_format(text)
+    pair = get_format(src).parse(text, path=path, side=args.side)
+    written = get_format(args.to).format(pair, side=args.side)
+    if out.as_json:
+        out.json({"from": get_format(src).name, "to": get_format(args.to).name,
+                  "text": written, "uid_map": _triples(pair.uid), "gid_map": _triples(pair.gid)})
+    else:
+        out.stream.write(written if written.endswith("\n") or not written else written + "\n")
     return 0
+
+
+# -- check -------------------------------------------------------------------------------
+
+_LEVELS = ("info", "warning", "error", "security")
+
+
+def cmd_check(args: argparse.Namespace, out: _Output) -> int:
+    if args.map is not None:
+        return _check_map(args, out)
+    from .subid import lint
+
+    system = _System(args)
+    findings = lint(system.subid("uid"), system.subid("gid"), accounts=system.accounts(),
+                    defs=system.login_defs())
+    threshold = _LEVELS.index(args.fail_on)
+    failing = [f for f in findings if int(f.severity) >= threshold]
+    for f in findings:
+        out.line(f.render())
+    out.line(f"{len(findings)} finding(s), {len(failing)} at or above {args.fail_on}")
+    out.json({"subuid": system.subuid_path, "subgid": system.subgid_path,
+              "findings": [_finding_dict(f) for f in findings], "failing": len(failing)})
+    return 1 if failing else 0
+
+
+def _check_map(args: argparse.Namespace, out: _Output) -> int:
+    text, path = _read_text(args.map)
+    parent = None
+    if args.parent is not None:
+        ptext, ppath = _read_text(args.parent)
+        parent = validate_map_write(ptext, path=ppath, page_size=1 << 30, max_extents=1 << 30)
+    max_extents = 5 if args.legacy else MAX_EXTENTS
+    try:
+        m = validate_map_write(text, path=path, parent=parent, max_extents=max_extents)
+    except UsernsError as err:
+        out.line(err.render())
+        loc = err.location
+        out.json({"ok": False, "reason": err.reason, "message": err.message,
+                  "line": loc.line if loc else None, "column": loc.column if loc else None})
+        return 1
+    out.line(f"ok: the kernel would install {len(m)} extent(s), {m.size} IDs")
+    out.line("  " + format_proc(m).rstrip("\n").replace("\n", "\n  "))
+    out.json({"ok": True, "map": _triples(m)})
+    return 0
+
+
+# -- allocate ----------------------------------------------------------------------------
+
+
+def cmd_allocate(args: argparse.Namespace, out: _Output) -> int:
+    from .ranges import IDRange
+    from .subid import add_subid_range, allocate, allocate_aligned
+
+    system = _System(args)
+    defs = system.login_defs()
+    kinds = ("uid", "gid") if args.kind == "both" else (args.kind,)
+    chosen: dict[str, IDRange] = {}
+    for kind in kinds:
+        f = system.subid(kind)
+        existing = f.ranges_for(args.user, None)
+        if existing and not args.force:
+            joined = ", ".join(str(r) for r in existing)
+            raise CommandError(
+                f"{args.user} already has sub{kind} ranges ({joined}); useradd would not "
+                "add another (use --force to allocate one more)",
+                reason="has-range",
+            )
+        if args.align > 1:
+            chosen[kind] = allocate_aligned(f, args.count, align=args.align, defs=defs,
+                                            kind=kind)
+        else:
+            chosen[kind] = allocate(f, args.count, defs=defs, kind=kind)
+    for kind, r in chosen.items():
+        out.line(f"sub{kind}: {args.user}:{r.start}:{r.size}   ({r})")
+    if args.write:
+        for kind, r in chosen.items():
+            path = system.subuid_path if kind == "uid" else system.subgid_path
+            add_subid_range(path, args.user, r, missing_ok=True)
+            out.line(f"wrote {path} (backup {path}-)")
+    out.json({"user": args.user, "written": bool(args.write),
+              "ranges": {k: {"start": r.start, "count": r.size} for k, r in chosen.items()}})
+    return 0
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, out: _Output) -> int:
+    from .kernel import run_in_userns
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CommandError("no command given: userns run --map MAP -- COMMAND [ARGS...]")
+    pair = _load_pair(args.map, args.format)
+    if args.gid_map is not None:
+        pair = IDMapPair(pair.uid, _load_pair(args.gid_map, args.format).gid)
+    sys.stdout.flush()
+    return run_in_userns(command, pair, uid=args.uid, gid=args.gid)
+
+
+# -- shift / unshift / audit -------------------------------------------------------------
+
+
+@contextmanager
+def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[Any], None] | None]:
+    if not enabled:
+        yield None
+        return
+    try:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+    except ImportError:  # the cli extra is not installed: plain output
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), transient=False)
+    task = bar.add_task(label, total=None)
+
+    def update(p: Any) -> None:
+        bar.update(task, description=f"{label}: {p.phase}", completed=p.done, total=p.total)
+
+    with bar:
+        yield update
+
+
+def _shift_like(args: argparse.Namespace, out: _Output, mode: str) -> int:
+    from .shift import ShiftError, UnmappedOwnersError, shift_tree
+
+    mapping = _load_pair(args.map, args.format)
+    source = _load_pair(args.source, args.format) if getattr(args, "source", None) else None
+    if mode == "shift":
+        target: IDMapPair | None = mapping
+    else:
+        target = source
+        source = mapping
+    show_bar = not out.as_json and not args.no_progress and sys.stderr.isatty()
+    overflow = (args.overflow, args.overflow)
+    with _progress_bar(show_bar, mode) as progress:
+        try:
+            report = shift_tree(args.path, target, source=source, policy=args.policy,
+                                overflow=overflow, dry_run=args.dry_run, progress=progress,
+                                journal=args.journal, cross_mounts=args.cross_mounts,
+                                on_error=args.on_error)
+        except (UnmappedOwnersError, ShiftError) as err:
+            report = err.report
+            _print_shift(report, out, mode)
+            out.json(report.to_dict())
+            raise
+    _print_shift(report, out, mode)
+    out.json(report.to_dict())
+    if report.dry_run:
+        return 1 if report.errors else 0
+    return 1 if report.errors or not report.complete else 0
+
+
+def _print_shift(report: Any, out: _Output, mode: str) -> None:
+    if report.dry_run:
+        out.line(f"{mode} {report.root} (dry run, nothing changed): {report.entries} entries; "
+                 "the plan:")
+    else:
+        out.line(f"{mode} {report.root}: {report.entries} entries, changed {report.changed}, "
+                 f"already right {report.unchanged}")
+    extra = []
+    if report.hardlinks:
+        extra.append(f"{report.hardlinks} hard-linked inodes seen once")
+    if report.modes_restored:
+        extra.append(f"{report.modes_restored} setuid/setgid modes restored")
+    if report.capabilities:
+        extra.append(f"{report.capabilities} capabilities kept")
+    if report.acls:
+        extra.append(f"{report.acls} ACLs shifted")
+    if extra:
+        out.line("  " + "; ".join(extra))
+    for c in report.owner_changes[:20]:
+        out.line(f"  {c.kind} {c.old} -> {c.new}: {c.count}")
+    for u in report.unmapped:
+        ex = ", ".join(u.examples[:3])
+        out.line(f"  unmapped {u.kind} {u.id}: {u.count} entries (e.g. {ex})")
+    for m in report.skipped_mounts:
+        out.line(f"  skipped mount point: {m}")
+    for e in report.errors[:20]:
+        out.line(f"  error: {e.path}: {e.operation}: {e.message}")
+    if report.resumed:
+        out.line(f"  resumed from journal {report.journal}")
+
+
+def cmd_shift(args: argparse.Namespace, out: _Output) -> int:
+    return _shift_like(args, out, "shift")
+
+
+def cmd_unshift(args: argparse.Namespace, out: _Output) -> int:
+    return _shift_like(args, out, "unshift")
+
+
+def cmd_audit(args: argparse.Namespace, out: _Output) -> int:
+    from .shift import audit_tree
+
+    mapping = _load_pair(args.map, args.format)
+    report = audit_tree(args.path, mapping, cross_mounts=args.cross_mounts)
+    out.line(f"audit {report.root}: {report.entries} entries, state: {report.state}")
+    for kind, counts in (("uid", report.uids), ("gid", report.gids)):
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        out.line(f"  {kind}s: " + ", ".join(f"{i} ({n})" for i, n in top))
+    for u in report.outside:
+        ex = ", ".join(u.examples[:3])
+        out.line(f"  outside the map: {u.kind} {u.id}: {u.count} entries (e.g. {ex})")
+    for e in report.errors[:20]:
+        out.line(f"  error: {e.path}: {e.operation}: {e.message}")
+    out.json(report.to_dict())
+    return 1 if report.outside or report.errors else 0
+
+
+# -- the parser and main -----------------------------------------------------------------
+
+
+def _id(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a base-10 ID: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"IDs are not negative: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _id(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _add_map_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--map", "-m", required=required, metavar="MAP",
+                   help="the map: its text, @FILE, or - for stdin")
+    p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
+                   help=f"the map's format (default: guessed): {', '.join(sorted(FORMATS))}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``userns`` command."""
+    parser = argparse.ArgumentParser(
+        prog="userns",
+        description="Linux user-namespace UID/GID mapping: explain, translate, convert, "
+        "check, allocate, run, shift.",
+    )
+    parser.add_argument("--version", action="version", version=f"userns {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("explain", help="what Docker userns-remap builds for a user, and why")
+    p.add_argument("--user", "-u", default="default", metavar="REMAP",
+                   help="the userns-remap value: default (dockremap), USER, USER:GROUP, "
+                   "UID, UID:GID")
+    p.add_argument("--example", action="store_true",
+                   help="use an embedded dockremap:231072:65536 instead of the system's files")
+    p.add_argument("--data-root", default="/var/lib/docker", metavar="DIR",
+                   help="Docker's data root (default /var/lib/docker)")
+    _add_system_options(p)
+    _add_json(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("translate", help="translate IDs through a map")
+    _add_map_options(p)
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--to-host", dest="direction", action="store_const", const="to-host",
+                   help="container IDs to host IDs (default)")
+    d.add_argument("--to-container", dest="direction", action="store_const",
+                   const="to-container", help="host IDs to container IDs")
+    d.add_argument("--view", dest="direction", action="store_const", const="view",
+                   help="host owners as seen from inside (overflow ID when unmapped)")
+    p.set_defaults(direction="to-host")
+    p.add_argument("--kind", choices=("uid", "gid"), default="uid",
+                   help="which map of a pair format (default uid)")
+    p.add_argument("--overflow", type=_id, default=OVERFLOW_ID, help="overflow ID for --view")
+    p.add_argument("ids", nargs="+", type=_id, metavar="ID")
+    _add_json(p)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("convert", help="convert a map from one format to another")
+    p.add_argument("--from", dest="from_", choices=sorted(FORMATS), metavar="FORMAT",
+                   help="input format (default: guessed)")
+    p.add_argument("--to", required=True, choices=sorted(FORMATS), metavar="FORMAT",
+                   help=f"output format: {', '.join(sorted(FORMATS))}")
+    p.add_argument("--side", choices=("uid", "gid", "both"), default="both",
+                   help="which map: uid, gid or both (default)")
+    p.add_argument("input", nargs="?", default="-", help="the map text, @FILE, or - (stdin)")
+    _add_json(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("check", help="lint subuid/subgid files, or check a map as the kernel")
+    _add_system_options(p)
+    p.add_argument("--map", metavar="MAP",
+                   help="check this uid_map text (@FILE, -) against the kernel's rules")
+    p.add_argument("--parent", metavar="MAP", help="with --map: the parent namespace's map")
+    p.add_argument("--legacy", action="store_true", help="with --map: at most 5 lines")
+    p.add_argument("--fail-on", choices=_LEVELS, default="info",
+                   help="lowest finding severity that makes the exit status 1 (default info)")
+    _add_json(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("allocate", help="a free subordinate range, as useradd picks it")
+    p.add_argument("user", help="the owner (user name)")
+    p.add_argument("--count", type=_positive, default=None,
+                   help="how many IDs (default SUB_UID_COUNT from login.defs)")
+    p.add_argument("--kind", choices=("uid", "gid", "both"), default="both")
+    p.add_argument("--align", type=_positive, default=1,
+                   help="start on a multiple of this (65536 for Kubernetes)")
+    p.add_argument("--write", action="store_true",
+                   help="add the ranges to the files (locked, atomic, with a backup)")
+    p.add_argument("--force", action="store_true", help="even if the user has ranges already")
+    _add_system_options(p)
+    _add_json(p)
+    p.set_defaults(func=cmd_allocate)
+
+    p = sub.add_parser("run", help="run a command in a new user namespace with a map")
+    _add_map_options(p)
+    p.add_argument("--gid-map", metavar="MAP", help="a different map for groups")
+    p.add_argument("--uid", type=_id, default=0, help="uid inside (default 0)")
+    p.add_argument("--gid", type=_id, default=0, help="gid inside (default 0)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    p.set_defaults(func=cmd_run)
+
+    for name, func, text in (
+        ("shift", cmd_shift, "re-own a tree for a remapped container (container -> host IDs)"),
+        ("unshift", cmd_unshift, "undo a shift (host IDs -> container IDs)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("path", help="the tree's root directory")
+        _add_map_options(p)
+        if name == "shift":
+            p.add_argument("--source", metavar="MAP",
+                           help="the map the tree is shifted by now (default: container IDs)")
+        else:
+            p.add_argument("--source", metavar="MAP",
+                           help="shift to this map instead of to container IDs")
+        p.add_argument("--dry-run", "-n", action="store_true", help="change nothing; report")
+        p.add_argument("--policy", choices=("error", "skip", "overflow"), default="error",
+                       help="IDs the maps cannot translate: stop before any change (error), "
+                       "leave them (skip), or give them the overflow ID")
+        p.add_argument("--overflow", type=_id, default=OVERFLOW_ID, help="for --policy overflow")
+        p.add_argument("--on-error", choices=("stop", "continue"), default="stop",
+                       help="a path that cannot be changed: stop, or report and continue")
+        p.add_argument("--journal", metavar="FILE", help="where the resume journal lives")
+        p.add_argument("--cross-mounts", action="store_true",
+                       help="enter other filesystems mounted in the tree")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _add_json(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("audit", help="count a tree's owners and tell whether it is shifted")
+    p.add_argument("path", help="the tree's root directory")
+    _add_map_options(p)
+    p.add_argument("--cross-mounts", action="store_true")
+    _add_json(p)
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def _prefix_message(message: str) -> str:
+    return message if message.startswith("userns:") else f"userns: error: {message}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``userns`` command; return its exit status (0 ok, 1 error/findings, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    out = _Output(sys.stdout, bool(getattr(args, "json", False)))
+    try:
+        code: int = args.func(args, out)
+        sys.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        sys.stderr.write("userns: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours; keep Python quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except UsernsError as err:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(_prefix_message(err.render()) + "\n")
+        return 1
+    except OSError as err:
+        if args.debug:
+            traceback.print_exc()
+        name = errno.errorcode.get(err.errno or 0, "")
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"userns: error: {where}{err.strerror or err} ({name})\n")
+        return 1

@@ -1,0 +1,292 @@
+"""The ``userns`` command, through ``main()`` and through real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from userns.cli import detect_format, main
+
+ROOT = Path(__file__).resolve().parent.parent
+IS_ROOT = os.geteuid() == 0
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_explain_example_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "explain", "--example")
+    assert code == 0, err
+    assert "container 0…65535  ->  host 231072…296607  (65536 IDs)" in out
+    assert "      33 -> 231105 / 231105" in out
+    assert "       0 -> 65534 / 65534" in out  # host root seen inside
+    assert "/var/lib/docker/231072.231072" in out
+    assert "/proc/PID/uid_map:\n  0 231072 65536\n" in out
+    assert "podman: the same maps" in out
+    assert "lint: no findings" in out
+
+
+def test_explain_example_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", "--example", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["docker"]["uid_map"] == [[0, 231072, 65536]]
+    assert data["data_root"] == "/var/lib/docker/231072.231072"
+    assert {"container": 33, "host_uid": 231105, "host_gid": 231105} in data["translations"]
+    assert {"host": 0, "inside_uid": 65534, "inside_gid": 65534} in data["host_views"]
+    assert data["uid_map_text"] == "0 231072 65536\n"
+    assert data["comparison"]["user"] == "dockremap"
+
+
+def make_root(tmp_path: Path, subuid: str, subgid: str | None = None) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir(parents=True)
+    (etc / "subuid").write_text(subuid)
+    (etc / "subgid").write_text(subgid if subgid is not None else subuid)
+    (etc / "passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\nseb:x:1000:1000::/home/seb:/bin/sh\n"
+        "jonas:x:1001:1001::/home/jonas:/bin/sh\n"
+    )
+    (etc / "group").write_text("root:x:0:\nseb:x:1000:\njonas:x:1001:\n")
+    return tmp_path
+
+
+def test_explain_seb_from_root_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "seb:1000:1\nseb:100000:65536\n", "seb:982:1\nseb:100000:65536\n")
+    code, out, err = run(capsys, "explain", "--user", "seb", "--root", str(root), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["docker"]["uid_map"] == [[0, 1000, 1], [1, 100000, 65536]]
+    assert data["docker"]["gid_map"] == [[0, 982, 1], [1, 100000, 65536]]
+    assert {"container": 33, "host_uid": 100032, "host_gid": 100032} in data["translations"]
+    assert {"host": 1000, "inside_uid": 0, "inside_gid": 65534} in data["host_views"]
+    assert data["data_root"] == "/var/lib/docker/1000.982"
+
+
+def test_explain_docker_podman_order_difference(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "jonas:100000:1000\njonas:200000:65536\njonas:1000:1\n")
+    code, out, _ = run(capsys, "explain", "--user", "jonas", "--root", str(root))
+    assert code == 0
+    assert "podman (uid and gid maps differ)" in out
+
+
+def test_explain_no_entry_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "")
+    code, out, _ = run(capsys, "explain", "--user", "seb", "--root", str(root))
+    assert code == 1
+    assert "no user namespace:" in out
+
+
+def test_translate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "translate", "--map", "0 231072 65536", "0", "33")[:2] == (
+        0, "0 -> 231072\n33 -> 231105\n")
+    assert run(capsys, "translate", "--map", "0:231072:65536", "--view", "0", "231105")[:2] == (
+        0, "0 -> 65534\n231105 -> 33\n")
+    code, out, _ = run(capsys, "translate", "--map", "u0:k231072:r65536", "--to-container",
+                       "--json", "5")
+    assert code == 1
+    assert json.loads(out)["results"] == [{"id": 5, "result": None}]
+
+
+def test_translate_map_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "uid_map"
+    f.write_text("         0     200000         20\n        20     250000      65516\n")
+    code, out, _ = run(capsys, "translate", "--map", f"@{f}", "0", "19", "20")
+    assert (code, out) == (0, "0 -> 200000\n19 -> 200019\n20 -> 250000\n")
+
+
+@pytest.mark.parametrize(
+    ("src", "to", "expected"),
+    [
+        ("0:100000:65536", "oci", '[{"containerID": 0, "hostID": 100000, "size": 65536}]\n'),
+        ("0 100000 65536", "lxc", "lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n"),
+        ("0 100000 65536", "kernel", "u0:k100000:r65536\n"),
+    ],
+)
+def test_convert(capsys: pytest.CaptureFixture[str], src: str, to: str, expected: str) -> None:
+    code, out, err = run(capsys, "convert", "--to", to, src)
+    assert code == 0, err
+    assert out == expected
+
+
+def test_convert_round_trip_every_format(capsys: pytest.CaptureFixture[str]) -> None:
+    from userns.formats.registry import FORMATS
+
+    for name in sorted(FORMATS):
+        code, out, err = run(capsys, "convert", "--from", "proc", "--to", name,
+                             "0 100000 65536\n65536 300000 10\n")
+        assert code == 0, (name, err)
+        code, back, err = run(capsys, "convert", "--from", name, "--to", "proc", out)
+        assert (code, back) == (0, "0 100000 65536\n65536 300000 10\n"), (name, err)
+
+
+def test_check_map_refusal_has_caret(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "--map", "0 0 1\n0 5 1")
+    assert code == 1
+    assert out == (
+        "<input>:2:1: line 2 ('0 5 1') overlaps line 1 ('0 0 1') on the container side "
+        "[overlap-container]\n    0 5 1\n    ^~~~~\n"
+    )
+    code, out, _ = run(capsys, "check", "--map", "0 4294967296 1", "--json")
+    assert code == 1
+    assert json.loads(out)["reason"] == "field-too-large"
+    code, out, _ = run(capsys, "check", "--map", "0 0 4294967295")
+    assert code == 0 and out.startswith("ok: the kernel would install 1 extent(s)")
+    code, out, _ = run(capsys, "check", "--map", "0 500 10", "--parent", "0 0 100\n100 9000 900")
+    assert code == 0
+    code, out, _ = run(capsys, "check", "--map", "0 50 100", "--parent", "0 0 100\n100 9000 900")
+    assert code == 1 and "[not-in-parent]" in out
+
+
+def test_check_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "seb:100000:65536\njonas:165535:65536\n")
+    code, out, _ = run(capsys, "check", "--root", str(root), "--json")
+    assert code == 1
+    reasons = {f["reason"] for f in json.loads(out)["findings"]}
+    assert "overlap" in {r.split("-")[0] for r in reasons}
+    clean = make_root(tmp_path / "clean", "seb:100000:65536\njonas:165536:65536\n")
+    code, out, _ = run(capsys, "check", "--root", str(clean))
+    assert code == 0, out
+
+
+def test_allocate_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "seb:100000:65536\n")
+    code, out, _ = run(capsys, "allocate", "jonas", "--root", str(root))
+    assert (code, out.splitlines()[0]) == (0, "subuid: jonas:165536:65536   ([165536, 231072))")
+    assert (root / "etc" / "subuid").read_text() == "seb:100000:65536\n"  # nothing written
+    code, out, _ = run(capsys, "allocate", "jonas", "--root", str(root), "--write", "--json")
+    assert code == 0
+    assert json.loads(out)["ranges"]["gid"] == {"start": 165536, "count": 65536}
+    assert (root / "etc" / "subuid").read_text() == "seb:100000:65536\njonas:165536:65536\n"
+    assert (root / "etc" / "subuid-").read_text() == "seb:100000:65536\n"
+    code, _, err = run(capsys, "allocate", "jonas", "--root", str(root))
+    assert code == 1 and "already has subuid ranges" in err
+
+
+def test_usage_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "translate", "0")[0] == 2
+    assert run(capsys, "nonsense")[0] == 2
+    assert run(capsys)[0] == 2
+    code, _, err = run(capsys, "translate", "--map", "junk", "0")
+    assert code == 1
+    assert err.startswith("userns: error: cannot tell the format of 'junk'")
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "translate", "--map", "@/nonexistent/map", "0")
+    assert code == 1 and "cannot read /nonexistent/map" in err
+    assert run(capsys, "--version")[0] == 0
+
+
+def test_debug_shows_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--debug", "translate", "--map", "junk", "0")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+
+
+def test_detect_format() -> None:
+    assert detect_format("lxc.idmap = u 0 1 2") == "lxc"
+    assert detect_format("both 1000 1000") == "incus"
+    assert detect_format("u0:k1:r2") == "kernel"
+    assert detect_format("u:0:1:2") == "xmount"
+    assert detect_format('{"linux": {}}') == "oci-config"
+
+
+def cli(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "userns", *argv], capture_output=True,
+                          text=True, timeout=120, **kw)  # type: ignore[call-overload]
+
+
+def test_subprocess_explain_and_exit_codes() -> None:
+    p = cli("explain", "--example")
+    assert p.returncode == 0 and "231072.231072" in p.stdout and p.stderr == ""
+    p = cli("translate", "--map", "0 1 1", "x")
+    assert p.returncode == 2 and "not a base-10 ID: 'x'" in p.stderr
+    p = cli("convert", "--to", "podman", input="0 100000 65536\n")
+    assert (p.returncode, p.stdout) == (0, "0:100000:65536\n")
+
+
+def test_subprocess_broken_pipe() -> None:
+    p = subprocess.run(f"{sys.executable} -m userns explain --example | head -1",
+                       shell=True, capture_output=True, text=True, timeout=120)
+    assert p.stdout.startswith("Docker --userns-remap=default")
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="chown of arbitrary IDs needs root")
+
+
+@needs_root
+def test_shift_audit_unshift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    f = tree / "d" / "f"
+    f.write_text("x")
+    os.chown(f, 33, 33)
+    os.chmod(f, 0o4755)  # after chown, which clears setuid
+    code, out, err = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--dry-run")
+    assert code == 0, err
+    assert os.stat(f).st_uid == 33 and "(dry run, nothing changed): 3 entries" in out
+    assert "uid 33 -> 231105: 1" in out and "uid 0 -> 231072: 2" in out
+    code, out, _ = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--json")
+    assert code == 0 and json.loads(out)["changed"] == 3
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (231105, 231105, 0o4755)
+    code, out, _ = run(capsys, "audit", str(tree), "--map", "0 231072 65536", "--json")
+    assert code == 0 and json.loads(out)["state"] == "shifted"
+    code, out, _ = run(capsys, "unshift", str(tree), "--map", "0 231072 65536")
+    assert code == 0
+    assert (os.stat(f).st_uid, os.stat(tree).st_uid) == (33, 0)
+
+
+@needs_root
+def test_shift_unmapped_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("")
+    os.chown(tree / "a", 70000, 0)
+    code, _, err = run(capsys, "shift", str(tree), "--map", "0 231072 65536")
+    assert code == 1 and "70000" in err and "Traceback" not in err
+    assert os.stat(tree / "a").st_uid == 70000 and os.stat(tree).st_uid == 0  # nothing changed
+    code, _, _ = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--policy", "skip")
+    assert code == 0
+    assert (os.stat(tree / "a").st_uid, os.stat(tree).st_uid) == (70000, 231072)
+
+
+@needs_root
+def test_run_in_remapped_namespace() -> None:
+    if not os.path.exists("/proc/self/ns/user"):
+        pytest.skip("no user namespaces on this kernel")
+    p = cli("run", "--map", "0 231072 65536", "--", "sh", "-c",
+            "id -u; stat -c %u /; exit 7")
+    assert p.returncode == 7, p.stderr
+    assert p.stdout.split() == ["0", "65534"]
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("script") is None, reason="script(1) (bsdutils) not installed")
+def test_progress_bar_draws_under_a_pty(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(200):
+        d = tree / f"d{i}"
+        d.mkdir()
+        for j in range(100):
+            (d / f"f{j}").touch()
+    cmd = f"{sys.executable} -m userns shift {tree} --map '0 231072 65536'"
+    env = dict(os.environ, COLUMNS="100", TERM="xterm-256color")
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "━" in p.stdout  # rich's bar, drawn only on a terminal
+    assert "shift" in p.stdout and "20201" in p.stdout
+    plain = cli("audit", str(tree), "--map", "0 231072 65536")
+    assert "━" not in plain.stdout + plain.stderr
