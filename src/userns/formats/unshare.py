@@ -11,10 +11,10 @@ The special values ``auto``, ``subids`` and ``all`` read ``/etc/subuid`` or
 ``userns.runtimes`` computes what they give.
 
 What differs from unshare itself: it reads numbers with ``sscanf("%u")``, which skips
-blanks and takes a sign (``-1`` is 4294967295); userns takes plain digits only. And
-unshare *prepends* each ``--map-users`` range to its list, so the map it writes lists
-the ranges in the reverse of the command-line order; :func:`parse_unshare` keeps the
-order written (the two maps translate every ID alike).
+blanks and takes a sign (``-1`` is 4294967295); userns takes plain digits only. Up to
+2.39 only the last ``--map-users`` counts; since 2.40 unshare *prepends* each range to its
+list, so the map it writes lists the ranges in the reverse of the command-line order;
+:func:`parse_unshare` keeps the order written (the two maps translate every ID alike).
 
 >>> parse_unshare("0:100000:65536")
 IDMap([Extent(0, 100000, 65536)])
