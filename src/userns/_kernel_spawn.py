@@ -12,7 +12,6 @@ True
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 from typing import NoReturn
@@ -28,19 +27,25 @@ _libc: ctypes.CDLL | None = None
 Report = Callable[[str, OSError], NoReturn]
 
 
+def _load_libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        # The running process's own symbols include libc's: no library search (which may
+        # run ldconfig or gcc) and nothing to load after a fork.
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
 def unshare_user() -> None:
     """``unshare(CLONE_NEWUSER)`` for the calling process (``os.unshare`` where it exists).
 
     Raises :class:`OSError` with the kernel's errno on failure.
     """
-    global _libc
     native = getattr(os, "unshare", None)
     if native is not None:  # Python >= 3.12
         native(CLONE_NEWUSER)
         return
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    if _libc.unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
+    if _load_libc().unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(CLONE_NEWUSER): {os.strerror(err)}")
 
@@ -73,6 +78,8 @@ class NamespaceChild:
     """
 
     def __init__(self, then: Callable[[Report], NoReturn]) -> None:
+        if getattr(os, "unshare", None) is None:
+            _load_libc()  # before the fork, once
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
