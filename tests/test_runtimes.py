@@ -7,8 +7,10 @@ docs/differences.md); the unshare model is also checked against the real util-li
 
 from __future__ import annotations
 
+import doctest
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -481,3 +483,39 @@ def test_unshare_differential_against_real_unshare(tmp_path: Path) -> None:
             assert real["rc"] != 0, (sc, real, model)
             assert str(real["stderr"]).startswith(model.error.message), (sc, real, model)
     assert 20 <= ok <= 80, ok  # both outcomes exercised
+
+
+# -- the documentation pages of this module ----------------------------------------------
+
+_DOCS = Path(__file__).resolve().parent.parent / "docs"
+_FENCE = re.compile(r"^```pycon\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("page", ["howto/remap-docker.md", "reference/runtimes.md"])
+def test_doc_page_examples_run(page: str) -> None:
+    text = (_DOCS / page).read_text(encoding="utf-8")
+    blocks = _FENCE.findall(text)
+    assert blocks, f"{page} has no pycon example"
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    globs: dict[str, object] = {}
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"{page}[{i}]", page, 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        assert result.attempted > 0 and result.failed == 0, "".join(report)
+
+
+def test_differences_page_table_is_what_the_code_builds() -> None:
+    text = (_DOCS / "differences.md").read_text(encoding="utf-8")
+    acc = Accounts.parse("jonas:x:1001:1001::/:/bin/sh\n", "jonas:x:1001:\n")
+    subuid = "jonas:100000:1000\njonas:1000:1\n"
+    cmp = compare_runtimes(subuid, subuid, "jonas", accounts=acc)
+    labels = {"docker": "Docker", "podman": "Podman (root, `--subuidname=jonas`)",
+              "podman-rootless": "Podman rootless"}
+    for r in cmp.results:
+        assert r.uid is not None
+        shown = ", ".join(f"`{e}`" for e in r.uid)
+        row = f"| {labels.get(r.runtime, f'`{r.runtime}`')} | {shown}"
+        assert row in text, row
