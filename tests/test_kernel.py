@@ -445,12 +445,14 @@ def test_helper_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(HelperMissingError) as info:
-        kernel._helper_argv("uid", REMAP, 1234, 1000, str(tmp_path / "subuid"))
+        kernel._helper_argv("uid", REMAP, 1234, str(tmp_path / "subuid"))
     assert info.value.reason == "no-newuidmap"
     assert "package 'uidmap'" in str(info.value)
 
 
 def test_subuid_gap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pwd
+
     from userns import kernel
 
     fake = tmp_path / "newuidmap"
@@ -459,14 +461,21 @@ def test_subuid_gap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("PATH", str(tmp_path))
     subuid = tmp_path / "subuid"
     uid = os.getuid()
-    subuid.write_text(f"{uid}:231072:1000\nsomeone-else:232072:64536\n")
+    name = pwd.getpwuid(uid).pw_name
+    subuid.write_text(f"{name}:231072:1000\nsomeone-else:232072:64536\n")
     with pytest.raises(HelperMissingError) as info:
-        kernel._helper_argv("uid", REMAP, 1234, uid, str(subuid))
+        kernel._helper_argv("uid", REMAP, 1234, str(subuid))
     assert info.value.reason == "no-subuid-range"
-    assert "needs host uids 232072-296607" in str(info.value)
-    subuid.write_text(f"{uid}:231072:1000\n{uid}:232072:64536\n")
-    argv = kernel._helper_argv("uid", REMAP, 1234, uid, str(subuid))
+    assert str(info.value) == (
+        "newuidmap: uid range [0-65536) -> [231072-296608) not allowed: "
+        f"{subuid} does not give host uids 231072-296607 to user {name!r} (uid {uid}); add "
+        f"them with 'usermod --add-subuids 231072-296607 {name}' (a line "
+        f"'{name}:231072:65536') [no-subuid-range]")
+    # Adjacent lines of the same owner are spanned, as shadow does.
+    subuid.write_text(f"{name}:231072:1000\n{uid}:232072:64536\n")
+    argv = kernel._helper_argv("uid", REMAP, 1234, str(subuid))
     assert argv == [str(fake), "1234", "0", "231072", "65536"]
     # Mapping one's own ID needs no delegation.
-    argv = kernel._helper_argv("uid", IDMap.single(0, uid, 1), 1234, uid, str(tmp_path / "x"))
-    assert argv[1:] == ["1234", "0", str(uid), "1"]
+    own = IDMap.single(0, uid, 1)
+    assert kernel._helper_argv("uid", own, 1234, str(tmp_path / "x"))[1:] == [
+        "1234", "0", str(uid), "1"]

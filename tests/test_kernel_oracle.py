@@ -422,11 +422,13 @@ EDGES: list[bytes] = [
     # extent counts: 340 and 341 lines
     _lines(340), _lines(341), _lines(339) + b"339 339 1", _lines(340)[:-1],
     _lines(340) + b"\n", _lines(5), _lines(6), _lines(341)[:-1],
-    # sizes: 4095 and 4096 bytes, and padding that makes the line count too
-    _padded(b"0 0 1", 4095), _padded(b"0 0 1", 4096), _padded(b"0 0 1", 4094),
-    _padded(b"0 0 1\n", 4095, b"\t"), _padded(b"0 0 1", 4095, b"\xa0"),
-    _padded(b"0 0 1", 4096, b"\xa0"), _padded(b"0 0 1\0", 4095), _padded(b"0 0 1\0", 4096),
-    _padded(b"0 4294967296 1", 4095), _padded(b"0 4294967296 1", 4096),
+    # sizes: PAGE_SIZE - 1 and PAGE_SIZE bytes (4095, 4096), and padding of every kind
+    _padded(b"0 0 1", PAGE_SIZE - 1), _padded(b"0 0 1", PAGE_SIZE),
+    _padded(b"0 0 1", PAGE_SIZE - 2), _padded(b"0 0 1\n", PAGE_SIZE - 1, b"\t"),
+    _padded(b"0 0 1", PAGE_SIZE - 1, b"\xa0"), _padded(b"0 0 1", PAGE_SIZE, b"\xa0"),
+    _padded(b"0 0 1\0", PAGE_SIZE - 1), _padded(b"0 0 1\0", PAGE_SIZE),
+    _padded(b"0 4294967296 1", PAGE_SIZE - 1), _padded(b"0 4294967296 1", PAGE_SIZE),
+    _padded(b"0 0 1\n", PAGE_SIZE - 1, b"\n"),
     _lines(340, width=3), _lines(340, width=4), _lines(300, width=4, start=100000),
 ]
 

@@ -34,7 +34,6 @@ from ._kernel_spawn import ChildFailure, NamespaceChild, Report
 from .errors import UsernsError
 from .formats.proc import format_proc, parse_proc, validate_map_write
 from .maps import IDMap, IDMapPair
-from .ranges import IDRange, IDSet
 
 __all__ = [
     "CAP_SETFCAP",
@@ -402,29 +401,13 @@ def _explain_write_error(
 # -- running a command --------------------------------------------------------------------
 
 
-def _delegated(path: str, names: Sequence[str]) -> IDSet:
-    """The host IDs ``/etc/subuid``-style ``path`` gives to any of ``names``."""
-    ranges: list[IDRange] = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                parts = line.strip().split(":")
-                if len(parts) != 3 or parts[0] not in names:
-                    continue
-                try:
-                    ranges.append(IDRange(int(parts[1]), int(parts[2])))
-                except (ValueError, UsernsError):
-                    continue
-    except FileNotFoundError:
-        pass
-    return IDSet(ranges)
-
-
-def _helper_argv(
-    kind: str, idmap: IDMap, pid: int, own_id: int, subid_path: str
-) -> list[str]:
+def _helper_argv(kind: str, idmap: IDMap, pid: int, subid_path: str) -> list[str]:
     """The ``newuidmap``/``newgidmap`` command installing ``idmap``, after checking that the
-    helper exists and that ``subid_path`` delegates every host ID it needs."""
+    helper exists and that ``subid_path`` lets the caller map every host ID it needs (as
+    shadow decides it: :mod:`userns.authorize`)."""
+    from .authorize import newgidmap_decision, newuidmap_decision
+    from .subid import Accounts
+
     tool = f"new{kind}map"
     exe = shutil.which(tool)
     uid = os.getuid()
@@ -438,19 +421,27 @@ def _helper_argv(
             f"needs {tool} (Debian/Ubuntu package 'uidmap', Fedora 'shadow-utils'), which "
             "is not on PATH",
             reason=f"no-{tool}")
-    delegated = _delegated(subid_path, (name, str(uid)))
-    for e in idmap:
-        if e.size == 1 and e.host == own_id:
-            continue  # the helpers always let a user map their own ID
-        missing = e.host_range.to_set() - delegated
-        if missing:
-            rng = missing.ranges[0]
-            raise HelperMissingError(
-                f"{kind} map extent '{e}' needs host {kind}s {rng.start}-{rng.last}, which "
-                f"{subid_path} does not give to user {name!r} (uid {uid}); add a line like "
-                f"'{name}:{e.host}:{e.size}' (usermod --add-sub{kind}s {e.host}-"
-                f"{e.host + e.size - 1} {name})",
-                reason=f"no-sub{kind}-range", path=subid_path)
+    try:
+        with open(subid_path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    accounts = Accounts.read("/")
+    decision = (
+        newuidmap_decision(text, idmap, user=name, uid=uid, accounts=accounts)
+        if kind == "uid"
+        else newgidmap_decision(text, idmap, user=name, uid=uid, gid=os.getgid(),
+                                accounts=accounts)
+    )
+    if not decision.allowed:
+        denied = next(v for v in decision.verdicts if not v.allowed)
+        raise HelperMissingError(
+            f"{decision.message}: {subid_path} does not give host {kind}s "
+            f"{denied.host}-{denied.host + denied.count - 1} to user {name!r} (uid {uid}); "
+            f"add them with 'usermod --add-sub{kind}s {denied.host}-"
+            f"{denied.host + denied.count - 1} {name}' (a line "
+            f"'{name}:{denied.host}:{denied.count}')",
+            reason=f"no-sub{kind}-range", path=subid_path)
     return [exe, str(pid), *(str(x) for e in idmap for x in (e.container, e.host, e.size))]
 
 
@@ -479,9 +470,9 @@ def _install(child_pid: int, maps: IDMapPair, *, proc: str) -> None:
     gid_self = _owns_only_self(maps.gid, os.getegid())
     argvs = []
     if not uid_self:
-        argvs.append(_helper_argv("uid", maps.uid, child_pid, os.getuid(), "/etc/subuid"))
+        argvs.append(_helper_argv("uid", maps.uid, child_pid, "/etc/subuid"))
     if not gid_self:
-        argvs.append(_helper_argv("gid", maps.gid, child_pid, os.getgid(), "/etc/subgid"))
+        argvs.append(_helper_argv("gid", maps.gid, child_pid, "/etc/subgid"))
     if uid_self:
         write_map(child_pid, maps.uid, "uid", proc=proc)
     if gid_self:
