@@ -3,6 +3,7 @@ ID boundaries, and fuzzed text into every parser."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -254,3 +255,31 @@ def test_fuzz_accepted_text_round_trips(name: str, words: list[str]) -> None:
     for side in sides:
         kept = f.parse(f.format(pair, side=side), side=side)
         assert getattr(kept, side) == getattr(pair, side)
+
+
+def json_values() -> st.SearchStrategy[object]:
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**33), st.floats(),
+                        st.text(max_size=8), st.sampled_from(["containerID", "hostID", "size"]))
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.dictionaries(st.sampled_from(["containerID", "hostid", "HostID", "size",
+                                             "linux", "uidMappings", "gidMappings", "x"]),
+                            inner, max_size=5),
+        ),
+        max_leaves=12,
+    )
+
+
+@settings(max_examples=100)
+@given(value=json_values(), indent=st.sampled_from([None, 1]))
+def test_fuzz_oci_structures(value: object, indent: int | None) -> None:
+    text = json.dumps(value, indent=indent)
+    for parse in (parse_oci_mappings, parse_oci_config):
+        try:
+            result = parse(text)
+        except UsernsError as err:
+            assert err.location is not None and err.location.line is not None
+            continue
+        assert isinstance(result, (IDMap, IDMapPair))
