@@ -33,6 +33,7 @@ the running host.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import TypeAlias
@@ -121,8 +122,9 @@ class RuntimeMaps:
     ``uid``/``gid`` are ``None`` when the runtime would build no map (``error`` then says
     why, in the runtime's words, or Docker's remap is off for root). ``uid_lines`` and
     ``gid_lines`` are the subuid/subgid line numbers used, in the order used.
-    ``data_root`` is Docker's ``<uid>.<gid>`` directory name; ``argv`` the
-    ``newuidmap``/``newgidmap`` argument triples, for the tools that run them.
+    ``data_root`` is Docker's ``<uid>.<gid>`` directory name; ``uid_argv`` and
+    ``gid_argv`` the ``newuidmap``/``newgidmap`` arguments after the PID, for the tools
+    that run them.
     """
 
     runtime: str
@@ -203,8 +205,13 @@ def _go_parse_int32(text: str) -> int | None:
     return value if -(2**31) <= value < 2**31 else None
 
 
+def _q(text: str) -> str:
+    """Go's ``%q`` for the texts that occur here (JSON string syntax is the same)."""
+    return json.dumps(text)
+
+
 def _getent_error(key: str, database: str) -> str:
-    return f"getent unable to find entry {key!r} in {database} database".replace("'", '"')
+    return f"getent unable to find entry {_q(key)} in {database} database"
 
 
 def docker_remapped_root(value: str, accounts: Accounts) -> tuple[str, str]:
@@ -223,7 +230,7 @@ def docker_remapped_root(value: str, accounts: Accounts) -> tuple[str, str]:
     parts = value.split(":")
     if len(parts) > 2:
         raise RuntimeConfigError(
-            f"Invalid user/group specification in --userns-remap: {value!r}".replace("'", '"'),
+            f"Invalid user/group specification in --userns-remap: {_q(value)}",
             reason="docker-config")
     group = ""
     uid = _go_parse_int32(parts[0])
@@ -246,14 +253,14 @@ def docker_remapped_root(value: str, accounts: Accounts) -> tuple[str, str]:
         u = accounts.user(name)
         if u is None:
             raise RuntimeConfigError(
-                f"Error during uid lookup for {name!r}: {_getent_error(name, 'passwd')}"
-                .replace("'", '"'), reason="docker-config")
+                f"Error during uid lookup for {_q(name)}: {_getent_error(name, 'passwd')}",
+                reason="docker-config")
         user = u.name
         if len(parts) == 1:
             if accounts.group(name) is None:
                 raise RuntimeConfigError(
-                    f"Error during gid lookup for {name!r}: {_getent_error(name, 'group')}"
-                    .replace("'", '"'), reason="docker-config")
+                    f"Error during gid lookup for {_q(name)}: {_getent_error(name, 'group')}",
+                    reason="docker-config")
             group = name
     if len(parts) == 2:
         gid = _go_parse_int32(parts[1])
@@ -268,9 +275,8 @@ def docker_remapped_root(value: str, accounts: Accounts) -> tuple[str, str]:
         else:
             if accounts.group(parts[1]) is None:
                 raise RuntimeConfigError(
-                    f"Error during groupname lookup for {parts[1]!r}: "
-                    f"{_getent_error(parts[1], 'group')}".replace("'", '"'),
-                    reason="docker-config")
+                    f"Error during groupname lookup for {_q(parts[1])}: "
+                    f"{_getent_error(parts[1], 'group')}", reason="docker-config")
             group = parts[1]
     return user, group
 
