@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -479,3 +482,70 @@ def test_subuid_gap_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     own = IDMap.single(0, uid, 1)
     assert kernel._helper_argv("uid", own, 1234, str(tmp_path / "x"))[1:] == [
         "1234", "0", str(uid), "1"]
+
+
+#: Runs as the unprivileged test user: the helper path, the own-ID path, and a refusal.
+_UNPRIVILEGED = r"""
+import os, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from userns import IDMap, IDMapPair
+from userns.kernel import HelperMissingError, effective_capabilities, run_in_userns
+
+def run(pair, script):
+    with tempfile.TemporaryFile() as out:
+        code = run_in_userns(["sh", "-c", script], pair, stdout=out.fileno())
+        out.seek(0)
+        return [code, *out.read().decode().split()]
+
+print("caps", effective_capabilities())
+show = "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups"
+print("helper", *run(IDMapPair.both(IDMap.single(0, 231072, 65536)), show))
+print("own", *run(IDMapPair.both(IDMap.single(0, os.getuid(), 1)), show))
+try:
+    run_in_userns(["true"], IDMapPair.both(IDMap.single(0, 300000, 10)))
+except HelperMissingError as e:
+    print("refused", e.reason, e)
+"""
+
+
+@needs_userns
+@needs_root
+def test_run_as_an_unprivileged_user_through_newuidmap(tmp_path: Path) -> None:
+    """An ordinary user (uid 4300, no capability over IDs) runs a remapped command: the maps
+    go in through the real newuidmap/newgidmap and /etc/subuid, /etc/subgid, which are
+    bind-mounted in a private mount namespace (the machine's /etc is not touched)."""
+    for tool in ("newuidmap", "newgidmap", "unshare", "setpriv", "mount"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian packages uidmap, util-linux, mount)")
+    user, uid = "nsrun", 4300
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text(f"root:x:0:0::/root:/bin/sh\n{user}:x:{uid}:{uid}::/:/bin/sh\n")
+    (etc / "group").write_text(f"root:x:0:\n{user}:x:{uid}:\n")
+    for name in ("subuid", "subgid"):
+        (etc / name).write_text(f"{user}:231072:65536\n")
+    mounts = " && ".join(f"mount --bind {etc / name} /etc/{name}"
+                         for name in ("passwd", "group", "subuid", "subgid"))
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    # CAP_DAC_READ_SEARCH only lets the user read the interpreter wherever it is installed;
+    # it gives nothing over IDs (run_in_userns looks for CAP_SETUID/SETGID/SETFCAP).
+    setpriv = (f"setpriv --reuid {uid} --regid {uid} --clear-groups "
+               "--inh-caps +dac_read_search --ambient-caps +dac_read_search")
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+         f'{mounts} && cd / && exec {setpriv} "$0" -c "$1" "$2"',
+         sys.executable, _UNPRIVILEGED, src],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "LC_ALL": "C"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
+    assert lines["caps"] == [str(1 << 2)]  # CAP_DAC_READ_SEARCH alone
+    # exit status, id -u, id -g, uid_map, gid_map, setgroups
+    assert lines["helper"] == ["0", "0", "0", "0", "231072", "65536",
+                               "0", "231072", "65536", "allow"]
+    assert lines["own"] == ["0", "0", "0", "0", str(uid), "1", "0", str(uid), "1", "deny"]
+    assert lines["refused"][0] == "no-subuid-range"
+    assert " ".join(lines["refused"][1:]) == (
+        "newuidmap: uid range [0-10) -> [300000-300010) not allowed: /etc/subuid does not give "
+        f"host uids 300000-300009 to user '{user}' (uid {uid}); add them with 'usermod "
+        f"--add-subuids 300000-300009 {user}' (a line '{user}:300000:10') [no-subuid-range]")
