@@ -138,7 +138,11 @@ def test_inputs_idmap_and_shadow_records() -> None:
     assert [r.owner for r in shadow_records(f"-x:1:1\n{USER}:1:1\n")] == [USER]
     with pytest.raises(ValueError, match="non-negative"):
         uid_decision("", [(0, -1, 1)])
-    assert uid_decision("", []).reason == "usage"
+    # No extent: newuidmap writes nothing, and the kernel refuses the empty write.
+    assert uid_decision("", []).message == "newuidmap: write to uid_map failed: Invalid argument"
+    unknown = newuidmap_decision("", [(0, 1, 1)], user="x", uid=7, accounts=ACCOUNTS)
+    assert (unknown.reason, unknown.message) == (
+        "unknown-user", "newuidmap: Cannot determine your user name.")
     assert uid_decision(f"{USER}:1:1\n", [(0, 1, 1)]).to_dict()["extents"] == [
         {"container": 0, "host": 1, "count": 1, "how": "subordinate", "lines": [1]}]
 
@@ -260,6 +264,7 @@ def test_differential_against_real_newuidmap(tmp_path: Path) -> None:
         {"tool": "newuidmap", "subid": f"{USER}:0:0\n", "extents": [[0, 0, 1]]},
         {"tool": "newuidmap", "subid": "", "extents": [[0, 4294967295, 1]]},
         {"tool": "newgidmap", "subid": "", "extents": [[0, GID, 1]]},
+        {"tool": "newuidmap", "subid": f"{USER}:100000:10\n", "extents": []},
         {"tool": "newuidmap", "subid": f"{USER}:100000:100\n",
          "extents": [[0, 100000, 10], [5, 100050, 10]]},
     ]

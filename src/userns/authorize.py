@@ -64,9 +64,9 @@ class NotAllowedError(UsernsError, PermissionError):
     """``newuidmap``/``newgidmap`` would refuse the map (raised by :meth:`Decision.check`).
 
     ``reason`` is ``not-allowed`` (an extent outside the caller's subordinate IDs),
-    ``overflow`` (an argument past 32 bits), ``usage`` (no extent) or ``kernel-refused``
-    (authorized, but the kernel would then refuse the write); the message is what the
-    tool would print.
+    ``overflow`` (an argument past 32 bits), ``unknown-user`` (no passwd entry for the
+    caller's uid) or ``kernel-refused`` (authorized, but the kernel then refuses the
+    write: overlapping extents, or none at all); the message is what the tool prints.
     """
 
     reason = "not-allowed"
@@ -221,9 +221,10 @@ def _decide(
 ) -> Decision:
     tool = f"new{kind}map"
     triples = _as_triples(extents)
-    if not triples:
-        return Decision(tool, False, f"usage: {tool} <pid> <{kind}> <lower{kind}> <count> "
-                        f"[ <{kind}> <lower{kind}> <count> ] ... ", 1, "usage", ())
+    # get_my_pwent: the caller's passwd entry, found by uid, comes first.
+    if accounts is not None and accounts.user_by_uid(uid) is None:
+        return Decision(tool, False, f"{tool}: Cannot determine your user name.", 1,
+                        "unknown-user", ())
     # get_map_ranges: every argument and every end must fit in 32 bits.
     for upper, lower, count in triples:
         if max(upper, lower, count) > _UINT_MAX or max(upper, lower) + count > _UINT_MAX:
