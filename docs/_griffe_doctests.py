@@ -5,7 +5,9 @@ roles such as :class:`IDMap`. Markdown would fold a doctest into a nested quote 
 the roles verbatim, so before rendering this extension
 
 - fences every doctest block (from a ``>>>`` line to the next blank line) as ``pycon``;
-- turns ``:role:`~pkg.Name``` into the code span ``Name`` (``pkg.Name`` without ``~``).
+- turns ``:role:`~pkg.Name``` into the code span ``Name`` (``pkg.Name`` without ``~``);
+- ends a paragraph that introduces an RST literal block (``Grammar::``) with one colon:
+  the indented block after it is already a Markdown code block.
 
 It only changes the text handed to mkdocstrings, never the source. mkdocs.yml loads it.
 """
@@ -39,7 +41,11 @@ def markdown(text: str) -> str:
         if stripped.startswith("```"):
             in_fence = not in_fence
         if in_fence or not stripped.startswith(">>>"):
-            out.append(line if in_fence else _ROLE.sub(_role, line))
+            if not in_fence:
+                line = _ROLE.sub(_role, line)
+                if line.endswith("::") and not line.endswith(" ::"):
+                    line = line[:-1]
+            out.append(line)
             i += 1
             continue
         indent = line[: len(line) - len(stripped)]

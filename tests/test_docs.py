@@ -120,6 +120,8 @@ def test_extension_fences_doctests_and_rewrites_roles() -> None:
     assert markdown(markdown(doc)) == markdown(doc)
     fenced = "```python\n>>> x = ':class:`A`'\n```"
     assert markdown(fenced) == fenced
+    # An RST literal block keeps its indented body and loses one colon of its intro.
+    assert markdown("Grammar (``x.c``)::\n\n    a = b\n") == "Grammar (``x.c``):\n\n    a = b"
     # A doctest at the very end is closed too.
     assert markdown(">>> 1\n1") == "```pycon\n>>> 1\n1\n```"
 
@@ -138,6 +140,43 @@ def test_nav_names_only_existing_pages() -> None:
     assert "index.md" in pages and "reference/api.md" in pages
     missing = [p for p in pages if not (DOCS / p).is_file()]
     assert not missing
+
+
+DIRECTIVE = re.compile(r"^::: (\S+)\n((?:[ \t]+\S.*\n)*)", re.MULTILINE)
+
+
+def rendered_objects() -> list[tuple[str, str, bool]]:
+    """(page, object, with members) for every mkdocstrings directive of the site."""
+    out = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for m in DIRECTIVE.finditer(page.read_text(encoding="utf-8")):
+            out.append((str(page.relative_to(DOCS)), m[1], "members: false" not in m[2]))
+    return out
+
+
+def test_each_module_is_rendered_once() -> None:
+    # Twice would give autorefs two primary URLs for each name: a warning, so a failure.
+    seen: dict[str, str] = {}
+    for page, name, _ in rendered_objects():
+        assert name not in seen, f"{name} is rendered on {seen[name]} and on {page}"
+        seen[name] = page
+
+
+def test_every_public_module_is_documented() -> None:
+    src = ROOT / "src"
+    modules = sorted(
+        ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        for p in (src / "userns").rglob("*.py")
+        if not any(part.startswith("_") and part != "__init__.py"
+                   for part in p.relative_to(src).parts)
+    )
+    rendered = rendered_objects()
+    named = {name for _, name, _ in rendered}
+    with_members = {name for _, name, members in rendered if members}
+    # A module counts when it is rendered itself, or inside a package rendered with members.
+    missing = [m for m in modules
+               if m not in named and not any(m.startswith(c + ".") for c in with_members)]
+    assert not missing, f"not in the API reference (add to docs/reference/api.md): {missing}"
 
 
 def test_site_builds_strictly(tmp_path: Path) -> None:
