@@ -84,6 +84,19 @@ class Accounts:
 
     users: tuple[PasswdEntry, ...] = attrs.field(default=(), converter=_user_tuple)
     groups: tuple[GroupEntry, ...] = attrs.field(default=(), converter=_group_tuple)
+    _index: dict[tuple[str, object], PasswdEntry | GroupEntry] = attrs.field(
+        init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # First line wins, as getpwnam/getpwuid over a files database.
+        index: dict[tuple[str, object], PasswdEntry | GroupEntry] = {}
+        for u in self.users:
+            index.setdefault(("user", u.name), u)
+            index.setdefault(("uid", u.uid), u)
+        for g in self.groups:
+            index.setdefault(("group", g.name), g)
+            index.setdefault(("gid", g.gid), g)
+        object.__setattr__(self, "_index", index)
 
     @classmethod
     def parse(cls, passwd: str = "", group: str = "") -> Accounts:
@@ -126,19 +139,23 @@ class Accounts:
 
     def user(self, name: str) -> PasswdEntry | None:
         """The first passwd entry named ``name``."""
-        return next((u for u in self.users if u.name == name), None)
+        found = self._index.get(("user", name))
+        return found if isinstance(found, PasswdEntry) else None
 
     def user_by_uid(self, uid: int) -> PasswdEntry | None:
         """The first passwd entry with ``uid``."""
-        return next((u for u in self.users if u.uid == uid), None)
+        found = self._index.get(("uid", uid))
+        return found if isinstance(found, PasswdEntry) else None
 
     def group(self, name: str) -> GroupEntry | None:
         """The first group entry named ``name``."""
-        return next((g for g in self.groups if g.name == name), None)
+        found = self._index.get(("group", name))
+        return found if isinstance(found, GroupEntry) else None
 
     def group_by_gid(self, gid: int) -> GroupEntry | None:
         """The first group entry with ``gid``."""
-        return next((g for g in self.groups if g.gid == gid), None)
+        found = self._index.get(("gid", gid))
+        return found if isinstance(found, GroupEntry) else None
 
     def uid_of(self, name: str) -> int | None:
         """The uid of user ``name``, or ``None``."""

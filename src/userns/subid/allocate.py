@@ -221,6 +221,14 @@ def allocate(
     return IDRange(start, limits.count)
 
 
+def _window(limits: SubidLimits) -> IDSet:
+    """``min … max`` (inclusive) as a set of valid IDs; empty when ``max < min``."""
+    top = min(limits.max, ID_MAX)
+    if top < limits.min:
+        return IDSet()
+    return IDRange.from_bounds(limits.min, top).to_set()
+
+
 def _regular(file: SubidFile) -> bool:
     """True when shadow's walk is a plain first fit over the union of the ranges."""
     for line in file.lines:
@@ -268,8 +276,7 @@ def allocate_many(
     _check_limits(limits)
     got: list[IDRange] = []
     if _regular(file):
-        within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
-        holes = list((within.to_set() - _used(file)).ranges)
+        holes = list((_window(limits) - _used(file)).ranges)
         i = 0
         pos = holes[0].start if holes else 0
         for owner in owners:
@@ -308,8 +315,7 @@ def allocate_aligned(
     IDRange(196608, 65536)
     """
     limits = _limits(defs, kind)
-    within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
-    found = _used(file).find_free(count, within=within, align=align)
+    found = _used(file).find_free(count, within=_window(limits), align=align)
     if found is None:
         raise AllocationError(
             f"no free {align}-aligned block of {count} IDs in {limits.min}…{limits.max}",
@@ -354,9 +360,9 @@ def free_space(
     196608 free IDs in 100000…362143, room for 3 more owners of 65536 (2 aligned)
     """
     limits = _limits(defs, kind)
-    within = IDRange.from_bounds(limits.min, min(limits.max, ID_MAX))
+    within = _window(limits)
     used = _used(file) & within
-    free = within.to_set() - used
+    free = within - used
     count = limits.count
     fits = sum(r.size // count for r in free.ranges) if count else 0
     step = -(-count // align) * align if count else align

@@ -1,0 +1,240 @@
+"""Allocation: shadow's first fit, its quirks, batch, aligned, free space, scale."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from userns import IDRange, IDSet
+from userns.logindefs import LoginDefs, SubidLimits
+from userns.subid import (
+    AllocationError,
+    RawRange,
+    SubidFile,
+    allocate,
+    allocate_aligned,
+    allocate_many,
+    free_space,
+    shadow_add_range,
+    shadow_find_free_range,
+    shadow_have_range,
+    shadow_order,
+    shadow_remove_range,
+    shadow_useradd,
+)
+
+UNIVERSE = 200
+
+small_entries = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, UNIVERSE - 1),
+              st.integers(1, 40)), max_size=8)
+small_limits = st.tuples(st.integers(0, UNIVERSE), st.integers(0, UNIVERSE + 50),
+                         st.integers(1, 60)).map(lambda t: SubidLimits(*t))
+
+
+def brute_first_fit(entries: list[tuple[str, int, int]], limits: SubidLimits) -> int | None:
+    used = set()
+    for _, s, c in entries:
+        used.update(range(s, s + c))
+    for start in range(limits.min, limits.max - limits.count + 2):
+        if not used.intersection(range(start, start + limits.count)):
+            return start
+    return None
+
+
+@given(small_entries, small_limits)
+@example([("a", 10, 5)], SubidLimits(10, 30, 5))
+@example([("a", 0, 10), ("b", 15, 10)], SubidLimits(0, 100, 5))  # exact gap
+@example([], SubidLimits(5, 9, 5))  # MAX inclusive: 5…9 holds exactly 5 IDs
+def test_allocate_is_first_fit_on_plain_files(
+    entries: list[tuple[str, int, int]], limits: SubidLimits
+) -> None:
+    f = SubidFile.from_entries(entries)
+    want = brute_first_fit(entries, limits) if limits.problem() is None else None
+    if limits.problem() is not None:
+        with pytest.raises(AllocationError) as info:
+            allocate(f, defs=limits)
+        assert info.value.reason == "invalid-config"
+    elif want is None:
+        with pytest.raises(AllocationError) as info:
+            allocate(f, defs=limits)
+        assert info.value.reason == "no-room" and isinstance(info.value, LookupError)
+    else:
+        assert allocate(f, defs=limits) == IDRange(want, limits.count)
+
+
+def test_quirks_shadow_really_has() -> None:
+    limits = SubidLimits(100000, 600100000, 65536)
+    # A commented-out entry still reserves its range.
+    assert allocate(SubidFile.parse("# a:100000:65536\n"), defs=limits).start == 165536
+    # Lines shadow cannot read do not.
+    assert allocate(SubidFile.parse("a:100000:65536 \n"), defs=limits).start == 100000
+    # Hex and octal are read by strtoul: 0x186a0 == 100000; 0303240 == 100000.
+    assert allocate(SubidFile.parse("a:0x186a0:0x10000\n"), defs=limits).start == 165536
+    assert allocate(SubidFile.parse("a:0303240:65536\n"), defs=limits).start == 165536
+    # A count-0 entry splits a hole: 100000…150000 is too small, so 150000 is chosen.
+    assert allocate(SubidFile.parse("z:150000:0\n"), defs=limits).start == 150000
+    # An entry after a NIS line is seen out of order: shadow allocates over it.
+    nis = SubidFile.parse("zed:300000:65536\n+nis\nbob:165536:10\n")
+    got = allocate(nis, defs=limits)
+    assert got == IDRange(100000, 65536)
+    nis2 = SubidFile.parse("a:100000:65536\nzed:300000:65536\n+nis\nbob:165536:10\n")
+    assert allocate(nis2, defs=limits).overlaps(IDRange(165536, 10))
+
+
+def test_useradd_writes_the_file_sorted() -> None:
+    f = SubidFile.parse("z:300000:65536\n# note\n\nb:100000:65536\n+nis\na:1:1")
+    new, r = shadow_useradd(f, "new")
+    assert r == IDRange(165536, 65536)
+    assert new.text == "b:100000:65536\nz:300000:65536\n\n# note\n+nis\na:1:1\nnew:165536:65536\n"
+    assert [line.text for line in shadow_order(f)][:2] == ["b:100000:65536", "z:300000:65536"]
+
+
+def test_find_free_range_wraps_like_unsigned_long() -> None:
+    # "-1" is ULONG_MAX; its last ID wraps to ULONG_MAX - 1 + count.
+    recs = [RawRange("a", 2**64 - 1, 2, 1)]
+    assert shadow_find_free_range(recs, 100, 1000, 10) == 100
+    assert shadow_find_free_range([], 5, 4, 1) is None
+    assert shadow_find_free_range([], 5, 10, 0) is None
+
+
+def test_invalid_configuration_is_shadows_check() -> None:
+    f = SubidFile.parse("")
+    for limits in (SubidLimits(10, 5, 1), SubidLimits(0, 100, 100), SubidLimits(50, 100, 52)):
+        with pytest.raises(AllocationError) as info:
+            allocate(f, defs=limits)
+        assert info.value.reason == "invalid-config"
+    assert allocate(f, defs=SubidLimits(50, 100, 51)) == IDRange(50, 51)
+
+
+def test_defaults_come_from_login_defs() -> None:
+    defs = LoginDefs.parse("SUB_GID_MIN 200000\nSUB_GID_COUNT 1000\n")
+    assert allocate(SubidFile.parse(""), defs=defs, kind="gid") == IDRange(200000, 1000)
+    assert allocate(SubidFile.parse(""), defs=defs) == IDRange(100000, 65536)
+    assert allocate(SubidFile.parse(""), 10) == IDRange(100000, 10)
+
+
+@given(small_entries, small_limits, st.integers(1, 6), st.booleans())
+@settings(max_examples=60)
+def test_allocate_many_is_repeated_allocate(
+    entries: list[tuple[str, int, int]], limits: SubidLimits, k: int, nis: bool
+) -> None:
+    if limits.problem() is not None:
+        return
+    f = SubidFile.from_entries(entries)
+    if nis:
+        f = SubidFile.parse(f.text + "+nis\n")
+    owners = [f"n{i}" for i in range(k)]
+    want: list[IDRange] = []
+    probe = f
+    failed = False
+    for o in owners:
+        try:
+            r = allocate(probe, defs=limits)
+        except AllocationError:
+            failed = True
+            break
+        want.append(r)
+        probe = probe.add_ranges([(o, r)])
+    if failed:
+        with pytest.raises(AllocationError):
+            allocate_many(f, owners, defs=limits)
+    else:
+        new, got = allocate_many(f, owners, defs=limits)
+        assert got == want
+        assert new.text == probe.text
+
+
+@given(small_entries, st.sampled_from([1, 4, 16, 64]), st.integers(1, 40))
+def test_allocate_aligned_is_lowest_aligned_free_block(
+    entries: list[tuple[str, int, int]], align: int, count: int
+) -> None:
+    limits = SubidLimits(0, UNIVERSE + 100, count)
+    f = SubidFile.from_entries(entries)
+    used = set()
+    for _, s, c in entries:
+        used.update(range(s, s + c))
+    want = next((s for s in range(0, limits.max - count + 2, align)
+                 if not used.intersection(range(s, s + count))), None)
+    if want is None:
+        with pytest.raises(AllocationError):
+            allocate_aligned(f, count, align=align, defs=limits)
+    else:
+        assert allocate_aligned(f, count, align=align, defs=limits) == IDRange(want, count)
+
+
+@given(small_entries, small_limits)
+@settings(max_examples=60)
+def test_free_space_counts_what_repeated_allocation_places(
+    entries: list[tuple[str, int, int]], limits: SubidLimits
+) -> None:
+    f = SubidFile.from_entries(entries)
+    report = free_space(f, defs=limits, align=8)
+    n = 0
+    probe = f
+    while limits.problem() is None:
+        try:
+            r = allocate(probe, defs=limits)
+        except AllocationError:
+            break
+        probe = probe.add_ranges([("x", r)])
+        n += 1
+    if limits.problem() is None:
+        assert report.fits == n
+        assert report.next == (None if n == 0 else allocate(f, defs=limits))
+    within = IDSet([IDRange.from_bounds(limits.min, limits.max)]) if limits.max >= limits.min \
+        else IDSet()
+    assert report.free | report.used == within
+    assert report.free.is_disjoint(report.used)
+
+
+def test_free_space_report_text() -> None:
+    f = SubidFile.parse("a:100000:65536\n")
+    report = free_space(f, defs=SubidLimits(100000, 600100000, 65536))
+    assert report.fits == 9154 and report.next == IDRange(165536, 65536)
+    assert report.largest == IDRange(165536, 600100000 - 165536 + 1)
+    assert str(report).startswith("599934465 free IDs in 100000…600100000, room for 9154")
+
+
+valid_entries = st.lists(
+    st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 100), st.integers(1, 30)),
+    max_size=6)
+
+
+@given(valid_entries, st.integers(0, 120), st.integers(1, 40))
+def test_lossless_edits_agree_with_shadow_on_ids(
+    entries: list[tuple[str, int, int]], start: int, count: int
+) -> None:
+    f = SubidFile.from_entries(entries)
+    r = IDRange(start, count)
+
+    def ids(file: SubidFile, owner: str) -> IDSet:
+        return IDSet(file.ranges_for(owner))
+
+    mine, theirs = f.remove_range("a", r), shadow_remove_range(f, "a", start, count)
+    assert ids(mine, "a") == ids(theirs, "a") == ids(f, "a") - r
+    assert ids(mine, "b") == ids(f, "b")
+    mine, theirs = f.add_range("a", r), shadow_add_range(f, "a", start, count)
+    assert ids(mine, "a") == ids(theirs, "a") == ids(f, "a") | r
+    assert (mine is f) == (theirs is f) == shadow_have_range(f, "a", start, count)
+    # Lines the edit did not touch keep their exact text, in order.
+    untouched = [line.text for line in f.lines if line.entry and line.entry.owner == "b"]
+    assert [line.text for line in mine.lines if line.entry and line.entry.owner == "b"] \
+        == untouched
+
+
+def test_scale_100k_lines() -> None:
+    """100k owners: parse, allocate, batch-allocate, report, lint in linearithmic time."""
+    n = 100_000
+    text = "".join(f"user{i}:{100000 + i * 40000}:40000\n" for i in range(n))
+    f = SubidFile.parse(text)
+    assert len(f.entries) == n
+    limits = SubidLimits(100000, 4294967294, 40000)
+    first = allocate(f, defs=limits)
+    assert first == IDRange(100000 + n * 40000, 40000)
+    new, got = allocate_many(f, [f"n{i}" for i in range(3000)], defs=limits)
+    assert got[0] == first and got[-1] == IDRange(first.start + 2999 * 40000, 40000)
+    assert len(new.entries) == n + 3000
+    assert free_space(f, defs=limits).fits == (4294967294 - first.start + 1) // 40000
+    assert f.ranges_for("user99999") == [IDRange(100000 + 99999 * 40000, 40000)]
