@@ -391,6 +391,28 @@ def test_incus_raw_idmap_quirks() -> None:
     assert r.error is not None and r.error.reason == "syntax"
 
 
+def test_incus_isolated_allocation() -> None:
+    pool = "root:1000000:1000000000\n"
+
+    def base(**kw: object) -> int:
+        r = incus_maps(pool, pool, accounts=ACC, isolated=True, **kw)  # type: ignore[arg-type]
+        assert r.uid is not None and r.gid is not None and t(r.uid) == t(r.gid)
+        return r.uid.to_host(0)
+
+    assert base() == 1065536  # skips the first 65536 IDs of root's range
+    assert base(isolated_in_use=[(1065536, 65536)]) == 1131072
+    # A gap of exactly the size between two containers is NOT used; one more ID is.
+    assert base(isolated_in_use=[(1065536, 65536), (1196608, 65536)]) == 1262144
+    assert base(isolated_in_use=[(1065536, 65536), (1196609, 65536)]) == 1131072
+    assert base(idmap_base=5000000) == 5000000
+    r = incus_maps(pool, pool, accounts=ACC, isolated=True, idmap_size=100000)
+    assert t(r.uid) == [(0, 1065536, 100000)]
+    small = "root:1000000:131072\n"
+    r = incus_maps(small, small, accounts=ACC, isolated=True, isolated_in_use=[(1065536, 10)])
+    assert r.error is not None and r.error.message == (
+        "Not enough uid/gid available for the container")
+
+
 # -- the comparison ---------------------------------------------------------------------
 
 

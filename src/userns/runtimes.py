@@ -938,6 +938,37 @@ def _incus_add_safe(entries: list[_Entry], i: _Entry) -> list[_Entry]:
     return result
 
 
+def _incus_isolated_base(
+    first: _Entry, size: int, base: int | None, in_use: Sequence[tuple[int, int]]
+) -> int:
+    """``findIdmap``'s search for an isolated container's host base, quirks included:
+    between two containers a gap must be LARGER than ``size``; after the last one it
+    may be exactly ``size``."""
+    if base is not None:
+        return base
+    _, first_host, first_size = first
+    offset = first_host + _INCUS_POSIX
+    used = sorted(in_use)
+    for i, (host, length) in enumerate(used):
+        if i == 0:
+            if host < offset + size:
+                offset = host + length
+                continue
+            return offset
+        prev_end = used[i - 1][0] + used[i - 1][1]
+        if prev_end > offset:
+            offset = prev_end
+            continue
+        offset = prev_end
+        if offset + size < host:
+            return offset
+        offset = host + length
+    if offset + size <= first_host + first_size:
+        return offset
+    raise RuntimeConfigError("Not enough uid/gid available for the container",
+                             reason="incus-no-room")
+
+
 def incus_maps(
     subuid: SubidSource | None,
     subgid: SubidSource | None,
@@ -945,14 +976,22 @@ def incus_maps(
     accounts: Accounts,
     raw_idmap: str = "",
     idmap_size: int | None = None,
+    isolated: bool = False,
+    idmap_base: int | None = None,
+    isolated_in_use: Sequence[tuple[int, int]] = (),
 ) -> RuntimeMaps:
-    """The maps of an Incus container that is not ``security.idmap.isolated``.
+    """The maps of an Incus container (``incusd``'s ``findIdmap``).
 
     Incus takes ROOT's lines (by name, case-insensitively, else by root's uid), keeps
     those of at least 65536 IDs (``FilterPOSIX``), each mapped from container ID 0;
     ``idmap_size`` (``security.idmap.size``) caps them; ``raw_idmap`` entries are laid
     over with Incus's ``AddSafe``. Pass ``None`` for both files when they (or
     newuidmap/newgidmap) are missing: Incus then takes 1000000000 IDs from 1000000.
+
+    ``isolated`` (``security.idmap.isolated``): the container gets ``idmap_size`` IDs
+    (65536 by default) of its own, at ``idmap_base`` (``security.idmap.base``) or in the
+    first gap after the first 65536 IDs of root's first range that the other isolated
+    containers' ``(volatile.idmap.base, size)`` pairs in ``isolated_in_use`` leave.
 
     >>> acc = Accounts.from_pairs([("root", 0)], [("root", 0)])
     >>> r = incus_maps("root:1000000:1000000000\\n", "root:1000000:1000000000\\n",
@@ -996,7 +1035,19 @@ def incus_maps(
             return RuntimeMaps(runtime, None, None, notes=tuple(notes), error=Note(
                 "incus-no-map", "No valid subuid/subgid map, only privileged containers will "
                 "be functional", "error"))
-    if idmap_size is not None:
+    if isolated:
+        try:
+            offset = _incus_isolated_base(sides[0][0] if sides[0] else (0, 0, 0),
+                                          idmap_size or _INCUS_POSIX, idmap_base,
+                                          isolated_in_use)
+        except RuntimeConfigError as err:
+            return RuntimeMaps(runtime, None, None, notes=tuple(notes),
+                               error=Note(err.reason, err.message, "error"))
+        size = idmap_size or _INCUS_POSIX
+        sides = [[(0, offset, size)], [(0, offset, size)]]
+        notes.append(Note("incus-isolated", f"isolated: {size} IDs from host ID {offset} "
+                          "(volatile.idmap.base)"))
+    elif idmap_size is not None:
         sides = [[(c, h, min(n, idmap_size)) for c, h, n in side] for side in sides]
     error: Note | None = None
     if raw_idmap:
