@@ -397,7 +397,7 @@ def test_incus_isolated_allocation() -> None:
     def base(**kw: object) -> int:
         r = incus_maps(pool, pool, accounts=ACC, isolated=True, **kw)  # type: ignore[arg-type]
         assert r.uid is not None and r.gid is not None and t(r.uid) == t(r.gid)
-        return r.uid.to_host(0)
+        return r.uid[0].host
 
     assert base() == 1065536  # skips the first 65536 IDs of root's range
     assert base(isolated_in_use=[(1065536, 65536)]) == 1131072
