@@ -57,13 +57,20 @@ FIGURE = re.compile(r'(<!-- figure (\S+) -->\n<div class="userns-figure">)(.*?)(
 
 def figures() -> dict[str, str]:
     """The drawings the pages embed, by name, as display.map_svg draws them now."""
-    from userns import Extent, IDMap
+    from userns import IDMap
     from userns.display import map_svg
+    from userns.runtimes import docker_remap, podman_maps
+    from userns.subid import Accounts
 
+    testuser = Accounts.from_pairs([("testuser", 1001)], [("testuser", 1001)])
+    text = "testuser:250000:65516\ntestuser:200000:20\n"
+    docker = docker_remap(text, text, "testuser", accounts=testuser).uid
+    podman = podman_maps(text, text, "testuser", accounts=testuser, rootless=False).uid
+    assert docker is not None and podman is not None
     return {
         "seed": map_svg(IDMap.single(0, 231072, 65536)),
-        "docker": map_svg(IDMap([Extent(0, 250000, 65516), Extent(65516, 200000, 20)])),
-        "podman": map_svg(IDMap([Extent(0, 200000, 20), Extent(20, 250000, 65516)])),
+        "docker": map_svg(docker),
+        "podman": map_svg(podman),
     }
 
 
