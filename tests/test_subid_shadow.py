@@ -343,3 +343,25 @@ def test_getsubids_matches_shadow(tmp_path: pathlib.Path, batch: int) -> None:
                     f"seed {seed} {kind}: {run.stdout!r} {text!r}")
         shutil.rmtree(etc)
     assert nonempty > 0
+
+
+@needs_root
+@needs_useradd
+@pytest.mark.parametrize(
+    "defs",
+    [
+        "SUB_UID_MIN 200000 # comment",  # unreadable: default 100000
+        "SUB_UID_MIN=200000",  # no '=' syntax: default
+        "X " + "y" * 1021 + "SUB_UID_MIN 300000",  # fgets splits the long line
+        'SUB_UID_MIN "200000" trailing',  # value stops at the quote
+        "SUB_UID_MIN 0606500",  # octal
+        "SUB_UID_MIN 1000\nSUB_UID_MAX 70000\nSUB_UID_COUNT 65536",
+    ],
+)
+def test_login_defs_quirks_match_useradd(tmp_path: pathlib.Path, defs: str) -> None:
+    etc = make_prefix(tmp_path, "", "", defs + "\n", [])
+    assert USERADD is not None
+    subprocess.run([USERADD, "--prefix", str(tmp_path), "newuser"], capture_output=True,
+                   check=False)
+    want = allocate(SubidFile.parse(""), defs=LoginDefs.parse(defs + "\n"))
+    assert (etc / "subuid").read_bytes().decode() == f"newuser:{want.start}:{want.size}\n"
