@@ -5,8 +5,10 @@ remapped container root)."""
 from __future__ import annotations
 
 import contextlib
+import doctest
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -437,6 +439,39 @@ def test_userns_remap_identity_map_can() -> None:
         assert sorted(p.name for p in etc.iterdir()) == ["new", "passwd"]
         assert (etc / "passwd").read_text().endswith("more\n")
         assert (etc / "new").stat().st_uid == 0
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def run_page_examples(page: str) -> int:
+    """Run the ``pycon`` blocks of a docs page in one namespace; how many examples ran."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"^```pycon\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert blocks, f"{page} has no example"
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    globs: dict[str, object] = {}
+    attempted = 0
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"{page}[{i}]", str(DOCS / page), 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        attempted += result.attempted
+        assert result.failed == 0, f"{page}: block {i} failed\n" + "".join(report)
+    return attempted
+
+
+@needs_userns
+@needs_root
+def test_remap_demo_page_runs() -> None:
+    """The documented demonstration (docs/howto/remap-demo.md) runs as written."""
+    assert run_page_examples("howto/remap-demo.md") >= 20
+
+
+def test_kernel_reference_page_runs() -> None:
+    assert run_page_examples("reference/kernel.md") >= 4
 
 
 # -- unprivileged callers -----------------------------------------------------------------

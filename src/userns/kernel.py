@@ -328,8 +328,13 @@ def write_map(
     by default ``deny`` is written when the writer lacks ``CAP_SETGID`` (the kernel
     requires it then). Kernel refusals raise :class:`MapWriteError`.
 
-    >>> write_map("self", "0 0 4294967295", "uid")  # doctest: +SKIP
-    IDMap([Extent(0, 0, 4294967295)])
+    A text that breaks a rule never reaches the kernel:
+
+    >>> try:
+    ...     write_map("self", "0 100 10\\n5 200 10\\n", "uid", parent=None)
+    ... except UsernsError as err:
+    ...     print(err.reason, err.location.line)
+    overlap-container 2
     """
     path = _map_path(pid, kind, proc)
     if isinstance(idmap, IDMap):
@@ -521,8 +526,12 @@ def run_in_userns(
     :class:`MapWriteError` when the kernel refuses a map, :class:`NamespaceSetupError`
     when unshare, ``setresuid``, ``chdir`` or exec fails.
 
-    >>> run_in_userns(["true"], IDMapPair.both(IDMap.single(0, 231072, 65536)))  # doctest: +SKIP
-    0
+    >>> remap = IDMapPair.both(IDMap.single(0, 231072, 65536))
+    >>> try:
+    ...     run_in_userns(["id"], remap, uid=70000)
+    ... except UsernsError as err:
+    ...     print(err)
+    container ID 70000 is not mapped (to_host) [unmapped]
     """
     args = [os.fsdecode(a) for a in argv]
     if not args:
