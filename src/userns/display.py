@@ -376,7 +376,6 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
     colours_h = {e.host: _PALETTE[i % len(_PALETTE)] for i, e in enumerate(drawn)}
 
     body: list[str] = []
-    # Row 0: the overflow marker; then the container labels, stacked upwards.
     c_labels = _axis_labels(c_axis)
     _, c_rows = _draw_labels(c_labels, 0, -1)
     # Rows from the top: the overflow note, its marker, then the container labels.
