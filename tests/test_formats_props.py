@@ -90,6 +90,7 @@ ONE_MAP: dict[str, tuple[Callable[[IDMap], str], Callable[[str], IDMap]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(ONE_MAP))
+@settings(max_examples=50)
 @given(m=spread_maps())
 @example(m=EDGE_TOP)
 @example(m=EDGE_ALL)
@@ -113,6 +114,7 @@ PAIR: dict[str, tuple[Callable[[IDMapPair], str], Callable[[str], IDMapPair]]] =
 
 
 @pytest.mark.parametrize("name", sorted(PAIR))
+@settings(max_examples=50)
 @given(pair=pairs())
 @example(pair=IDMapPair(EDGE_TOP, EDGE_ALL))
 @example(pair=IDMapPair.both(EDGE_TOUCH))
@@ -188,6 +190,7 @@ BIG = 2**32 + 3
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
+@settings(max_examples=60)
 @given(c=st.integers(0, BIG), h=st.integers(0, BIG), s=st.integers(0, BIG))
 @example(c=0, h=0, s=1)
 @example(c=ID_MAX, h=0, s=1)
@@ -230,7 +233,7 @@ WORDS = ["0", "1", "65536", "4294967294", "4294967295", "4294967296", "010", "0x
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(text=st.one_of(st.text(max_size=80), st.text(ALPHABET, max_size=60),
                       st.lists(st.sampled_from(WORDS), max_size=25).map("".join)))
 def test_fuzz_only_userns_errors(name: str, text: str) -> None:
@@ -243,7 +246,7 @@ def test_fuzz_only_userns_errors(name: str, text: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(words=st.lists(st.sampled_from(WORDS), max_size=25))
 def test_fuzz_accepted_text_round_trips(name: str, words: list[str]) -> None:
     f = get_format(name)
