@@ -18,6 +18,9 @@ A text holds one or more values separated by whitespace, as if each was given to
 - ``+``: the triple takes precedence: what it maps is cut out of the triples before it
   on both sides (Podman's ``breakInsert``), then it is added.
 
+The flags, ``@`` and the two-field form came with Podman 4.7; older Podman (4.3 in
+Debian 12) reads plain triples only, which this reads the same way.
+
 Not supported, on purpose: a size of 0 (Podman skips the triple silently; refused here,
 reason ``zero-count``), and the rootless "fill the rest" Podman does after a ``+`` when
 no other mapping is given (it needs the user's ``/etc/subuid`` ranges: see
