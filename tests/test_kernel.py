@@ -5,6 +5,7 @@ remapped container root)."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import doctest
 import errno
 import os
@@ -318,6 +319,64 @@ def test_parent_rule_in_a_nested_namespace() -> None:
         "validator not-in-parent", "kernel EPERM",
         "validator ok '0 0 1\\n1 1000 1'", "kernel ok '0 0 1\\n1 1000 1'",
     ]
+
+
+@needs_userns
+@needs_root
+def test_unprivileged_writer_is_told_which_rule() -> None:
+    """A process of uid/gid 4300 without capabilities writes its own child's maps."""
+    res_r, res_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(res_r)
+            os.setgroups([])
+            os.setresgid(4300, 4300, 4300)
+            os.setresuid(4300, 4300, 4300)
+            # setresuid made the process non-dumpable, and /proc/PID of its children root's.
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+            out = []
+            with fresh_namespace() as ns:
+                try:
+                    write_map(ns, IDMap.single(0, 4300, 1), "gid", setgroups="allow")
+                except MapWriteError as e:
+                    out.append(f"{e.reason}: {e.message}")
+                out.append(f"own uid: {write_map(ns, IDMap.single(0, 4300, 1), 'uid')!r}")
+            with fresh_namespace() as ns:
+                try:
+                    write_map(ns, IDMap.single(0, 100000, 10), "uid")
+                except MapWriteError as e:
+                    out.append(f"{e.reason} {errno.errorcode[e.errno or 0]}")
+            with fresh_namespace() as ns:
+                write_map(ns, IDMap.single(0, 4300, 1), "gid")  # 'deny' written first
+                out.append(f"own gid: setgroups {read_setgroups(ns)}")
+            os.write(res_w, "\n".join(out).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(res_w)
+    with os.fdopen(res_r) as f:
+        out = f.read().splitlines()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert out[0].startswith("not-permitted: not permitted to write /proc/")
+    assert out[0].endswith("without CAP_SETGID, 'deny' must be written to "
+                           f"/proc/{out[0].split('/')[2]}/setgroups first (setgroups is 'allow')")
+    assert out[1:] == [
+        "own uid: IDMap([Extent(0, 4300, 1)])",
+        "not-permitted EPERM",
+        "own gid: setgroups deny",
+    ]
+
+
+def test_kernel_einval_after_validation_names_the_old_limit(tmp_path: Path) -> None:
+    from userns import kernel
+
+    six = "".join(f"{i} {i} 1\n" for i in range(6)).encode()
+    err = kernel._explain_write_error(OSError(errno.EINVAL, "Invalid argument"), 1, "uid",
+                                      "uid_map", str(tmp_path), six)
+    assert err.reason == "kernel-refused"
+    assert "kernels before Linux 4.15 take at most 5 lines" in str(err)
 
 
 # -- running a command --------------------------------------------------------------------

@@ -9,7 +9,8 @@ core (:func:`userns.formats.proc.validate_map_write`), which :func:`write_map` a
 - :func:`in_initial_userns`: compares the namespace inode with the initial one; a map
   ``0 0 4294967295`` alone does not prove it (any namespace may be given that map).
 - :func:`write_map`: validate, then ONE ``write()`` of the whole text (a second write is
-  refused with EPERM, so a map written line by line keeps only its first line).
+  refused, EPERM on a new descriptor and EINVAL on the same one, so a map written line
+  by line keeps only its first line).
 - :func:`run_in_userns`: fork, ``unshare(CLONE_NEWUSER)``, write the maps from outside
   (directly as root, through ``newuidmap``/``newgidmap`` otherwise), become the requested
   IDs and exec. The return value is the command's exit status.
@@ -33,6 +34,7 @@ from typing import Literal, NoReturn
 from ._kernel_spawn import ChildFailure, NamespaceChild, Report
 from .errors import UsernsError
 from .formats.proc import format_proc, parse_proc, validate_map_write
+from .ids import LEGACY_MAX_EXTENTS
 from .maps import IDMap, IDMapPair
 
 __all__ = [
@@ -344,8 +346,11 @@ def write_map(
     else:
         data = bytes(idmap)
     if parent == _AUTO:
-        parent = (None if userns_inode(pid, proc=proc) == userns_inode(proc=proc)
-                  else read_map("self", kind, proc=proc))
+        try:
+            nested = userns_inode(pid, proc=proc) != userns_inode(proc=proc)
+        except OSError:
+            nested = False  # not allowed to look: leave the parent rule to the kernel
+        parent = read_map("self", kind, proc=proc) if nested else None
     installed = validate_map_write(data, parent=parent, path=path)
     if kind == "gid":
         if setgroups is None and not _has_caps(CAP_SETGID):
@@ -360,7 +365,7 @@ def write_map(
         # One write: the kernel parses a map from a single write() only.
         written = os.write(fd, data)
     except OSError as e:
-        raise _explain_write_error(e, pid, kind, path, proc) from e
+        raise _explain_write_error(e, pid, kind, path, proc, data) from e
     finally:
         os.close(fd)
     if written != len(data):  # pragma: no cover - map_write takes all or nothing
@@ -370,7 +375,7 @@ def write_map(
 
 
 def _explain_write_error(
-    e: OSError, pid: int | str, kind: str, path: str, proc: str
+    e: OSError, pid: int | str, kind: str, path: str, proc: str, data: bytes
 ) -> MapWriteError:
     if e.errno in (_errno.EPERM, _errno.EINVAL):
         try:
@@ -384,6 +389,16 @@ def _explain_write_error(
                 "a map can be written only once",
                 reason="already-written", errno=e.errno, pid=pid, path=path)
     if e.errno == _errno.EPERM:
+        if kind == "gid" and not _has_caps(CAP_SETGID):
+            try:
+                policy = read_setgroups(pid, proc=proc)
+            except OSError:
+                policy = "deny"
+            if policy == "allow":
+                return MapWriteError(
+                    f"not permitted to write {path}: without CAP_SETGID, 'deny' must be "
+                    f"written to {proc}/{pid}/setgroups first (setgroups is 'allow')",
+                    reason="not-permitted", errno=e.errno, pid=pid, path=path)
         cap = "CAP_SETUID" if kind == "uid" else "CAP_SETGID"
         hint = (f"the writer needs {cap} over the parent namespace (or may map only its own "
                 f"e{kind} as one line of count 1"
@@ -393,9 +408,12 @@ def _explain_write_error(
         return MapWriteError(f"not permitted to write {path}: {hint}",
                              reason="not-permitted", errno=e.errno, pid=pid, path=path)
     if e.errno == _errno.EINVAL:
+        why = "this kernel's rules differ from Linux 4.15 and later"
+        if len(data.rstrip(b"\n").split(b"\n")) > LEGACY_MAX_EXTENTS:
+            why = (f"kernels before Linux 4.15 take at most {LEGACY_MAX_EXTENTS} lines "
+                   "(validate with max_extents=5 for them)")
         return MapWriteError(
-            f"the kernel refused {path} (EINVAL) although the validator accepted it: this "
-            "kernel's limits differ (fewer than 340 extents before Linux 4.15?)",
+            f"the kernel refused {path} (EINVAL) although the validator accepted it: {why}",
             reason="kernel-refused", errno=e.errno, pid=pid, path=path)
     if e.errno in (_errno.ESRCH, _errno.ENOENT):
         return _gone(e, pid, path)
