@@ -1,9 +1,10 @@
 """newuidmap/newgidmap authorization: the model, then the real shadow binaries as oracle.
 
 The differential tests run the real ``newuidmap``/``newgidmap`` (Debian ``uidmap``) as an
-unprivileged user, with passwd, group, subuid and subgid bind-mounted over /etc inside a
-private mount namespace (``unshare --mount``): the machine's /etc is never touched. This
-file is also the helper script that runs inside that namespace (``--helper``).
+unprivileged user, with their own passwd, group, subuid and subgid in /etc of a private
+mount namespace (``unshare --mount``; an overlay over /etc, or bind mounts over the
+files): the machine's /etc is never touched. This file is also the helper script that
+runs inside that namespace (``--helper``).
 """
 
 from __future__ import annotations
@@ -320,22 +321,49 @@ def _as_user(sc: dict[str, object]) -> dict[str, object]:  # pragma: no cover - 
             "setgroups": setgroups}
 
 
+def _private_etc(tmp: str) -> str:  # pragma: no cover - runs in the helper
+    """Make /etc of this (private) mount namespace writable without touching the real one.
+
+    An overlay (the real /etc below, a tmpfs above) takes files the host lacks, such as
+    a missing /etc/subuid; where overlayfs is unavailable, the test files are bind-mounted
+    over the existing ones. Returns the directory whose files the tools will read.
+    """
+    upper = os.path.join(tmp, "overlay")
+    os.mkdir(upper)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", upper], check=True)
+        os.mkdir(os.path.join(upper, "u"))
+        os.mkdir(os.path.join(upper, "w"))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir=/etc,upperdir={upper}/u,workdir={upper}/w", "/etc"],
+                       check=True, capture_output=True)
+    except subprocess.CalledProcessError:
+        etc = os.path.join(tmp, "etc")
+        for name in ("passwd", "group", "subuid", "subgid"):
+            subprocess.run(["mount", "--bind", os.path.join(etc, name), f"/etc/{name}"],
+                           check=True)
+        return etc
+    for name in ("passwd", "group"):
+        with open(os.path.join(tmp, "etc", name)) as src, open(f"/etc/{name}", "w") as dst:
+            dst.write(src.read())
+    return "/etc"
+
+
 def _helper(tmp: str) -> None:  # pragma: no cover - runs in a subprocess
-    etc = os.path.join(tmp, "etc")
-    for name in ("passwd", "group", "subuid", "subgid"):
-        subprocess.run(["mount", "--bind", os.path.join(etc, name), f"/etc/{name}"], check=True)
+    etc = _private_etc(tmp)
     with open(os.path.join(tmp, "scenarios.json")) as fh:
         scenarios = json.load(fh)
     results = []
     for sc in scenarios:
-        # Rewrite in place: the bind mounts show these same inodes as /etc/sub[ug]id.
         files = {"subuid": sc.get("subuid", ""), "subgid": sc.get("subgid", "")}
         if "tool" in sc:
             files["subuid" if sc["tool"] == "newuidmap" else "subgid"] = sc["subid"]
         for name, text in files.items():
-            with open(os.path.join(etc, name), "r+") as fh:
+            # In place: a bind mount shows this same inode as /etc/sub[ug]id.
+            with open(os.path.join(etc, name), "a+") as fh:
                 fh.truncate(0)
                 fh.write(text)
+            os.chmod(os.path.join(etc, name), 0o644)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
