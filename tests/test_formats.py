@@ -308,8 +308,8 @@ def test_lxc_octal_error_rendered() -> None:
     with pytest.raises(ParseError) as info:
         parse_lxc("lxc.idmap = u 0 0100000 65536\n", path="config")
     assert info.value.render() == (
-        "config:1:17: the host ID '0100000' is ambiguous: LXC reads a leading 0 as octal; "
-        "write it in decimal without leading zeros [ambiguous-number]\n"
+        "config:1:17: the host ID '0100000' is ambiguous: LXC reads it as octal, 32768; "
+        "write the number in decimal without a leading 0 [ambiguous-number]\n"
         "    lxc.idmap = u 0 0100000 65536\n"
         "                    ^~~~~~~"
     )
@@ -361,6 +361,17 @@ def test_apply_raw_idmap_matches_override() -> None:
 )
 def test_raw_idmap_refuses(text: str, code: str) -> None:
     assert reason_of(parse_raw_idmap, text) == code
+
+
+def test_raw_idmap_error_rendered() -> None:
+    with pytest.raises(InvalidMapError) as info:
+        parse_raw_idmap("both 1000 1000\nuid 1000 5", path="raw.idmap")
+    assert info.value.render() == (
+        "raw.idmap:2:1: 'uid 1000 5' maps host IDs that 'both 1000 1000' already maps "
+        "[overlap-host]\n"
+        "    uid 1000 5\n"
+        "    ^~~~~~~~~~"
+    )
 
 
 # -- unshare ------------------------------------------------------------------------------
@@ -420,6 +431,17 @@ def test_newuidmap_examples() -> None:
 )
 def test_newuidmap_refuses(text: str, code: str) -> None:
     assert reason_of(parse_newuidmap, text) == code
+
+
+def test_newuidmap_hex_error_rendered() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_newuidmap("newuidmap 4242 0 0x186a0 65536", path="argv")
+    assert info.value.render() == (
+        "argv:1:18: the host ID '0x186a0' is ambiguous: newuidmap reads it as hexadecimal, "
+        "100000; write the number in decimal without a leading 0 [ambiguous-number]\n"
+        "    newuidmap 4242 0 0x186a0 65536\n"
+        "                     ^~~~~~~"
+    )
 
 
 # -- kernel notation ---------------------------------------------------------------------------

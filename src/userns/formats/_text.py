@@ -136,10 +136,16 @@ def number(token: Token, what: str, path: str | None, *, style: Number = "decima
     if not text:
         raise syntax(f"expected the {what} (a base-10 number), found nothing", token, path)
     if style == "strict" and len(text) > 1 and text[0] == "0":
-        base = "hexadecimal" if text[1:2] in ("x", "X") else "octal"
+        hexa = text[1] in "xX"
+        digits, charset, name = ((text[2:], "0123456789abcdefABCDEF", "hexadecimal") if hexa
+                                 else (text[1:], "01234567", "octal"))
+        if digits and all(ch in charset for ch in digits):
+            clause = f"reads it as {name}, {int(digits, 16 if hexa else 8)}"
+        else:
+            clause = f"reads a leading 0 as {name} and refuses it"
         raise syntax(
-            f"the {what} {text!r} is ambiguous: {tool} reads a leading 0 as {base}; "
-            "write it in decimal without leading zeros",
+            f"the {what} {text!r} is ambiguous: {tool} {clause}; write the number in decimal "
+            "without a leading 0",
             token, path, reason="ambiguous-number")
     if not text.isascii() or not text.isdigit():
         if text[0] in "+-":
