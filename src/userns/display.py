@@ -77,6 +77,7 @@ _SMALL_PX = 10
 _LEFT = 92  # room for the axis names
 _RIGHT = 16
 _MIN_AXIS = 640  # axes are stretched to at least this many pixels
+_MAX_AXIS = 1100  # and squeezed to at most this many (labels then stack in rows)
 _BAR = 16  # height of an axis bar
 _ROW = 14  # height of a row of labels
 _BAND = 110  # vertical room for the bands between the two axes of a map
@@ -330,7 +331,7 @@ def set_svg(ids: IDSet | IDRange, *, name: str = "IDs") -> str:
     drawn = runs[:MAX_DRAWN]
     hidden = IDSet(runs[MAX_DRAWN:])
     axis = _Axis.build(((r.start, r.stop) for r in drawn), hidden)
-    width = max(_MIN_AXIS, axis.natural_width)
+    width = min(max(_MIN_AXIS, axis.natural_width), _MAX_AXIS)
     axis = axis.laid_out(_LEFT, width)
     labels = _axis_labels(axis)
     _, rows = _draw_labels(labels, 0, -1)  # first to count the rows of labels
@@ -369,7 +370,7 @@ def map_svg(idmap: IDMap, *, overflow: int = OVERFLOW_ID) -> str:
                          IDSet(e.container_range for e in rest))
     h_axis = _Axis.build(sorted((e.host, e.host + e.size) for e in drawn),
                          IDSet(e.host_range for e in rest))
-    width = max(_MIN_AXIS, c_axis.natural_width, h_axis.natural_width)
+    width = min(max(_MIN_AXIS, c_axis.natural_width, h_axis.natural_width), _MAX_AXIS)
     c_axis = c_axis.laid_out(_LEFT, width)
     h_axis = h_axis.laid_out(_LEFT, width)
     colours_c = {e.container: _PALETTE[i % len(_PALETTE)] for i, e in enumerate(drawn)}
