@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from userns import IDMap
+from userns import IDMap, IDRange, IDSet
 from userns.authorize import (
     Decision,
     NotAllowedError,
@@ -146,6 +148,23 @@ def test_inputs_idmap_and_shadow_records() -> None:
         "unknown-user", "newuidmap: Cannot determine your user name.")
     assert uid_decision(f"{USER}:1:1\n", [(0, 1, 1)]).to_dict()["extents"] == [
         {"container": 0, "host": 1, "count": 1, "how": "subordinate", "lines": [1]}]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([USER, OTHER, str(UID)]), st.integers(0, 60),
+                       st.integers(1, 20)), max_size=6),
+    st.integers(0, 80), st.integers(1, 30),
+)
+def test_have_range_is_coverage_by_the_union_of_the_users_lines(
+    lines: list[tuple[str, int, int]], host: int, count: int
+) -> None:
+    # shadow walks line by line, but for well-formed lines the answer is plain set
+    # coverage: every ID of the extent in some line of the user (by name or uid).
+    text = "".join(f"{o}:{s}:{n}\n" for o, s, n in lines)
+    mine = IDSet(IDRange(s, n) for o, s, n in lines if o in (USER, str(UID)))
+    d = uid_decision(text, [(0, host, count)])
+    expected = IDRange(host, count) in mine or (count == 1 and host == UID)
+    assert d.allowed == expected
 
 
 # -- the real newuidmap -------------------------------------------------------------------
