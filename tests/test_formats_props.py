@@ -286,3 +286,21 @@ def test_fuzz_oci_structures(value: object, indent: int | None) -> None:
             assert err.location is not None and err.location.line is not None
             continue
         assert isinstance(result, (IDMap, IDMapPair))
+
+
+@pytest.mark.parametrize("name", sorted(set(TEMPLATES) - {"proc", "oci", "oci-config"}))
+@pytest.mark.parametrize("digits", ["9" * 5000, "0" * 5000 + "7"])
+def test_very_long_numbers(name: str, digits: str) -> None:
+    # Python's int() refuses digit strings past 4300 digits; the parsers must not.
+    reader = get_format(name.removesuffix("-legacy"))
+    template = "uid 0 0" if name == "incus" else TEMPLATES[name](0, 0, 1)
+    text = template.replace("0", digits, 1)  # the first ID field
+    try:
+        pair = reader.parse(text)
+    except UsernsError as err:
+        assert err.reason in ("field-too-large", "ambiguous-number")
+        assert digits[0] == "9" or err.reason == "ambiguous-number"
+        return
+    assert digits[0] == "0"
+    (extent,) = pair.uid
+    assert 7 in (extent.container, extent.host)  # "000…07" is decimal 7

@@ -30,7 +30,6 @@ __all__ = [
     "build_map",
     "check_extent",
     "invalid",
-    "lines",
     "number",
     "pick_side",
     "split_token",
@@ -94,11 +93,6 @@ def tokens(text: str, *, line: int = 1, line_text: str | None = None,
             yield Token(text[start:i], line, offset + start, full)
 
 
-def lines(text: str) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` for each line of ``text``, without the newline."""
-    yield from enumerate(text.split("\n"), 1)
-
-
 def split_token(token: Token, sep: str) -> list[Token]:
     """``token`` cut at every ``sep``, keeping empty parts (they are errors to report)."""
     parts: list[Token] = []
@@ -152,9 +146,12 @@ def number(token: Token, what: str, path: str | None, *, style: Number = "decima
             raise syntax(f"the {what} must be a base-10 number without a sign, found {text!r}",
                          token, path)
         raise syntax(f"expected the {what} (a base-10 number), found {text!r}", token, path)
-    value = int(text)
+    # Python refuses int() on very long digit strings: judge those by their length.
+    significant = text.lstrip("0") or "0"
+    value = int(significant) if len(significant) <= 20 else ID_LIMIT
     if value >= ID_LIMIT:
-        raise syntax(f"the {what} {value} does not fit in 32 bits", token, path,
+        shown = text if len(text) <= 20 else f"{text[:12]}… ({len(text)} digits)"
+        raise syntax(f"the {what} {shown} does not fit in 32 bits", token, path,
                      reason="field-too-large")
     return value
 
