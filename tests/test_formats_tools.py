@@ -50,6 +50,17 @@ needs_subid_files = pytest.mark.skipif(
     not (Path("/etc/subuid").exists() and Path("/etc/subgid").exists()),
     reason="/etc/subuid or /etc/subgid missing: nothing to bind-mount a test file over")
 
+
+def _mountns_works() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--mount", "sh", "-c", "mount --bind /etc/subuid /etc/subuid"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+needs_mountns = pytest.mark.skipif(not _mountns_works(),
+                                   reason="cannot bind-mount in a private mount namespace")
+
 pytestmark = [needs_root, needs_userns]
 
 
@@ -105,6 +116,7 @@ def test_newuidmap_own_uid_and_base_zero(target: int) -> None:
 
 @needs_newuidmap
 @needs_subid_files
+@needs_mountns
 def test_newuidmap_installs_what_parse_says(target: int) -> None:
     text = f"newuidmap {target} 0 100010 10 10 100000 10 20 100100 1000"
     expected = parse_newuidmap(text)
@@ -122,6 +134,7 @@ def _unshare_version() -> tuple[int, int]:
 
 @needs_newuidmap
 @needs_subid_files
+@needs_mountns
 def test_unshare_map_users_installs_what_parse_says() -> None:
     m = IDMap.single(0, 100000, 65536)
     # util-linux before 2.39 reads only the outer,inner,count form; later ones read both.
