@@ -365,3 +365,36 @@ def test_login_defs_quirks_match_useradd(tmp_path: pathlib.Path, defs: str) -> N
                    check=False)
     want = allocate(SubidFile.parse(""), defs=LoginDefs.parse(defs + "\n"))
     assert (etc / "subuid").read_bytes().decode() == f"newuser:{want.start}:{want.size}\n"
+
+
+@pytest.mark.parametrize(
+    ("user", "uid", "gid", "subuid", "subgid"),
+    [
+        # A user whose name is its uid: every matching line is listed twice.
+        ("1000", 1000, 1000, "1000:5:5\n", "1000:6:6\n"),
+        # -g matches the gid of the GROUP of that name, not the user's uid.
+        ("alice", 1000, 2000, "alice:1:1\n1000:2:2\n2000:3:3\n", "1000:4:4\n2000:5:5\n"),
+        # Hex, octal and a commented-out line, as strtoul and subordinate_parse read them.
+        ("alice", 1000, 1000, "alice:0x10:3\nalice:010:1\n# alice:1:1\n#alice:9:9\n", ""),
+    ],
+)
+def test_getsubids_hand_picked(tmp_path: pathlib.Path, user: str, uid: int, gid: int,
+                               subuid: str, subgid: str) -> None:
+    if not _can_bind_over_etc(tmp_path):
+        pytest.skip("getsubids differential needs root, getsubids (uidmap) and unshare --mount")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    passwd = f"root:x:0:0::/root:/bin/sh\n{user}:x:{uid}:{uid}::/home/u:/bin/sh\n"
+    group = f"root:x:0:\n{user}:x:{gid}:\n"
+    for name, text in (("passwd", passwd), ("group", group), ("subuid", subuid),
+                       ("subgid", subgid), ("nsswitch.conf", "passwd: files\ngroup: files\n")):
+        (etc / name).write_text(text)
+    if os.path.exists("/etc/ld.so.cache"):
+        shutil.copy("/etc/ld.so.cache", etc / "ld.so.cache")
+    accounts = Accounts.parse(passwd, group)
+    for kind, text, args in (("uid", subuid, [user]), ("gid", subgid, ["-g", user])):
+        want = shadow_list_owner_ranges(SubidFile.parse(text), user, accounts=accounts,
+                                        kind=kind)
+        run = _getsubids_in_namespace(etc, args)
+        got = [tuple(int(x) for x in line.split()[2:]) for line in run.stdout.splitlines()]
+        assert got == want, (kind, run.stderr)
