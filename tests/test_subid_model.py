@@ -245,3 +245,38 @@ def test_fast_path_agrees_with_the_three_readers(text: str) -> None:
     slow = SubidLine._parse_slow(text, 3, "\n", path="p")
     assert fast == slow
     assert [p.reason for p in fast.problems] == [p.reason for p in slow.problems]
+
+
+messy_lines = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["a", "b", "1000"]), st.integers(0, 300),
+              st.integers(1, 80)).map(lambda t: f"{t[0]}:{t[1]}:{t[2]}"),
+    st.sampled_from(["# c", "", "  ", "+nis", "junk", "a:0x10:5", "b:7:7 ", "a:1:2\r"]),
+), max_size=10)
+
+
+@given(messy_lines, st.booleans(), st.integers(0, 320), st.integers(1, 60), st.booleans())
+def test_edits_touch_only_the_owners_lines(
+    lines: list[str], final_newline: bool, start: int, size: int, add: bool
+) -> None:
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    f = SubidFile.parse(text)
+    r = IDRange(start, size)
+    new = f.add_range("a", r) if add else f.remove_range("a", r)
+
+    def others(file: SubidFile) -> list[str]:
+        return [line.text for line in file.lines
+                if line.entry is None or line.entry.owner != "a"]
+
+    assert others(new) == others(f)
+    owned = {i for i in range(320 + 60) if any(i in x for x in f.ranges_for("a"))}
+    now = {i for i in range(320 + 60) if any(i in x for x in new.ranges_for("a"))}
+    assert now == (owned | set(r) if add else owned - set(r))
+    # The other lines keep their bytes too; only a missing final newline may appear.
+    def other_raws(file: SubidFile) -> list[str]:
+        return [line.raw for line in file.lines
+                if line.entry is None or line.entry.owner != "a"]
+
+    before, after = other_raws(f), other_raws(new)
+    assert before[:-1] == after[:-1]
+    if before:
+        assert after[-1] in (before[-1], before[-1] + "\n")
