@@ -16,9 +16,16 @@ The two inputs the validator refuses on purpose although the kernel takes them (
 - ``field-too-large``: every field is truncated to 32 bits;
 - ``nul-byte``: the kernel stops reading at the NUL.
 
-Cases come from an enumerated edge list and from hypothesis. Set
-``USERNS_ORACLE_EXAMPLES`` to change the number of hypothesis examples per test. The
-module prints a tally (cases, accepted, refused, documented deviations, disagreements).
+The parent rule is checked the same way from inside a middle namespace (hypothesis draws
+its map): the maps of ITS children must have their host IDs inside one extent of the
+middle map, and the kernel must answer EPERM exactly where the validator (given the
+middle map as ``parent``) says ``not-in-parent``.
+
+Cases come from an enumerated edge list and from hypothesis (the hypothesis tests are
+marked ``slow``; ``-m "not slow"`` leaves the edge list). Set ``USERNS_ORACLE_EXAMPLES``
+to scale the number of hypothesis examples (300 by default: about 3,500 kernel round
+trips). The module prints a tally: cases, accepted, refused by errno, documented
+deviations, disagreements.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from hypothesis import strategies as st
 from userns import IDMap, InvalidMapError, validate_map_write
 from userns._kernel_spawn import NamespaceChild, Report
 from userns.formats.proc import format_proc_padded
-from userns.kernel import overflow_ids
+from userns.kernel import overflow_ids, write_map
 
 from .test_kernel import needs_root, needs_userns
 
@@ -72,7 +79,9 @@ def report_tally(request: pytest.FixtureRequest) -> Iterator[None]:
         reporter.write_line("")
         reporter.write_line(
             f"kernel oracle: {TALLY['cases']} cases written to real uid_maps; "
-            f"{TALLY['accepted']} accepted, {TALLY['refused']} refused (EINVAL); "
+            f"{TALLY['accepted']} accepted, {TALLY['refused']} refused "
+        f"({TALLY['refused:EINVAL']} EINVAL, {TALLY['refused:EPERM']} EPERM for the parent "
+        f"rule, in {TALLY['middles']} middle namespaces); "
             f"{TALLY['translated']} translation checks ({TALLY['setresuid']} setresuid, "
             f"{TALLY['stat']} stat); documented deviations: "
             f"field-too-large {TALLY['dev:field-too-large']} "
@@ -219,12 +228,13 @@ class Kernel:
     The server's pages are few and quiet, so its forks cost ~1 ms.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, middle: IDMap | None = None) -> None:
         self.files = Files(root, 6)
+        self.middle = middle
         req_r, self._req_w = os.pipe()
         self._ans_r, ans_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the server
+
+        def serve(report: Report | None = None) -> NoReturn:  # pragma: no cover - server
             code = 1
             try:
                 os.close(self._req_w)
@@ -233,6 +243,20 @@ class Kernel:
                 code = 0
             finally:
                 os._exit(code)
+
+        self._child: NamespaceChild | None = None
+        if middle is None:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the server
+                serve()
+        else:
+            # The server runs inside a namespace mapped by ``middle``: the maps it writes
+            # are its children's, checked by the kernel against ``middle`` as the parent.
+            self._child = NamespaceChild(serve)
+            pid = self._child.pid
+            write_map(pid, middle, "uid")
+            write_map(pid, IDMap.identity(), "gid")
+            self._child.go(until_exec=False)
         os.close(req_r)
         os.close(ans_w)
         self.pid = pid
@@ -248,7 +272,8 @@ class Kernel:
     def close(self) -> None:
         os.close(self._req_w)
         os.close(self._ans_r)
-        assert os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1]) == 0
+        status = self._child.wait() if self._child else os.waitpid(self.pid, 0)[1]
+        assert os.waitstatus_to_exitcode(status) == 0
 
 
 # -- the model of the documented deviations ----------------------------------------------
@@ -264,9 +289,11 @@ def kernel_model(data: bytes) -> bytes:
     return re.sub(rb"[0-9]+", lambda m: str(int(m.group()) % 2**32).encode(), cut)
 
 
-def validator(data: bytes, page_size: int = PAGE_SIZE) -> IDMap | InvalidMapError:
+def validator(
+    data: bytes, page_size: int = PAGE_SIZE, parent: IDMap | None = None
+) -> IDMap | InvalidMapError:
     try:
-        return validate_map_write(data, page_size=page_size)
+        return validate_map_write(data, page_size=page_size, parent=parent)
     except InvalidMapError as e:
         return e
 
@@ -303,8 +330,13 @@ def choose_probe(m: IDMap, pick: int) -> Probe:
 
 
 def check(data: bytes, kernel: Kernel, pick: int = 0) -> None:
-    """One case: validator, kernel, comparison; records the tally and fails on disagreement."""
-    verdict = validator(data)
+    """One case: validator, kernel, comparison; records the tally and fails on disagreement.
+
+    With a ``kernel`` running in a middle namespace, the validator gets its map as
+    ``parent`` and the kernel must answer EPERM exactly where it says ``not-in-parent``.
+    """
+    parent = kernel.middle
+    verdict = validator(data, parent=parent)
     expected = verdict
     documented = isinstance(verdict, InvalidMapError) and verdict.reason in DOCUMENTED
     if documented:
@@ -312,10 +344,11 @@ def check(data: bytes, kernel: Kernel, pick: int = 0) -> None:
         assert isinstance(verdict, InvalidMapError)
         TALLY[f"dev:{verdict.reason}"] += 1
         expected = (verdict if len(data) >= PAGE_SIZE
-                    else validator(kernel_model(data), page_size=1 << 20))
+                    else validator(kernel_model(data), page_size=1 << 20, parent=parent))
         if isinstance(expected, IDMap):
             TALLY[f"dev-installed:{verdict.reason}"] += 1
-    probe = choose_probe(expected, pick) if isinstance(expected, IDMap) else None
+    probe = (choose_probe(expected, pick)
+             if isinstance(expected, IDMap) and parent is None else None)
     got = kernel.write(data, probe)
     TALLY["cases"] += 1
     problems: list[str] = []
@@ -330,7 +363,9 @@ def check(data: bytes, kernel: Kernel, pick: int = 0) -> None:
             problems += compare_translation(expected, probe, got)
     else:
         TALLY["refused"] += 1
-        if got.errno != errno.EINVAL:
+        want = errno.EPERM if expected.reason == "not-in-parent" else errno.EINVAL
+        TALLY[f"refused:{errno.errorcode[want]}"] += 1
+        if got.errno != want:
             said = "accepted" if got.errno is None else errno.errorcode[got.errno]
             problems.append(f"kernel {said} (read back {got.readback!r}), validator refused "
                             f"[{expected.reason}] {expected.message}")
@@ -551,24 +586,28 @@ _SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                                             HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @_SETTINGS
 @given(data=map_texts(), pick=st.integers(0, 1000))
 def test_random_maps_agree_with_the_kernel(data: bytes, pick: int, kernel: Kernel) -> None:
     check(data, kernel, pick)
 
 
+@pytest.mark.slow
 @settings(_SETTINGS, max_examples=max(EXAMPLES // 6, 20))
 @given(data=long_texts())
 def test_long_maps_agree_with_the_kernel(data: bytes, kernel: Kernel) -> None:
     check(data, kernel, len(data))
 
 
+@pytest.mark.slow
 @settings(_SETTINGS, max_examples=max(EXAMPLES // 6, 20))
 @given(data=sized_texts())
 def test_page_sized_maps_agree_with_the_kernel(data: bytes, kernel: Kernel) -> None:
     check(data, kernel, len(data))
 
 
+@pytest.mark.slow
 @settings(_SETTINGS, max_examples=max(EXAMPLES // 4, 20))
 @given(data=st.binary(max_size=40))
 def test_arbitrary_bytes_agree_with_the_kernel(data: bytes, kernel: Kernel) -> None:
@@ -628,11 +667,74 @@ def random_map_text(rng: random.Random) -> bytes:
     return text
 
 
+@pytest.mark.slow
 @settings(_SETTINGS, max_examples=max(EXAMPLES // 4, 10))
 @given(rng=st.randoms(use_true_random=False))
 def test_many_random_maps_agree_with_the_kernel(rng: random.Random, kernel: Kernel) -> None:
     for _ in range(BATCH):
         check(random_map_text(rng), kernel, rng.randint(0, 1000))
+
+
+# -- the parent rule: maps written from inside a middle namespace -------------------------
+
+
+def middle_map(rng: random.Random) -> IDMap:
+    """A middle namespace's uid map: 1-4 extents, gaps or none on both sides, host root
+    in one of them (its process, still host uid 0, must be mapped to create namespaces)."""
+    n = rng.randint(1, 4)
+    sizes = [rng.choice([1, 2, rng.randint(1, 40)]) for _ in range(n)]
+    cs, c = [], rng.choice([0, 0, rng.randint(0, 50)])
+    for size in sizes:
+        cs.append(c)
+        c += size + rng.choice([0, 0, 1, rng.randint(0, 20)])
+    hs, h = [0] * n, 0
+    for i in rng.sample(range(n), n):
+        hs[i] = h
+        h += sizes[i] + rng.choice([0, 1, rng.randint(0, 100000)])
+    return IDMap.from_triples(zip(cs, hs, sizes))
+
+
+def child_text(rng: random.Random, parent: IDMap) -> bytes:
+    """A grandchild map whose host IDs (the middle's IDs) sit at the middle's extent edges:
+    inside, one past, one before, spanning two extents that touch or not."""
+    edges = sorted({x for e in parent for x in (e.container, e.container + e.size)})
+    rows, c = [], 0
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        start = max(rng.choice(edges) + rng.choice([-1, 0, 0, 1]), 0)
+        size = rng.choice([1, 1, 2, rng.randint(1, 50)])
+        rows.append(f"{c} {start} {size}")
+        c += size + rng.randint(0, 3)
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.mark.slow
+@settings(_SETTINGS, max_examples=max(EXAMPLES // 15, 5))
+@given(rng=st.randoms(use_true_random=False))
+def test_parent_rule_agrees_with_the_kernel(rng: random.Random) -> None:
+    parent = middle_map(rng)
+    with tempfile.TemporaryDirectory(prefix="userns-oracle-") as d:
+        server = Kernel(Path(d), middle=parent)
+        TALLY["middles"] += 1
+        try:
+            for _ in range(BATCH):
+                check(child_text(rng, parent), server)
+        finally:
+            server.close()
+
+
+def test_parent_rule_edges() -> None:
+    # Two extents touching inside (container 0-9 and 10-19) but apart outside.
+    parent = IDMap.from_triples([(0, 0, 10), (10, 100000, 10)])
+    with tempfile.TemporaryDirectory(prefix="userns-oracle-") as d:
+        server = Kernel(Path(d), middle=parent)
+        TALLY["middles"] += 1
+        try:
+            for text in (b"0 0 10", b"0 0 11", b"0 9 2", b"0 10 10", b"0 10 11", b"0 20 1",
+                         b"0 0 10\n10 10 10", b"0 5 1\n1 15 1", b"0 0 4294967295",
+                         b"0 0 10\n10 9 1", b"0 4294967296 1", b"0 4294967306 1"):
+                check(text, server)
+        finally:
+            server.close()
 
 
 def test_model_of_the_deviations() -> None:
