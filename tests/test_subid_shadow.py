@@ -398,3 +398,30 @@ def test_getsubids_hand_picked(tmp_path: pathlib.Path, user: str, uid: int, gid:
         run = _getsubids_in_namespace(etc, args)
         got = [tuple(int(x) for x in line.split()[2:]) for line in run.stdout.splitlines()]
         assert got == want, (kind, run.stderr)
+
+
+@needs_root
+@needs_useradd
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600, 0o755, 0o666])
+def test_edit_keeps_owner_and_mode_as_useradd_does(tmp_path: pathlib.Path, mode: int) -> None:
+    from userns.subid import add_subid_range
+
+    text = "# hand-made\nalice:100000:65536\n"
+    etc = make_prefix(tmp_path / "shadow", text, "", "", [])
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for p in (etc / "subuid", mine / "subuid"):
+        p.write_text(text)
+        os.chown(p, 1234, 5678)
+        os.chmod(p, mode)
+    assert USERADD is not None
+    run = subprocess.run([USERADD, "--prefix", str(tmp_path / "shadow"), "newuser"],
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    add_subid_range(mine / "subuid", "newuser", IDRange(165536, 65536))
+    for name in ("subuid", "subuid-"):
+        theirs, ours = (etc / name).stat(), (mine / name).stat()
+        assert (ours.st_uid, ours.st_gid, ours.st_mode) == (
+            theirs.st_uid, theirs.st_gid, theirs.st_mode), name
+    assert (mine / "subuid-").read_bytes() == (etc / "subuid-").read_bytes()
+    assert not (etc / "subuid.lock").exists() and not (mine / "subuid.lock").exists()
