@@ -183,6 +183,16 @@ def test_free_space_counts_what_repeated_allocation_places(
     if limits.problem() is None:
         assert report.fits == n
         assert report.next == (None if n == 0 else allocate(f, defs=limits))
+    aligned = 0
+    probe = f
+    while True:
+        try:
+            r = allocate_aligned(probe, limits.count, align=8, defs=limits)
+        except AllocationError:
+            break
+        probe = probe.add_ranges([("x", r)])
+        aligned += 1
+    assert report.fits_aligned == aligned
     within = IDSet([IDRange.from_bounds(limits.min, limits.max)]) if limits.max >= limits.min \
         else IDSet()
     assert report.free | report.used == within
