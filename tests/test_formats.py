@@ -26,6 +26,7 @@ from userns.formats import (
     format_podman_pair,
     format_raw_idmap,
     format_unshare,
+    format_usernsexec,
     format_xmount,
     get_format,
     idmap_from_oci,
@@ -41,6 +42,7 @@ from userns.formats import (
     parse_podman_pair,
     parse_raw_idmap,
     parse_unshare,
+    parse_usernsexec,
     parse_xmount,
     podman_idmap,
 )
@@ -315,6 +317,29 @@ def test_lxc_octal_error_rendered() -> None:
     )
 
 
+def test_usernsexec_examples() -> None:
+    pair = parse_usernsexec("-m b:0:200000:20 -m b:20:250000:65516")
+    assert pair == IDMapPair.both(MULTI)
+    assert parse_usernsexec("-mu:0:231072:65536 g:0:231072:65536") == IDMapPair.both(SEED)
+    assert format_usernsexec(IDMapPair.both(SEED)) == "b:0:231072:65536"
+    assert format_usernsexec(IDMapPair(SEED, IDMap())) == "u:0:231072:65536"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("0:1:2", "missing-type"),
+        ("x:0:1:2", "unknown-type"),
+        ("b:0:1", "syntax"),
+        ("b:0:-1:1", "syntax"),
+        ("b:0:1:2junk", "syntax"),
+        ("u:0:1:10 b:5:100:1", "overlap-container"),
+    ],
+)
+def test_usernsexec_refuses(text: str, code: str) -> None:
+    assert reason_of(parse_usernsexec, text) == code
+
+
 def test_raw_idmap_examples() -> None:
     pair = parse_raw_idmap("both 1000 1000")
     assert pair == IDMapPair.both(IDMap.single(1000, 1000, 1))
@@ -523,8 +548,8 @@ def test_xmount_error_rendered() -> None:
 
 
 def test_registry_names_and_aliases() -> None:
-    assert set(FORMATS) == {"proc", "oci", "oci-config", "podman", "lxc", "incus", "unshare",
-                            "newuidmap", "kernel", "xmount"}
+    assert set(FORMATS) == {"proc", "oci", "oci-config", "podman", "lxc", "usernsexec",
+                            "incus", "unshare", "newuidmap", "kernel", "xmount"}
     for name, f in FORMATS.items():
         assert get_format(name) is f
         assert get_format(name.upper()) is f

@@ -24,6 +24,7 @@ from userns.formats import (
     format_podman_pair,
     format_raw_idmap,
     format_unshare,
+    format_usernsexec,
     format_xmount,
     get_format,
     idmap_from_oci,
@@ -39,6 +40,7 @@ from userns.formats import (
     parse_podman_pair,
     parse_raw_idmap,
     parse_unshare,
+    parse_usernsexec,
     parse_xmount,
     validate_map_write,
 )
@@ -108,6 +110,7 @@ PAIR: dict[str, tuple[Callable[[IDMapPair], str], Callable[[str], IDMapPair]]] =
     "oci-config": (format_oci_config, parse_oci_config),
     "podman": (format_podman_pair, parse_podman_pair),
     "lxc": (format_lxc, parse_lxc),
+    "usernsexec": (format_usernsexec, parse_usernsexec),
     "incus": (format_raw_idmap, parse_raw_idmap),
     "xmount": (format_xmount, parse_xmount),
 }
@@ -159,6 +162,7 @@ CANONICAL = [
     ("kernel", "u0:k231072:r65536"),
     ("kernel", "u0:k0:r4294967295"),
     ("xmount", "b:0:231072:65536"),
+    ("usernsexec", "u:0:1000:1 u:1:100000:65536 g:0:1000:1"),
     ("xmount", "u:1000:0:1 u:5000:1000:2 g:1001:1:2 g:5000:1000:2"),
 ]
 
@@ -184,6 +188,7 @@ TEMPLATES: dict[str, Callable[[int, int, int], str]] = {
     "newuidmap": lambda c, h, s: f"newuidmap 1 {c} {h} {s}",
     "kernel": lambda c, h, s: f"u{c}:k{h}:r{s}",
     "xmount": lambda c, h, s: f"u:{c}:{h}:{s}",
+    "usernsexec": lambda c, h, s: f"-m u:{c}:{h}:{s}",
 }
 
 BIG = 2**32 + 3

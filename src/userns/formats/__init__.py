@@ -8,7 +8,15 @@ one signature: ``get_format("podman").parse(text)`` and ``convert(text, "podman"
 
 from __future__ import annotations
 
-from .lxc import apply_raw_idmap, format_lxc, format_raw_idmap, parse_lxc, parse_raw_idmap
+from .lxc import (
+    apply_raw_idmap,
+    format_lxc,
+    format_raw_idmap,
+    format_usernsexec,
+    parse_lxc,
+    parse_raw_idmap,
+    parse_usernsexec,
+)
 from .newuidmap import (
     NewIDMapCommand,
     format_newuidmap,
@@ -67,6 +75,7 @@ __all__ = [
     "format_proc_padded",
     "format_raw_idmap",
     "format_unshare",
+    "format_usernsexec",
     "format_xmount",
     "get_format",
     "idmap_from_oci",
@@ -83,6 +92,7 @@ __all__ = [
     "parse_proc",
     "parse_raw_idmap",
     "parse_unshare",
+    "parse_usernsexec",
     "parse_xmount",
     "podman_idmap",
     "validate_map_write",

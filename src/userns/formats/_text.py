@@ -11,7 +11,7 @@ or :class:`~userns.errors.InvalidMapError` carrying a :class:`~userns.errors.Loc
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 import attrs
@@ -29,12 +29,14 @@ __all__ = [
     "Token",
     "build_map",
     "check_extent",
+    "format_typed",
     "invalid",
     "number",
     "pick_side",
     "split_token",
     "syntax",
     "tokens",
+    "typed_pair",
 ]
 
 #: Which map(s) of a user namespace a text carries or a caller wants.
@@ -225,3 +227,38 @@ def pick_side(pair: IDMapPair, side: Side, what: str) -> IDMap:
         raise FormatSideError(f"{what} holds one map, and the uid and gid maps differ: "
                          "choose side='uid' or side='gid'")
     return pair.uid
+
+
+def typed_pair(toks: Iterable[Token], path: str | None, *, type_required: bool,
+               grammar: str) -> IDMapPair:
+    """``[u|g|b:]container:host:count`` tokens (libmount's and lxc-usernsexec's form) as
+    the uid and gid maps; ``b`` (or, unless ``type_required``, no type) means both."""
+    rows: dict[str, list[Row]] = {"u": [], "g": []}
+    for tok in toks:
+        parts = split_token(tok, ":")
+        kinds = "ug"
+        if parts[0].text in ("u", "g", "b"):
+            kinds = "ug" if parts[0].text == "b" else parts[0].text
+            parts = parts[1:]
+        elif len(parts) == 4 or (type_required and not parts[0].text[:1].isdigit()):
+            raise syntax(f"the type must be 'u', 'g' or 'b', found {parts[0].text!r}",
+                         parts[0], path, reason="unknown-type")
+        elif type_required:
+            raise syntax(f"{tok.text!r} has no type: expected '{grammar}'", tok, path,
+                         reason="missing-type")
+        if len(parts) != 3:
+            raise syntax(f"{tok.text!r} is not '{grammar}'", tok, path)
+        c, h, s = (number(t, name, path) for t, name in zip(parts, FIELDS))
+        row = Row(check_extent(c, h, s, tok, path, parts), tok)
+        for kind in kinds:
+            rows[kind].append(row)
+    return IDMapPair(build_map(rows["u"], path), build_map(rows["g"], path))
+
+
+def format_typed(pair: IDMapPair) -> str:
+    """``b:`` entries when both maps are equal, else every ``u:`` entry, then every
+    ``g:`` entry, separated by spaces."""
+    if pair.uid == pair.gid:
+        return " ".join(f"b:{e.container}:{e.host}:{e.size}" for e in pair.uid)
+    return " ".join([f"u:{e.container}:{e.host}:{e.size}" for e in pair.uid]
+                    + [f"g:{e.container}:{e.host}:{e.size}" for e in pair.gid])

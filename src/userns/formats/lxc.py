@@ -13,6 +13,10 @@ an empty ``lxc.idmap =`` clears the entries before it, as in LXC. LXC reads numb
 ``strtoul(…, 0)``, so ``0100000`` is octal (32768) and ``0x186a0`` hexadecimal: userns
 refuses a leading zero (reason ``ambiguous-number``) rather than guess.
 
+**lxc-usernsexec** ``-m`` values (and the kernel selftests' ``mount-idmapped
+--map-mount``) are ``TYPE:CONTAINER:HOST:COUNT`` with ``TYPE`` ``u``, ``g`` or ``b`` (both):
+that is where the ``b`` lives. See :func:`parse_usernsexec`.
+
 **Incus** ``raw.idmap`` (``shared/idmap``: ``NewSetFromIncusIDMap``)::
 
     both 1000 1000
@@ -39,15 +43,28 @@ from typing import Literal
 
 from ..errors import InvalidMapError
 from ..maps import Extent, IDMap, IDMapPair
-from ._text import Row, Token, build_map, check_extent, invalid, number, split_token, syntax
+from ._text import (
+    Row,
+    Token,
+    build_map,
+    check_extent,
+    format_typed,
+    invalid,
+    number,
+    split_token,
+    syntax,
+    typed_pair,
+)
 from ._text import tokens as _tokens
 
 __all__ = [
     "apply_raw_idmap",
     "format_lxc",
     "format_raw_idmap",
+    "format_usernsexec",
     "parse_lxc",
     "parse_raw_idmap",
+    "parse_usernsexec",
 ]
 
 _LXC_SPACE = " \t\r"
@@ -125,6 +142,38 @@ def format_lxc(pair: IDMapPair) -> str:
         [f"{_KEY} = u {e.container} {e.host} {e.size}\n" for e in pair.uid]
         + [f"{_KEY} = g {e.container} {e.host} {e.size}\n" for e in pair.gid]
     )
+
+
+# -- lxc-usernsexec -m ------------------------------------------------------------------
+
+
+def parse_usernsexec(text: str, *, path: str | None = None) -> IDMapPair:
+    """Read ``lxc-usernsexec -m`` values ``u|g|b:container:host:count`` into both maps.
+
+    Values are separated by whitespace; a ``-m`` before a value (``-m b:0:1:2`` or
+    ``-mb:0:1:2``) is skipped. lxc-usernsexec reads the numbers with ``sscanf("%ld")``
+    and does not look past the count; userns takes plain digits and nothing after.
+
+    >>> pair = parse_usernsexec("-m u:0:1000:1 -m b:1:100000:65536")
+    >>> pair.uid.to_host(0), pair.gid.to_host(0, default=None), pair.gid.to_host(1)
+    (1000, None, 100000)
+    """
+    toks: list[Token] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        for tok in _tokens(line, line=lineno):
+            if tok.text == "-m":
+                continue
+            toks.append(tok.at(2, len(tok.text) - 2) if tok.text.startswith("-m") else tok)
+    return typed_pair(toks, path, type_required=True, grammar="u|g|b:container:host:count")
+
+
+def format_usernsexec(pair: IDMapPair) -> str:
+    """``-m`` values: ``b:`` when both maps are equal, else ``u:`` values then ``g:``.
+
+    >>> format_usernsexec(IDMapPair.both(IDMap.single(0, 100000, 65536)))
+    'b:0:100000:65536'
+    """
+    return format_typed(pair)
 
 
 # -- Incus raw.idmap ---------------------------------------------------------------

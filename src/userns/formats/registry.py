@@ -9,7 +9,8 @@ back, whatever the text holds:
   unshare do when only the user map is given; ``format(pair, side=…)`` writes
   ``pair.uid``, ``pair.gid``, or for ``"both"`` the map both hold (and raises
   :class:`FormatSideError` when they differ: say which one you want);
-- a **pair** format (``oci-config``, ``podman``, ``lxc``, ``incus``, ``xmount``) holds both.
+- a **pair** format (``oci-config``, ``podman``, ``lxc``, ``usernsexec``, ``incus``,
+  ``xmount``) holds both.
   ``side="uid"`` or ``"gid"`` keeps only that map (the other is empty) when reading and
   writes only that one when writing.
 
@@ -35,7 +36,14 @@ import attrs
 from ..errors import UsernsError
 from ..maps import IDMap, IDMapPair
 from ._text import FormatSideError, Side, pick_side
-from .lxc import format_lxc, format_raw_idmap, parse_lxc, parse_raw_idmap
+from .lxc import (
+    format_lxc,
+    format_raw_idmap,
+    format_usernsexec,
+    parse_lxc,
+    parse_raw_idmap,
+    parse_usernsexec,
+)
 from .newuidmap import format_newuidmap, parse_newuidmap
 from .notation import format_notation, parse_notation
 from .oci import format_oci_config, format_oci_mappings, parse_oci_config, parse_oci_mappings
@@ -146,6 +154,9 @@ _ALL = (
            format_podman_pair),
     Format("lxc", "LXC config 'lxc.idmap = u|g container host count' lines", "pair",
            ("lxc.idmap",), True, _pair_parse(parse_lxc), format_lxc),
+    Format("usernsexec", "lxc-usernsexec -m values 'u|g|b:container:host:count'", "pair",
+           ("lxc-usernsexec", "mount-idmapped"), True, _pair_parse(parse_usernsexec),
+           format_usernsexec),
     Format("incus", "Incus raw.idmap overrides 'both|uid|gid host-range container-range'",
            "pair", ("raw.idmap", "lxd"), True, _pair_parse(parse_raw_idmap), format_raw_idmap),
     Format("unshare", "util-linux unshare --map-users values 'inner:outer:count'", "one",

@@ -27,7 +27,7 @@ IDMap([Extent(1000, 0, 1), Extent(5000, 1000, 2)])
 from __future__ import annotations
 
 from ..maps import IDMap, IDMapPair  # noqa: F401  (IDMap: doctests)
-from ._text import Row, Token, build_map, check_extent, number, split_token, syntax
+from ._text import Token, format_typed, syntax, typed_pair
 from ._text import tokens as _tokens
 
 __all__ = ["format_xmount", "parse_xmount"]
@@ -55,30 +55,13 @@ def parse_xmount(text: str, *, path: str | None = None) -> IDMapPair:
         start = offset + len(body) - len(stripped)
         raise syntax("a user namespace file, not a mapping: this needs the namespace itself",
                      Token(stripped.rstrip(), 1, start, shown), path, reason="userns-path")
-    rows: dict[str, list[Row]] = {"u": [], "g": []}
-    seen = False
-    for tok in _tokens(body, line=1, line_text=shown, separators=" ", offset=offset):
-        seen = True
-        tok = Token(shown[tok.start:tok.end], tok.line, tok.start, shown)
-        parts = split_token(tok, ":")
-        kinds = "ug"
-        if parts[0].text in ("u", "g", "b"):
-            kinds = "ug" if parts[0].text == "b" else parts[0].text
-            parts = parts[1:]
-        elif not parts[0].text[:1].isdigit() and len(parts) == 4:
-            raise syntax(f"the type must be 'u', 'g' or 'b', found {parts[0].text!r}",
-                         parts[0], path, reason="unknown-type")
-        if len(parts) != 3:
-            raise syntax(f"{tok.text!r} is not '[u|g|b:]id-mount:id-host:id-range'", tok, path)
-        c, h, s = (number(t, name, path)
-                   for t, name in zip(parts, ("mount ID", "host ID", "range")))
-        row = Row(check_extent(c, h, s, tok, path, parts), tok)
-        for kind in kinds:
-            rows[kind].append(row)
-    if not seen:
+    toks = [Token(shown[t.start:t.end], t.line, t.start, shown)
+            for t in _tokens(body, line=1, line_text=shown, separators=" ", offset=offset)]
+    if not toks:
         raise syntax("the value is empty: mount fails with EINVAL",
                      Token("", 1, len(shown), shown), path, reason="empty")
-    return IDMapPair(build_map(rows["u"], path), build_map(rows["g"], path))
+    return typed_pair(toks, path, type_required=False,
+                      grammar="[u|g|b:]id-mount:id-host:id-range")
 
 
 def format_xmount(pair: IDMapPair) -> str:
@@ -88,7 +71,4 @@ def format_xmount(pair: IDMapPair) -> str:
     >>> format_xmount(IDMapPair(IDMap.single(0, 1000, 1), IDMap.single(0, 2000, 1)))
     'u:0:1000:1 g:0:2000:1'
     """
-    if pair.uid == pair.gid:
-        return " ".join(f"b:{e.container}:{e.host}:{e.size}" for e in pair.uid)
-    return " ".join([f"u:{e.container}:{e.host}:{e.size}" for e in pair.uid]
-                    + [f"g:{e.container}:{e.host}:{e.size}" for e in pair.gid])
+    return format_typed(pair)
