@@ -4,7 +4,8 @@ These machines are noisy, so a benchmark never compares two numbers taken minute
 :func:`compare` runs the candidate and its baselines in the same rounds, interleaved (the
 order rotates from round to round), and each ratio is taken *within* a round, so a slow
 minute slows both sides of it. The table reports the median of the per-round ratios and
-their spread (the interquartile range, or min-max when there are fewer than four rounds).
+their spread (the interquartile range, or min-max when there are fewer than four rounds),
+in the same words as the median.
 
 >>> r = Ratio.of([2.0, 4.0, 3.0])
 >>> r.median, r.low, r.high
@@ -72,9 +73,17 @@ class Ratio:
         return self.word(self.median)
 
     def spread(self) -> str:
-        """The spread of the per-round ratios, as candidate-speed factors."""
+        """The spread of the per-round ratios, in the same words as the median.
+
+        >>> Ratio.of([0.5, 0.25, 0.2]).spread()
+        'range 2-5x slower (n=3)'
+        """
         kind = "IQR" if self.rounds >= 4 else "range"
-        return f"{kind} {self.low:.3g}-{self.high:.3g} (n={self.rounds})"
+        if self.median >= 1:
+            lo, hi, word = self.low, self.high, "faster"
+        else:
+            lo, hi, word = 1 / self.high, 1 / self.low, "slower"
+        return f"{kind} {lo:.3g}-{hi:.3g}x {word} (n={self.rounds})"
 
 
 @dataclass
@@ -245,7 +254,7 @@ def fmt_seconds(s: float) -> str:
     """A duration with a unit that keeps 3 significant digits.
 
     >>> fmt_seconds(2.5e-7), fmt_seconds(0.0123), fmt_seconds(4.2)
-    ('250 ns', '12.3 ms', '4.20 s')
+    ('250 ns', '12.3 ms', '4.2 s')
     """
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
         if s >= scale or unit == "ns":

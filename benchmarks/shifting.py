@@ -1,12 +1,409 @@
-"""Shifting: placeholder until userns.shift lands."""
+"""Shifting: ``userns.shift.shift_tree`` against a C loop, LXD's fuidshift and idmapshift.
+
+One tree (see :mod:`tree`) is built per filesystem and shifted again and again: every run
+moves every ID from ``offset`` to ``offset + DELTA`` (maps ``b:offset:offset+DELTA:65536``),
+so all shifters do the same work on the same inodes. Between runs, untimed,
+:func:`tree.reset` repairs whatever the previous shifter got wrong (the C loop shifts a
+hard-linked inode once per name and drops setuid bits and capabilities), so each run
+starts from a correct tree. Every shifter runs as its own process (userns too: a fresh
+``python -c``, imports included), timed by wall clock, with the peak RSS from ``wait4``.
+
+The baselines:
+
+* **C nftw+lchown** — ``benchmarks/shift_floor.c``, built with ``gcc -O2`` at run time:
+  the syscall floor, and wrong (see its header);
+* **fuidshift** — LXD's tool (Debian ``lxd-tools``), the correct peer;
+* **idmapshift** — the PyPI package (``os.walk`` + ``lchown``; loses setuid bits and
+  capabilities, ignores ACLs), when it is importable;
+* **find -printf %U:%G** — a read-only walk in C (findutils), the floor for re-running a
+  shift over an already-shifted tree.
+"""
 
 from __future__ import annotations
 
-from _harness import Section
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tree
+from _harness import Row, Section, Timing, fmt_bytes, fmt_count, fmt_seconds, ratio
 
 __all__ = ["run"]
 
+HERE = Path(__file__).resolve().parent
+DELTA = 100_000
+SIZE = 65536
 
-def run(**_: object) -> Section:
-    """Not available yet."""
-    return Section("Shifting", unavailable="userns.shift has not landed")
+
+@dataclass
+class Tool:
+    """One shifter: how to run it from ``offset`` to ``offset + DELTA`` on ``root``."""
+
+    name: str
+    argv: Callable[[Path, int], list[str]]
+    mutates: bool = True  # False: a read-only walk (the tree stays at ``offset``)
+    already: bool = False  # runs on a tree already at its target
+
+
+@dataclass
+class Measured:
+    """Wall times and peak RSS of one tool over the rounds."""
+
+    timing: Timing
+    rss: list[int] = field(default_factory=list)
+    failed: str | None = None
+
+
+def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
+    """Run ``argv``; wall seconds, peak RSS in bytes (0 if unknown), error text.
+
+    Through ``peak`` (``peak_rss.c``) when built: a process forked from this one would
+    carry this process's RSS high-water mark across its exec.
+    """
+    full = [str(peak), *argv] if peak is not None else argv
+    t0 = time.perf_counter()
+    proc = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.decode(errors="replace")
+    rss = 0
+    if peak is not None and "peak_rss_kib " in err:
+        err, _, tail = err.rpartition("peak_rss_kib ")
+        rss = int(tail.split()[0]) * 1024
+    if proc.returncode != 0:
+        return wall, 0, f"exit {proc.returncode}: {err.strip()[-300:]}"
+    return wall, rss, None
+
+
+def _userns_argv(workers: int | None, already: bool = False) -> Callable[[Path, int], list[str]]:
+    code = (
+        "import sys; from userns import IDMap, IDMapPair; from userns.shift import shift_tree\n"
+        "root, off, delta, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
+        "pair = lambda o: IDMapPair.both(IDMap.single(0, o, 65536)) if o else None\n"
+        "r = shift_tree(root, pair(off + delta), source=pair(off), policy=sys.argv[5],\n"
+        "               workers=int(w) if w != '-' else None)\n"
+        "assert r.complete, r\n"
+        "assert r.changed == 0 or sys.argv[5] == 'error', r\n"
+    )
+
+    def argv(root: Path, off: int) -> list[str]:
+        if already:  # the tree is already at ``off``: rerun the shift that put it there
+            off -= DELTA
+        # A finished shift run again: policy "error" (the default) refuses it, every ID
+        # being outside the source map; "skip" walks and changes nothing.
+        return [sys.executable, "-c", code, str(root), str(off), str(DELTA),
+                "-" if workers is None else str(workers), "skip" if already else "error"]
+
+    return argv
+
+
+def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
+    """The shifters available here, and notes on the ones that are not."""
+    tools = [
+        Tool("userns", _userns_argv(None)),
+        Tool("userns, 1 worker", _userns_argv(1)),
+    ]
+    missing = []
+    if floor_bin is not None:
+        tools.append(Tool("C nftw+lchown", lambda r, o: [str(floor_bin), str(r), str(DELTA)]))
+    else:
+        missing.append("C nftw+lchown: gcc or benchmarks/shift_floor.c not available")
+    if shutil.which("fuidshift"):
+        tools.append(Tool("fuidshift", lambda r, o: [
+            "fuidshift", str(r), f"b:{o}:{o + DELTA}:{SIZE}"]))
+    else:
+        missing.append("fuidshift: not installed (Debian package lxd-tools)")
+    if _importable("idmapshift"):
+        code = ("import sys; from idmapshift.main import main; "
+                "sys.argv = ['idmapshift'] + sys.argv[1:]; main()")
+        tools.append(Tool("idmapshift", lambda r, o: [
+            sys.executable, "-c", code, str(r), "-u", f"{o}:{o + DELTA}:{SIZE}",
+            "-g", f"{o}:{o + DELTA}:{SIZE}"]))
+    else:
+        missing.append("idmapshift: not importable (pip install --no-deps idmapshift)")
+    tools.append(Tool("userns, already shifted", _userns_argv(None, already=True),
+                      mutates=False, already=True))
+    audit = ("import sys; from userns import IDMap, IDMapPair; from userns.shift import "
+             "audit_tree; m = IDMapPair.both(IDMap.single(0, int(sys.argv[2]), 65536)); "
+             "assert audit_tree(sys.argv[1], m).state == 'shifted'")
+    tools.append(Tool("userns audit_tree", lambda r, o: [
+        sys.executable, "-c", audit, str(r), str(o)], mutates=False, already=True))
+    if shutil.which("find"):
+        tools.append(Tool("find -printf %U:%G", lambda r, o: [
+            "find", str(r), "-printf", "%U:%G\n"], mutates=False, already=True))
+    return tools, missing
+
+
+def _importable(name: str) -> bool:
+    proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True)
+    return proc.returncode == 0
+
+
+def _build(work: Path, name: str) -> Path | None:
+    """Compile ``benchmarks/<name>.c`` with ``gcc -O2``; None without gcc or the file."""
+    src = HERE / f"{name}.c"
+    if not src.exists() or shutil.which("gcc") is None:
+        return None
+    out = work / name
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(src)], check=True)
+    return out
+
+
+class Bench:
+    """A tree on one filesystem and its current offset."""
+
+    def __init__(self, parent: Path, n: int, seed: int, peak: Path | None) -> None:
+        self.peak = peak
+        self.root = parent / f"tree-{n}"
+        self.info = tree.build(self.root, n, random.Random(seed))
+        self.offset = 0
+        self.checks: dict[str, tree.Check] = {}
+
+    def prepare(self) -> None:
+        tree.reset(self.root, self.info, self.offset)
+        os.sync()
+
+    def measure(self, tools: Sequence[Tool], rounds: int) -> dict[str, Measured]:
+        """Every tool once per round, order rotating; correctness checked on first runs."""
+        out = {t.name: Measured(Timing(t.name, units=self.info.entries)) for t in tools}
+        if self.offset == 0:  # the already-shifted runs need a tree that was shifted
+            self.prepare()
+            self.offset += DELTA
+            self.prepare()
+        for rnd in range(rounds):
+            k = rnd % len(tools)
+            for t in list(tools[k:]) + list(tools[:k]):
+                m = out[t.name]
+                if m.failed:
+                    continue
+                self.prepare()
+                wall, rss, err = _run(t.argv(self.root, self.offset), self.peak)
+                if err is not None:
+                    m.failed = err
+                    # whatever it left, reset() puts right before the next run
+                    if t.mutates:
+                        self._resync()
+                    continue
+                m.timing.times.append(wall)
+                m.rss.append(rss)
+                if t.mutates:
+                    if t.name not in self.checks:
+                        self.checks[t.name] = tree.check(self.root, self.info,
+                                                         self.offset + DELTA)
+                    self.offset += DELTA
+        return out
+
+    def _resync(self) -> None:
+        # A failed shifter may have moved some inodes: put all back at the offset.
+        tree.reset(self.root, self.info, self.offset)
+
+    def strace(self, tool: Tool, work: Path) -> tuple[int, list[tuple[str, int]]] | None:
+        """Total syscalls of one run under ``strace -c -f``, and the five most frequent."""
+        if shutil.which("strace") is None:
+            return None
+        self.prepare()
+        out = work / "strace.txt"
+        argv = ["strace", "-c", "-f", "-o", str(out), "--", *tool.argv(self.root, self.offset)]
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            self._resync()
+            return None
+        if tool.mutates:
+            self.offset += DELTA
+        return _parse_strace(out.read_text())
+
+
+def _parse_strace(text: str) -> tuple[int, list[tuple[str, int]]]:
+    """``strace -c`` summary: the total calls and the five most frequent syscalls.
+
+    >>> _parse_strace('''% time     seconds  usecs/call     calls    errors syscall
+    ... ------ ----------- ----------- --------- --------- ----------------
+    ...  60.00    0.000600           3       200           fchownat
+    ...  40.00    0.000400           2       150        10 newfstatat
+    ... ------ ----------- ----------- --------- --------- ----------------
+    ... 100.00    0.001000           2       350        10 total''')
+    (350, [('fchownat', 200), ('newfstatat', 150)])
+    """
+    total = 0
+    per: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or not parts[0].replace(".", "").isdigit():
+            continue
+        calls = int(parts[3])
+        if parts[-1] == "total":
+            total = calls
+        else:
+            per.append((parts[-1], calls))
+    per.sort(key=lambda p: -p[1])
+    return total, per[:5]
+
+
+def _fs_type(path: Path) -> str:
+    proc = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    return proc.stdout.strip() or "?"
+
+
+def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
+    rows = []
+    me = res["userns"]
+    for name, m in res.items():
+        if name in ("userns", "userns, already shifted", "userns audit_tree",
+                    "find -printf %U:%G") or m.failed:
+            continue
+        r = ratio(me.timing, m.timing) if me.timing.times and m.timing.times else None
+        target, met = "", None
+        if name == "C nftw+lchown" and r:
+            target, met = "within 2x", r.median >= 0.5
+        elif name == "fuidshift" and r:
+            target, met = ">= 3x faster", r.median >= 3.0
+        rows.append(Row(f"{fmt_count(entries)} entries, {label}", "shift_tree", name,
+                        fmt_seconds(me.timing.median) if me.timing.times else "-",
+                        fmt_seconds(m.timing.median), r, target=target, met=met))
+    already = res.get("userns, already shifted")
+    if already and already.timing.times:
+        rows.append(Row(f"already shifted, {label}", "shift_tree again (skip)", "its full shift",
+                        fmt_seconds(already.timing.median), fmt_seconds(me.timing.median),
+                        ratio(already.timing, me.timing)))
+        find = res.get("find -printf %U:%G")
+        audit = res.get("userns audit_tree")
+        for name, m in (("shift_tree again (skip)", already), ("audit_tree", audit)):
+            if find and find.timing.times and m and m.timing.times:
+                rows.append(Row(f"already shifted, {label}", name, "find -printf %U:%G",
+                                fmt_seconds(m.timing.median), fmt_seconds(find.timing.median),
+                                ratio(m.timing, find.timing)))
+    return rows
+
+
+def _detail_rows(label: str, res: dict[str, Measured], entries: int,
+                 sys_counts: dict[str, tuple[int, list[tuple[str, int]]] | None],
+                 checks: dict[str, tree.Check], info: tree.TreeInfo) -> list[list[str]]:
+    out = []
+    for name, m in res.items():
+        if m.failed:
+            out.append([label, name, f"failed: {m.failed}", "", "", "", "", "", "", "", ""])
+            continue
+        sc = sys_counts.get(name)
+        c = checks.get(name)
+        out.append([
+            label, name, fmt_seconds(m.timing.median),
+            f"{entries / m.timing.median:,.0f}",
+            fmt_bytes(max(m.rss)) if m.rss else "",
+            f"{sc[0] / entries:.2f}" if sc else "",
+            ", ".join(f"{s} {n / entries:.2f}" for s, n in sc[1][:3]) if sc else "",
+            *(c.cells(info) if c else [""] * 5)[:4],
+        ])
+    return out
+
+
+DETAIL_HEADERS = ["fs", "tool", "median wall", "entries/s", "peak RSS", "syscalls/entry",
+                  "top syscalls/entry", "owners wrong", "hard links wrong",
+                  "setuid lost", "caps lost"]
+
+
+def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
+        tmpfs_dir: Path | None, strace: bool = True, seed: int = 6) -> Section:
+    """The shifting rows: tmpfs and disk at ``size`` entries, then growth on tmpfs."""
+    sec = Section("Shifting")
+    if os.geteuid() != 0:
+        sec.unavailable = "needs root (the tree holds many owners; shifting chowns them)"
+        return sec
+    try:
+        import userns.shift  # noqa: F401
+    except ImportError:
+        sec.unavailable = "userns.shift has not landed"
+        return sec
+    places: list[tuple[str, Path]] = []
+    shm = tmpfs_dir or Path("/dev/shm")
+    if shm.is_dir() and _fs_type(shm) == "tmpfs":
+        places.append(("tmpfs", shm))
+    else:
+        sec.notes.append(f"no tmpfs rows: {shm} is not a tmpfs directory (--tmpfs-dir)")
+    disk = disk_dir or Path("/var/tmp")
+    if disk.is_dir() and _fs_type(disk) != "tmpfs":
+        places.append((_fs_type(disk), disk))
+    else:
+        sec.notes.append(f"no disk rows: {disk} is not on a disk filesystem (--disk-dir)")
+    work = Path(tempfile.mkdtemp(prefix="userns-bench-"))
+    detail: list[list[str]] = []
+    growth_rows: list[list[str]] = []
+    try:
+        floor_bin = _build(work, "shift_floor")
+        peak = _build(work, "peak_rss")
+        tools, missing = _tools(floor_bin)
+        sec.notes += [f"not measured: {m}" for m in missing]
+        for label, parent in places:
+            d = Path(tempfile.mkdtemp(prefix="userns-bench-", dir=parent))
+            try:
+                b = Bench(d, size, seed, peak)
+                res = b.measure(tools, rounds)
+                counts: dict[str, tuple[int, list[tuple[str, int]]] | None] = {}
+                if strace and label == "tmpfs":
+                    for t in tools:
+                        if not res[t.name].failed:
+                            counts[t.name] = b.strace(t, work)
+                sec.rows += _main_rows(label, res, b.info.entries)
+                detail += _detail_rows(label, res, b.info.entries, counts, b.checks, b.info)
+                if label == "tmpfs":
+                    sec.notes.append(f"Tree: {b.info.summary()}.")
+            finally:
+                shutil.rmtree(d, ignore_errors=True)  # the journal, a sibling, is inside
+        if places and places[0][0] == "tmpfs":
+            growth_rows = _growth(places[0][1], growth, tools, rounds, seed, sec, peak)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if detail:
+        sec.extra_tables.append((DETAIL_HEADERS, detail))
+    if growth_rows:
+        sec.extra_tables.append((["entries (tmpfs)", "userns", "userns entries/s",
+                                  "C loop", "C entries/s", "userns vs C"], growth_rows))
+    sec.notes += [
+        "Each tool runs as a process; ratios are per round, the tools interleaved with the "
+        "order rotating. Every run shifts all IDs by +100000 (the tree was reset untimed "
+        "before it, and `sync`ed).",
+        "userns runs with its defaults: two worker processes on two CPUs, a journal, and a "
+        "`syncfs` at the end (durable); the others do not sync. Peak RSS is the largest "
+        "single process.",
+        "owners/setuid/caps columns: state after that tool's first run, against a correct "
+        "shift (hard links wrong = inodes with several names shifted more than once).",
+        "syscalls/entry: one extra run under `strace -c -f` on tmpfs (process start and, "
+        "for Python tools, imports included).",
+        "already shifted: the same `shift_tree` call run again over the tree it produced, "
+        "with `policy='skip'`: with the default `policy='error'` it refuses (every owner "
+        "is outside the source map; the already-done rule applies only when a journal "
+        "resumes). `audit_tree` is the read-only report of the same tree.",
+    ]
+    return sec
+
+
+def _growth(parent: Path, sizes: Sequence[int], tools: Sequence[Tool], rounds: int,
+            seed: int, sec: Section, peak: Path | None) -> list[list[str]]:
+    chosen = [t for t in tools if t.name in ("userns", "C nftw+lchown")]
+    if len(chosen) < 2:
+        sec.notes.append("no growth rows: the C loop is not available")
+        return []
+    rows = []
+    for n in sizes:
+        d = Path(tempfile.mkdtemp(prefix="userns-bench-", dir=parent))
+        try:
+            b = Bench(d, n, seed, peak)
+            res = b.measure(chosen, rounds)
+            me, c = res["userns"], res["C nftw+lchown"]
+            if me.failed or c.failed:
+                rows.append([fmt_count(n), me.failed or "", "", c.failed or "", "", ""])
+                continue
+            r = ratio(me.timing, c.timing)
+            rows.append([fmt_count(b.info.entries), fmt_seconds(me.timing.median),
+                         f"{b.info.entries / me.timing.median:,.0f}",
+                         fmt_seconds(c.timing.median),
+                         f"{b.info.entries / c.timing.median:,.0f}",
+                         f"{r.text()} ({r.spread()})"])
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return rows

@@ -149,3 +149,15 @@ def test_tree_build_check_reset(tmp_path: Path, bench: None) -> None:
     after = tree.check(root, info, 100000)
     assert (after.owners_wrong, after.special_lost, after.caps_lost, after.acl_ids_wrong) == (
         0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("name", ["_harness", "translation", "allocation", "shifting", "tree"])
+def test_benchmark_doctests(name: str, bench: None) -> None:
+    import doctest
+    import importlib
+
+    if name == "tree" and os.geteuid() != 0:
+        pytest.skip("tree's doctest chowns files: needs root")
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0
+    assert result.attempted > 0
