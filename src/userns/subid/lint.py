@@ -30,17 +30,17 @@ line, and a message that says what the tools will do. Rules (reason codes):
 =========================  ==========  ====================================================
 
 >>> uid = SubidFile.parse("alice:100000:65536\\nbob:150000:65536\\n", path="subuid")
->>> [f.reason for f in lint(uid)]
-['overlap']
->>> print(lint(uid)[0])
-subuid:2: error: bob's range [150000, 215536) overlaps alice's [100000, 165536) (line 1) [overlap]
+>>> [(f.lineno, f.reason) for f in lint(uid)]
+[(1, 'overlap'), (2, 'overlap')]
+>>> print(lint(uid)[1].message.replace(": ", ":\\n"))
+bob's range [150000, 215536) meets 1 range of other owners:
+overlaps alice's [100000, 165536) (line 1)
 """
 
 from __future__ import annotations
 
 import enum
-import heapq
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 import attrs
@@ -56,6 +56,8 @@ __all__ = ["Finding", "Severity", "lint"]
 #: The IDs a container with a full 16-bit range uses: 0 … 65535 (65534 is nobody).
 FULL_RANGE = 65536
 
+#: How far back the overlap sweep looks for example partners (counts are always exact).
+_EXAMPLE_SCAN = 64
 _WARNING_SYNTAX = frozenset({"comment-read-as-entry", "nis-line", "carriage-return"})
 
 
@@ -133,34 +135,76 @@ def _identity(owner: str, accounts: Accounts | None) -> str:
     return owner
 
 
+def _relation(e: SubidEntry, other: SubidEntry) -> str:
+    if e.range in other.range:
+        return "lies inside"
+    if other.range in e.range:
+        return "contains"
+    return "overlaps"
+
+
 def _overlaps(file: SubidFile, accounts: Accounts | None) -> list[Finding]:
-    """Sweep the entries by start; report each entry against the live ones it meets."""
+    """One finding per entry that meets other entries: how many, and up to 3 examples.
+
+    Counts come from bisection over the sorted starts and stops (O(log n) per entry);
+    examples from a bounded scan of the entries that start before this one ends, so a
+    file of many overlapping lines costs O(n log n), not O(n²).
+    """
     out: list[Finding] = []
     entries = sorted(file.entries, key=lambda e: (e.start, e.lineno))
-    live: list[tuple[int, int, SubidEntry]] = []  # heap of (stop, lineno, entry)
+    if len(entries) < 2:
+        return out
     lines = {line.lineno: line for line in file.lines}
+    ident = {e.lineno: _identity(e.owner, accounts) for e in entries}
+    starts = [e.start for e in entries]
+    stops = sorted(e.stop for e in entries)
+    groups: dict[str, tuple[list[int], list[int]]] = {}
     for e in entries:
-        while live and live[0][0] <= e.start:
-            heapq.heappop(live)
-        for _, _, other in sorted(live, key=lambda t: t[2].lineno):
-            first, second = (other, e) if other.lineno < e.lineno else (e, other)
-            same = _identity(first.owner, accounts) == _identity(second.owner, accounts)
-            if same:
-                msg = (f"{second.owner}'s range {second.range} overlaps its own entry "
-                       f"{first.range} (line {first.lineno}); Docker concatenates both and "
-                       "its map would use the same host IDs twice")
-                out.append(_finding("self-overlap", Severity.WARNING, msg, file,
-                                    lines[second.lineno], second.owner))
-            else:
-                inside = " lies inside" if second.range in first.range else " overlaps"
-                msg = (f"{second.owner}'s range {second.range}{inside} {first.owner}'s "
-                       f"{first.range} (line {first.lineno})")
-                if inside == " overlaps" and first.range in second.range:
-                    msg = (f"{second.owner}'s range {second.range} contains {first.owner}'s "
-                           f"{first.range} (line {first.lineno})")
-                out.append(_finding("overlap", Severity.ERROR, msg, file,
-                                    lines[second.lineno], second.owner))
-        heapq.heappush(live, (e.stop, e.lineno, e))
+        g = groups.setdefault(ident[e.lineno], ([], []))
+        g[0].append(e.start)
+        g[1].append(e.stop)
+    for g in groups.values():
+        g[1].sort()
+
+    def meeting(st: list[int], sp: list[int], e: SubidEntry) -> int:
+        # Entries starting before e ends, minus those ending at or before e starts.
+        return bisect_left(st, e.stop) - bisect_right(sp, e.start) - 1
+
+    for pos, e in enumerate(entries):
+        g = groups[ident[e.lineno]]
+        same = meeting(g[0], g[1], e)
+        other = meeting(starts, stops, e) - same
+        if not (same or other):
+            continue
+        want = {"other": min(other, 3), "same": min(same, 1)}
+        found: dict[str, list[SubidEntry]] = {"other": [], "same": []}
+        top = bisect_left(starts, e.stop)
+        for j in range(top - 1, max(top - 1 - _EXAMPLE_SCAN, -1), -1):
+            o = entries[j]
+            if j == pos or o.stop <= e.start:
+                continue
+            kind = "same" if ident[o.lineno] == ident[e.lineno] else "other"
+            if len(found[kind]) < want[kind]:
+                found[kind].append(o)
+            if all(len(found[k]) >= want[k] for k in want):
+                break
+        if other:
+            shown = "; ".join(f"{_relation(e, o)} {o.owner}'s {o.range} (line {o.lineno})"
+                              for o in sorted(found["other"], key=lambda o: o.lineno))
+            msg = (f"{e.owner}'s range {e.range} meets {other} range"
+                   f"{'s' if other != 1 else ''} of other owners" + (f": {shown}" if shown
+                                                                     else ""))
+            out.append(_finding("overlap", Severity.ERROR, msg, file, lines[e.lineno],
+                                e.owner))
+        if same:
+            shown = "; ".join(f"{_relation(e, o)} {o.range} (line {o.lineno})"
+                              for o in found["same"])
+            msg = (f"{e.owner}'s range {e.range} meets {same} other entr"
+                   f"{'ies' if same != 1 else 'y'} of the same owner"
+                   + (f" ({shown})" if shown else "")
+                   + "; Docker concatenates them and its map would use host IDs twice")
+            out.append(_finding("self-overlap", Severity.WARNING, msg, file, lines[e.lineno],
+                                e.owner))
     return out
 
 
