@@ -183,3 +183,14 @@ def test_fuzz_tokens(parts: list[str]) -> None:
     except UsernsError:
         return
     assert parse_proc(format_proc(m)).equivalent(m)
+
+
+def test_huge_fields_are_userns_errors() -> None:
+    # Longer than Python's int() digit limit: still a located userns error.
+    with pytest.raises(InvalidMapError) as info:
+        parse_proc("0 " + "9" * 5000 + " 1")
+    assert info.value.reason == "field-too-large"
+    assert "the host ID 999999999999… does not fit in 32 bits" in str(info.value)
+    assert "install 4294967295 instead" in str(info.value)
+    assert validate_map_write("0 " + "0" * 4000 + "7 1") == IDMap.single(0, 7, 1)
+    assert reason("0 18446744073709551616 1") == "field-too-large"  # 2^64: low bits 0

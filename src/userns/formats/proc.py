@@ -101,14 +101,21 @@ def _parse_line(
                 end += 1
             raise _error("syntax", f"junk after the count: {line[p:end].decode('latin-1')!r}",
                          lineno, line, p, end, path)
-        value = int(line[start:p])
-        if value >= ID_LIMIT:
+        digits = line[start:p].lstrip(b"0") or b"0"
+        if len(digits) > 10 or int(digits) >= ID_LIMIT:
+            # Past 2^32 (more than 10 significant digits always is); the kernel keeps
+            # the low 32 bits. Computed digit by digit: int() refuses very long texts.
+            low = 0
+            for d in digits:
+                low = (low * 10 + d - 48) % ID_LIMIT
+            shown = digits.decode() if len(digits) <= 30 else f"{digits[:12].decode()}…"
             raise _error(
                 "field-too-large",
-                f"the {name} {value} does not fit in 32 bits; the kernel would silently "
-                f"install {value % ID_LIMIT} instead",
+                f"the {name} {shown} does not fit in 32 bits; the kernel would silently "
+                f"install {low} instead",
                 lineno, line, start, p, path,
             )
+        value = int(digits)
         values.append(value)
         spans.append((start, p))
     while p < n and line[p] in _SPACE:
