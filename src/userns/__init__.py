@@ -18,6 +18,7 @@ from .errors import (
     UsernsError,
 )
 from .formats.proc import format_proc, parse_proc, validate_map_write
+from .formats.registry import FORMATS, convert, get_format
 from .ids import ID_MAX, INVALID_ID, LEGACY_MAX_EXTENTS, MAX_EXTENTS, OVERFLOW_ID
 from .maps import Extent, IDMap, IDMapPair
 from .ranges import IDRange, IDSet
@@ -25,6 +26,7 @@ from .ranges import IDRange, IDSet
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "FORMATS",
     "ID_MAX",
     "INVALID_ID",
     "LEGACY_MAX_EXTENTS",
@@ -43,7 +45,9 @@ __all__ = [
     "UnmappedIDError",
     "UsernsError",
     "__version__",
+    "convert",
     "format_proc",
+    "get_format",
     "parse_proc",
     "validate_map_write",
 ]
