@@ -115,16 +115,23 @@ def test_defaults_come_from_login_defs() -> None:
     assert allocate(SubidFile.parse(""), 10) == IDRange(100000, 10)
 
 
-@given(small_entries, small_limits, st.integers(1, 6), st.booleans())
-@settings(max_examples=60)
+weird_lines = st.lists(st.one_of(
+    st.integers(0, UNIVERSE).map(lambda s: f"z:{s}:0"),  # splits a hole
+    st.integers(1, 30).map(lambda c: f"w:-1:{c}"),  # ULONG_MAX start, wraps
+    st.tuples(st.integers(0, UNIVERSE), st.integers(1, 30)).map(
+        lambda t: f"# c:{t[0]}:{t[1]}"),  # a comment shadow reads
+    st.just("+nis"),
+), max_size=3)
+
+
+@given(small_entries, small_limits, st.integers(1, 6), weird_lines)
+@settings(max_examples=80, deadline=None)
 def test_allocate_many_is_repeated_allocate(
-    entries: list[tuple[str, int, int]], limits: SubidLimits, k: int, nis: bool
+    entries: list[tuple[str, int, int]], limits: SubidLimits, k: int, weird: list[str]
 ) -> None:
     if limits.problem() is not None:
         return
-    f = SubidFile.from_entries(entries)
-    if nis:
-        f = SubidFile.parse(f.text + "+nis\n")
+    f = SubidFile.parse(SubidFile.from_entries(entries).text + "".join(w + "\n" for w in weird))
     owners = [f"n{i}" for i in range(k)]
     want: list[IDRange] = []
     probe = f
@@ -164,12 +171,13 @@ def test_allocate_aligned_is_lowest_aligned_free_block(
         assert allocate_aligned(f, count, align=align, defs=limits) == IDRange(want, count)
 
 
-@given(small_entries, small_limits)
-@settings(max_examples=60)
+@given(small_entries, small_limits, weird_lines)
+@settings(max_examples=80, deadline=None)
 def test_free_space_counts_what_repeated_allocation_places(
-    entries: list[tuple[str, int, int]], limits: SubidLimits
+    entries: list[tuple[str, int, int]], limits: SubidLimits, weird: list[str]
 ) -> None:
-    f = SubidFile.from_entries(entries)
+    text = "".join(w + "\n" for w in weird if w != "+nis")
+    f = SubidFile.parse(SubidFile.from_entries(entries).text + text)
     report = free_space(f, defs=limits, align=8)
     n = 0
     probe = f
@@ -197,6 +205,14 @@ def test_free_space_counts_what_repeated_allocation_places(
         else IDSet()
     assert report.free | report.used == within
     assert report.free.is_disjoint(report.used)
+
+
+def test_nis_line_makes_shadow_repeat_itself() -> None:
+    f = SubidFile.parse("a:100000:65536\nz:300000:65536\n+nis\n")
+    _, got = allocate_many(f, ["u1", "u2", "u3"])
+    assert got == [IDRange(165536, 65536)] * 3
+    assert free_space(f).repeats
+    assert not free_space(SubidFile.parse("a:100000:65536\nz:300000:65536\n")).repeats
 
 
 def test_free_space_report_text() -> None:

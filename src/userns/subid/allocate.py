@@ -57,7 +57,6 @@ __all__ = [
 _U64 = 2**64
 _ULONG_MAX = _U64 - 1
 _UID_T = 2**32
-_REPLAY_LIMIT = 1000
 
 T = TypeVar("T")
 
@@ -210,15 +209,11 @@ def allocate(
     _check_limits(limits)
     start = shadow_find_free_range(
         _records_in_shadow_order(file), limits.min, limits.max, limits.count)
-    if start is None or start % _UID_T == _UID_T - 1:
+    if start is None:
         raise AllocationError(
             f"no free range of {limits.count} IDs in {limits.min}…{limits.max}",
             reason="no-room")
-    if start + limits.count - 1 > ID_MAX:
-        raise AllocationError(
-            f"shadow would pick start {start}, past the largest ID; it would write "
-            f"{start % _UID_T} (truncated to 32 bits)", reason="past-id-max")
-    return IDRange(start, limits.count)
+    return _checked(start, limits)
 
 
 def _window(limits: SubidLimits) -> IDSet:
@@ -229,15 +224,47 @@ def _window(limits: SubidLimits) -> IDSet:
     return IDRange.from_bounds(limits.min, top).to_set()
 
 
-def _regular(file: SubidFile) -> bool:
-    """True when shadow's walk is a plain first fit over the union of the ranges."""
-    for line in file.lines:
-        if line.text[:1] in ("+", "-"):
-            return False
-        r = line.shadow
-        if r is not None and (r.count == 0 or r.start + r.count - 1 > _ULONG_MAX):
-            return False
-    return True
+def _has_nis(file: SubidFile) -> bool:
+    """A NIS line: entries after it are walked unsorted, and so are new ones."""
+    return any(line.text[:1] in ("+", "-") for line in file.lines)
+
+
+def _walk_holes(records: Iterable[RawRange], min: int, max: int) -> list[tuple[int, int]]:
+    """Every hole ``[lo, hi)`` shadow's walk considers, in walk order.
+
+    The holes do not depend on the count asked for, so ``find_free_range`` is "the
+    first of these holes of at least ``count`` IDs, at its start".
+    """
+    holes: list[tuple[int, int]] = []
+    if max < min:
+        return holes
+    low = min
+    for r in records:
+        first = r.start
+        last = (first + r.count - 1) % _U64
+        high = first if first <= max + 1 else max + 1
+        if high > low:
+            holes.append((low, high))
+        if low < (last + 1) % _U64:
+            low = (last + 1) % _U64
+        if low > max:
+            return holes
+    holes.append((low, max + 1))
+    return holes
+
+
+def _checked(start: int, limits: SubidLimits, owner: str | None = None) -> IDRange:
+    """shadow's 32-bit view of a start it found (``(uid_t) start``)."""
+    who = f" for {owner!r}" if owner is not None else ""
+    if start % _UID_T == _UID_T - 1:
+        raise AllocationError(
+            f"no free range of {limits.count} IDs in {limits.min}…{limits.max}{who}",
+            reason="no-room")
+    if start + limits.count - 1 > ID_MAX:
+        raise AllocationError(
+            f"shadow would pick start {start}, past the largest ID; it would write "
+            f"{start % _UID_T} (truncated to 32 bits){who}", reason="past-id-max")
+    return IDRange(start, limits.count)
 
 
 def _used(file: SubidFile) -> IDSet:
@@ -261,10 +288,12 @@ def allocate_many(
     """Allocate for each owner in turn as successive ``useradd`` runs would; the new file.
 
     The result's text is the input with one ``owner:start:count`` line appended per
-    owner (lossless, not re-sorted). O((n + k) log n) for n lines and k owners when
-    the file is regular (no NIS line, no count-0 or wrapping entry); otherwise each
-    allocation replays shadow's walk. Raises :class:`AllocationError` on the first
-    owner that does not fit.
+    owner (lossless, not re-sorted). O((n + k) log n) for n lines and k owners: one
+    walk lists shadow's holes, and each allocation takes the start of the first hole
+    big enough (the next ``useradd`` sorts the new entry into exactly that place). With
+    a NIS line shadow walks new entries last, so each allocation replays the walk
+    (and shadow hands out the same middle hole again and again). Raises
+    :class:`AllocationError` on the first owner that does not fit.
 
     >>> f, got = allocate_many(SubidFile.parse(""), ["a", "b"])
     >>> got, f.text
@@ -275,20 +304,22 @@ def allocate_many(
         limits = SubidLimits(limits.min, limits.max, count)
     _check_limits(limits)
     got: list[IDRange] = []
-    if _regular(file):
-        holes = list((_window(limits) - _used(file)).ranges)
+    if not _has_nis(file):
+        holes = _walk_holes(_records_in_shadow_order(file), limits.min, limits.max)
         i = 0
-        pos = holes[0].start if holes else 0
+        pos = holes[0][0] if holes else 0
         for owner in owners:
-            while i < len(holes) and holes[i].stop - pos < limits.count:
+            while i < len(holes) and holes[i][1] - pos < limits.count:
                 i += 1
                 if i < len(holes):
-                    pos = holes[i].start
+                    # A wrapping entry leaves shadow's low where it was, so a later hole
+                    # can start inside one already handed out: never go back.
+                    pos = max(pos, holes[i][0])
             if i >= len(holes):
                 raise AllocationError(
                     f"no free range of {limits.count} IDs in {limits.min}…{limits.max} "
                     f"for {owner!r}", reason="no-room")
-            got.append(IDRange(pos, limits.count))
+            got.append(_checked(pos, limits, owner))
             pos += limits.count
         return file.add_ranges([(o, r) for o, r in zip(owners, got)]), got
     for owner in owners:
@@ -328,8 +359,11 @@ class FreeSpace:
     """How much room a subid file has left between MIN and MAX.
 
     ``free`` is the set of unreserved IDs there; ``fits`` how many more owners of
-    ``count`` IDs shadow's first fit can place; ``fits_aligned`` how many ``align``-aligned
-    blocks fit; ``next`` the range :func:`allocate` gives now (``None``: no room).
+    ``count`` IDs shadow's first fit can place (counted on the holes its walk sees, so
+    commented-out and count-0 lines weigh as they do for ``useradd``); ``fits_aligned``
+    how many ``align``-aligned blocks fit; ``next`` the range :func:`allocate` gives now
+    (``None``: no room); ``repeats`` is True when a NIS line makes shadow hand ``next``
+    out again to the owner after (it walks new entries last).
     """
 
     limits: SubidLimits
@@ -339,6 +373,7 @@ class FreeSpace:
     fits_aligned: int
     largest: IDRange | None
     next: IDRange | None
+    repeats: bool = False
 
     def __str__(self) -> str:
         return (f"{len(self.free)} free IDs in {self.limits.min}…{self.limits.max}, "
@@ -364,7 +399,16 @@ def free_space(
     used = _used(file) & within
     free = within - used
     count = limits.count
-    fits = sum(r.size // count for r in free.ranges) if count else 0
+    fits = 0
+    pos = 0
+    for lo, hi in _walk_holes(_records_in_shadow_order(file), limits.min,
+                              min(limits.max, ID_MAX)):
+        # First fit with one count fills each hole before the next (see allocate_many).
+        start = max(lo, pos)
+        if count and hi - start >= count:
+            n = (hi - start) // count
+            fits += n
+            pos = start + n * count
     step = -(-count // align) * align if count else align
     aligned = 0
     for r in free.ranges:
@@ -376,19 +420,13 @@ def free_space(
         nxt: IDRange | None = allocate(file, defs=limits)
     except AllocationError:
         nxt = None
-    if not _regular(file):
-        # Shadow's walk can disagree with the union of the ranges: count by replaying
-        # (at most _REPLAY_LIMIT owners; ``fits`` is then a lower bound).
-        fits = 0
-        probe = file
-        while fits < _REPLAY_LIMIT:
-            try:
-                r = allocate(probe, defs=limits)
-            except AllocationError:
-                break
-            probe = probe.add_ranges([("probe", r)])
-            fits += 1
-    return FreeSpace(limits, used, free, fits, aligned, largest, nxt)
+    repeats = False
+    if nxt is not None and _has_nis(file):
+        try:
+            repeats = allocate(file.add_ranges([("next", nxt)]), defs=limits) == nxt
+        except AllocationError:
+            repeats = False
+    return FreeSpace(limits, used, free, fits, aligned, largest, nxt, repeats)
 
 
 # -- what useradd and usermod write ---------------------------------------------------
