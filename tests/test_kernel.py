@@ -415,6 +415,28 @@ def test_run_host_sees_the_mapped_ids() -> None:
         assert seen == {"root-made": (231072, 231072), "user-made": (232072, 232072)}
 
 
+@needs_userns
+@needs_root
+def test_run_leaks_no_descriptor_and_restores_sigpipe(tmp_path: Path) -> None:
+    # A host directory, on numbers ls itself will not use: must not reach the command.
+    fd = os.open(tmp_path, os.O_RDONLY)
+    leaked = os.dup2(fd, 250, inheritable=True)
+    passed = os.dup2(fd, 251, inheritable=False)
+    os.close(fd)
+    try:
+        code, out = capture(["sh", "-c", "ls /proc/self/fd; grep SigIgn /proc/self/status"],
+                            IDMapPair.both(REMAP), pass_fds=[passed])
+    finally:
+        os.close(leaked)
+        os.close(passed)
+    assert code == 0
+    lines = out.splitlines()
+    fds = {int(x) for x in lines[:-1]}
+    assert leaked not in fds and passed in fds and {0, 1, 2} <= fds
+    ignored = int(lines[-1].split()[1], 16)
+    assert not ignored & (1 << (13 - 1))  # SIGPIPE is 13: not ignored in the command
+
+
 def test_run_refuses_unmapped_ids_before_starting() -> None:
     with pytest.raises(UnmappedIDError):
         run_in_userns(["true"], IDMapPair.both(REMAP), uid=70000)

@@ -23,10 +23,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Literal, NoReturn
@@ -524,6 +526,7 @@ def run_in_userns(
     stdin: int | None = None,
     stdout: int | None = None,
     stderr: int | None = None,
+    pass_fds: Sequence[int] = (),
     proc: str = _PROC,
 ) -> int:
     """Run ``argv`` in a new user namespace with ``maps``, as ``uid``/``gid`` inside; its exit
@@ -534,8 +537,9 @@ def run_in_userns(
     it holds ``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_SETFCAP``, else through the
     ``newuidmap``/``newgidmap`` helpers and ``/etc/subuid``/``/etc/subgid``, or the
     kernel's own-ID rule); the child drops its supplementary groups (when setgroups is
-    allowed), becomes ``uid``/``gid`` and execs ``argv`` (searched on ``PATH``).
-    Standard streams are inherited unless file descriptors are given. The result is the
+    allowed), becomes ``uid``/``gid`` and execs ``argv`` (searched on ``PATH`` of ``env``).
+    Standard streams are inherited unless file descriptors are given; no other descriptor
+    is, except ``pass_fds``; SIGPIPE and SIGXFSZ are reset to their defaults. The result is the
     command's exit code, or 128 + the signal number if a signal killed it, as a shell
     reports it.
 
@@ -561,11 +565,25 @@ def run_in_userns(
                if fd is not None]
 
     def then(report: Report) -> NoReturn:  # pragma: no cover - runs in the child
-        for fd, target in streams:
-            try:
+        try:
+            # Copies first, so that stdout=2, stderr=1 (say) does not clobber itself.
+            copies = [(os.dup(fd), target) for fd, target in streams]
+            for fd, target in copies:
                 os.dup2(fd, target)
-            except OSError as e:
-                report("stdio", e)
+            # Like subprocess: no other descriptor of ours leaks into the command.
+            keep = {0, 1, 2, *pass_fds}
+            for name in os.listdir(f"{proc}/self/fd"):
+                fd = int(name)
+                if fd not in keep:
+                    with contextlib.suppress(OSError):
+                        os.set_inheritable(fd, False)
+            for fd in pass_fds:
+                os.set_inheritable(fd, True)
+        except OSError as e:
+            report("stdio", e)
+        # Python ignores SIGPIPE (and SIGXFSZ); an exec'd command expects the default.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
         try:
             # Drop the inherited supplementary groups, unless setgroups() is denied here.
             if read_setgroups(proc=proc) == "allow":
