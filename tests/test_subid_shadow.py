@@ -425,3 +425,46 @@ def test_edit_keeps_owner_and_mode_as_useradd_does(tmp_path: pathlib.Path, mode:
             theirs.st_uid, theirs.st_gid, theirs.st_mode), name
     assert (mine / "subuid-").read_bytes() == (etc / "subuid-").read_bytes()
     assert not (etc / "subuid.lock").exists() and not (mine / "subuid.lock").exists()
+
+
+@needs_root
+@needs_useradd
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [*range(200000, 200030), -1])
+def test_useradd_three_times_matches_shadow(tmp_path: pathlib.Path, seed: int) -> None:
+    """Successive useradd runs: each sees the file the previous one sorted and appended.
+
+    Seed -1 is the NIS case: shadow walks the new entries last and hands the same
+    middle hole to every new user.
+    """
+    if seed < 0:
+        limits = (100000, 600100000, 65536)
+        subuid = "a:100000:65536\nz:300000:65536\n+nis\n"
+    else:
+        rng = random.Random(seed)
+        limits = random_limits(rng)
+        subuid = random_subid_text(rng, *limits)
+    defs_text = (f"SUB_UID_MIN {limits[0]}\nSUB_UID_MAX {limits[1]}\n"
+                 f"SUB_UID_COUNT {limits[2]}\n")
+    etc = make_prefix(tmp_path, subuid, "", defs_text, [])
+    defs = LoginDefs.parse(defs_text)
+    want = SubidFile.parse(subuid)
+    got_ranges = []
+    assert USERADD is not None
+    for user in ("u1", "u2", "u3"):
+        try:
+            want, r = shadow_useradd(want, user, defs=defs)
+            code = 0
+            got_ranges.append(r)
+        except AllocationError:
+            code = 16
+        run = subprocess.run([USERADD, "--prefix", str(tmp_path), user],
+                             capture_output=True, text=True, check=False)
+        # subgid starts empty under the default limits, so it always has room and the
+        # outcome is subuid's.
+        assert run.returncode == code, f"seed {seed} {user}: {run.stderr}"
+        assert (etc / "subuid").read_bytes().decode() == want.text, f"seed {seed} {user}"
+        if code:
+            break
+    if seed < 0:
+        assert got_ranges == [IDRange(165536, 65536)] * 3
