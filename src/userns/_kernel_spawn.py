@@ -16,6 +16,8 @@ import os
 from collections.abc import Callable
 from typing import NoReturn
 
+from .errors import UsernsError
+
 __all__ = ["CLONE_NEWUSER", "ChildFailure", "NamespaceChild", "Report", "unshare_user"]
 
 #: ``<sched.h>``: a new user namespace.
@@ -50,8 +52,16 @@ def unshare_user() -> None:
         raise OSError(err, f"unshare(CLONE_NEWUSER): {os.strerror(err)}")
 
 
-class ChildFailure(Exception):
-    """What the child reported before it could do its work: ``stage``, ``errno``, ``detail``."""
+class ChildFailure(UsernsError, OSError):
+    """What the child reported before it could do its work: ``stage``, ``errno``, ``detail``.
+
+    :func:`userns.kernel.run_in_userns` turns it into a ``NamespaceSetupError``.
+
+    >>> str(ChildFailure("exec", 2, "nosuchcommand"))
+    'exec: No such file or directory (nosuchcommand) [child-failed]'
+    """
+
+    reason = "child-failed"
 
     def __init__(self, stage: str, errno: int, detail: str) -> None:
         super().__init__(f"{stage}: {os.strerror(errno)}{f' ({detail})' if detail else ''}")

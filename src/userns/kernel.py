@@ -632,5 +632,5 @@ def _setup_error(f: ChildFailure, argv: list[str]) -> NamespaceSetupError:
         "exec": f"cannot run {argv[0]!r}",
         "stdio": "cannot set up the standard streams",
     }.get(f.stage, f.stage)
-    return NamespaceSetupError(f"{what}: {os.strerror(f.errno)}", reason=reason,
+    return NamespaceSetupError(f"{what}: {os.strerror(f.errno or 0)}", reason=reason,
                                errno=f.errno, path=f.detail or None)
