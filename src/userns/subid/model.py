@@ -313,7 +313,9 @@ def _strict(text: str, lineno: int, path: str | None) -> tuple[
         return LineKind.COMMENT, None, []
     if text[0] in "+-":
         return LineKind.NIS, None, [_problem(
-            "nis-line", "a NIS +/- line: shadow skips it, Docker reads it as an entry",
+            "nis-line", "a NIS +/- line: shadow skips it and walks the entries after it "
+            "unsorted (useradd then hands out overlapping or repeated ranges); Docker reads "
+            "it as an entry",
             lineno, text, 0, 1, path)]
     if len(text.encode("utf-8", "surrogateescape")) >= SHADOW_LINE_MAX:
         return LineKind.INVALID, None, [_problem(
