@@ -437,6 +437,17 @@ def test_run_leaks_no_descriptor_and_restores_sigpipe(tmp_path: Path) -> None:
     assert not ignored & (1 << (13 - 1))  # SIGPIPE is 13: not ignored in the command
 
 
+@needs_userns
+def test_child_killed_before_go() -> None:
+    child = NamespaceChild(_wait_forever)
+    os.kill(child.pid, 9)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped yet
+    with pytest.raises(ChildFailure) as info:
+        child.go()
+    assert info.value.stage == "wait"
+    assert os.WTERMSIG(child.wait()) == 9
+
+
 def test_run_refuses_unmapped_ids_before_starting() -> None:
     with pytest.raises(UnmappedIDError):
         run_in_userns(["true"], IDMapPair.both(REMAP), uid=70000)

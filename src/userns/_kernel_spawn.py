@@ -153,7 +153,12 @@ class NamespaceChild:
         the parent its own way).
         """
         assert self._go_w is not None
-        os.write(self._go_w, b"g")
+        try:
+            os.write(self._go_w, b"g")
+        except BrokenPipeError as e:  # the child died while the parent wrote its maps
+            self.abort()
+            raise ChildFailure("wait", e.errno or 0, "the child exited before it was "
+                               f"told to go (wait status {self._status})") from None
         os.close(self._go_w)
         self._go_w = None
         if not until_exec:
