@@ -47,6 +47,7 @@ def brute_first_fit(entries: list[tuple[str, int, int]], limits: SubidLimits) ->
 @example([("a", 10, 5)], SubidLimits(10, 30, 5))
 @example([("a", 0, 10), ("b", 15, 10)], SubidLimits(0, 100, 5))  # exact gap
 @example([], SubidLimits(5, 9, 5))  # MAX inclusive: 5…9 holds exactly 5 IDs
+@settings(deadline=None)
 def test_allocate_is_first_fit_on_plain_files(
     entries: list[tuple[str, int, int]], limits: SubidLimits
 ) -> None:
@@ -154,6 +155,7 @@ def test_allocate_many_is_repeated_allocate(
 
 
 @given(small_entries, st.sampled_from([1, 4, 16, 64]), st.integers(1, 40))
+@settings(deadline=None)
 def test_allocate_aligned_is_lowest_aligned_free_block(
     entries: list[tuple[str, int, int]], align: int, count: int
 ) -> None:
@@ -229,6 +231,7 @@ valid_entries = st.lists(
 
 
 @given(valid_entries, st.integers(0, 120), st.integers(1, 40))
+@settings(deadline=None)
 def test_lossless_edits_agree_with_shadow_on_ids(
     entries: list[tuple[str, int, int]], start: int, count: int
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from userns.logindefs import LoginDefs
@@ -131,6 +131,7 @@ entries = st.lists(
 
 
 @given(entries)
+@settings(deadline=None)
 def test_overlap_findings_match_brute_force(items: list[tuple[str, int, int]]) -> None:
     f = SubidFile.from_entries(items)
     want: dict[tuple[int, str], set[int]] = {}

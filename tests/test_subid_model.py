@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from userns import IDRange, ParseError
@@ -34,6 +34,7 @@ MESSY = (
 @example("")
 @example("\n\n")
 @example("no newline at end")
+@settings(deadline=None)
 def test_any_text_round_trips(text: str) -> None:
     f = SubidFile.parse(text)
     assert f.text == text
@@ -41,6 +42,7 @@ def test_any_text_round_trips(text: str) -> None:
 
 
 @given(st.binary(max_size=60))
+@settings(deadline=None)
 def test_any_bytes_round_trip(data: bytes) -> None:
     assert SubidFile.parse(data).to_bytes() == data
 
@@ -184,6 +186,7 @@ def test_docker_reading(line: str, owner: str, start: int, count: int) -> None:
 
 
 @given(st.integers(0, 2**64 - 1))
+@settings(deadline=None)
 def test_strtoul_reads_every_spelling_of_a_value(value: int) -> None:
     assert shadow_strtoul(str(value)).value == value
     assert shadow_strtoul(hex(value)).value == value
@@ -192,6 +195,7 @@ def test_strtoul_reads_every_spelling_of_a_value(value: int) -> None:
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
+@settings(deadline=None)
 def test_docker_parse_int_reads_decimal(value: int) -> None:
     assert docker_parse_int(str(value)) == value
 
@@ -240,6 +244,7 @@ line_parts = st.sampled_from(
 @example("alice:100000:65536")
 @example("a:0:4294967295")
 @example("a:1:4294967294")
+@settings(deadline=None)
 def test_fast_path_agrees_with_the_three_readers(text: str) -> None:
     fast = SubidLine.parse(text, 3, "\n", path="p")
     slow = SubidLine._parse_slow(text, 3, "\n", path="p")
@@ -255,6 +260,7 @@ messy_lines = st.lists(st.one_of(
 
 
 @given(messy_lines, st.booleans(), st.integers(0, 320), st.integers(1, 60), st.booleans())
+@settings(deadline=None)
 def test_edits_touch_only_the_owners_lines(
     lines: list[str], final_newline: bool, start: int, size: int, add: bool
 ) -> None:
