@@ -256,10 +256,16 @@ def test_explicit_parent_is_checked_before_writing() -> None:
 
 
 def test_gone_process() -> None:
+    gone = 2**22 + 1  # above pid_max's hard limit
     with pytest.raises(MapWriteError) as info:
-        write_map(2**22 + 1, REMAP, "uid", parent=None)  # above pid_max's hard limit
+        write_map(gone, REMAP, "uid", parent=None)
     assert info.value.reason == "no-such-process"
-    assert isinstance(info.value, KernelError)
+    assert info.value.errno == errno.ENOENT
+    with pytest.raises(KernelError) as read_info:
+        read_map(gone, "gid")
+    assert (read_info.value.reason, read_info.value.pid) == ("no-such-process", gone)
+    assert str(read_info.value) == (f"cannot read /proc/{gone}/gid_map: No such file or "
+                                    "directory (no such process?) [no-such-process]")
 
 
 #: The middle namespace of the nested test: host root is its uid 1000, so that its

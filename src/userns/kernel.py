@@ -165,8 +165,8 @@ def _map_path(pid: int | str, kind: str, proc: str) -> str:
 
 
 def _gone(e: OSError, pid: int | str, path: str) -> MapWriteError:
-    return MapWriteError(f"cannot open {path}: {e.strerror}", reason="no-such-process",
-                         errno=e.errno, pid=pid, path=path)
+    return MapWriteError(f"cannot open {path}: {e.strerror} (no such process?)",
+                         reason="no-such-process", errno=e.errno, pid=pid, path=path)
 
 
 def read_map(pid: int | str = "self", kind: MapKind = "uid", *, proc: str = _PROC) -> IDMap:
@@ -174,14 +174,19 @@ def read_map(pid: int | str = "self", kind: MapKind = "uid", *, proc: str = _PRO
 
     The host side is shown in the READER's namespace (for a process in a child namespace
     read from its parent, the parent's IDs). A namespace whose map is not written yet
-    gives an empty map. More than five extents come back sorted by container ID.
+    gives an empty map. More than five extents come back sorted by container ID. A
+    process that does not exist raises :class:`KernelError` (``no-such-process``).
 
     >>> read_map("self", "uid").size > 0
     True
     """
     path = _map_path(pid, kind, proc)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError) as e:
+        raise KernelError(f"cannot read {path}: {e.strerror} (no such process?)",
+                          reason="no-such-process", errno=e.errno, pid=pid, path=path) from e
     return parse_proc(data, path=path) if data else IDMap()
 
 
