@@ -1,8 +1,13 @@
 """``/etc/subuid`` and ``/etc/subgid``: lossless model, lint, safe edit, shadow-exact allocation.
 
-The model (:mod:`userns.subid.model`) keeps every line of a file and reads each one as
-the strict syntax, shadow and Docker read it; :class:`Accounts` supplies the passwd and
-group data of the system the files belong to.
+- :mod:`userns.subid.model`: :class:`SubidFile` keeps every line of a file and reads each
+  one as the strict syntax, shadow and Docker read it;
+- :mod:`userns.subid.accounts`: :class:`Accounts`, the passwd and group data of the
+  system the files belong to (a root directory or texts, never the running host's);
+- :mod:`userns.subid.lint`: :func:`lint` a pair of files;
+- :mod:`userns.subid.edit`: locked, backed-up, atomic edits in shadow's manner;
+- :mod:`userns.subid.allocate`: :func:`allocate` exactly as ``useradd`` does, and what
+  ``useradd``/``usermod``/``getsubids`` write or print.
 
 >>> f = SubidFile.parse("dockremap:231072:65536\\n")
 >>> f.ranges_for("dockremap", 999)
@@ -53,36 +58,36 @@ __all__ = [
     "Accounts",
     "AllocationError",
     "Finding",
-    "LockError",
-    "add_subid_range",
-    "edit_subid_file",
-    "lock_file",
-    "remove_subid_range",
-    "write_subid_file",
     "FreeSpace",
+    "GroupEntry",
+    "LineKind",
+    "LockError",
+    "NumberReading",
+    "PasswdEntry",
+    "RawRange",
     "Severity",
-    "lint",
+    "SubidEntry",
+    "SubidFile",
+    "SubidLine",
+    "SubidParseError",
+    "add_subid_range",
     "allocate",
     "allocate_aligned",
     "allocate_many",
+    "docker_parse_int",
+    "edit_subid_file",
     "free_space",
+    "lint",
+    "lock_file",
+    "remove_subid_range",
     "shadow_add_range",
     "shadow_find_free_range",
     "shadow_have_range",
     "shadow_list_owner_ranges",
     "shadow_order",
     "shadow_remove_range",
+    "shadow_strtoul",
     "shadow_useradd",
     "shadow_usermod",
-    "GroupEntry",
-    "LineKind",
-    "NumberReading",
-    "PasswdEntry",
-    "RawRange",
-    "SubidEntry",
-    "SubidFile",
-    "SubidLine",
-    "SubidParseError",
-    "docker_parse_int",
-    "shadow_strtoul",
+    "write_subid_file",
 ]
