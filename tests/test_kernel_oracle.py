@@ -81,8 +81,8 @@ def report_tally(request: pytest.FixtureRequest) -> Iterator[None]:
         reporter.write_line(
             f"kernel oracle: {TALLY['cases']} cases written to real uid_maps; "
             f"{TALLY['accepted']} accepted, {TALLY['refused']} refused "
-        f"({TALLY['refused:EINVAL']} EINVAL, {TALLY['refused:EPERM']} EPERM for the parent "
-        f"rule, in {TALLY['middles']} middle namespaces); "
+            f"({TALLY['refused:EINVAL']} EINVAL, {TALLY['refused:EPERM']} EPERM for the "
+            f"parent rule, in {TALLY['middles']} middle namespaces); "
             f"{TALLY['translated']} translation checks ({TALLY['setresuid']} setresuid, "
             f"{TALLY['stat']} stat); documented deviations: "
             f"field-too-large {TALLY['dev:field-too-large']} "
@@ -108,6 +108,9 @@ class Probe:
 
 @dataclass(frozen=True)
 class KernelAnswer:
+    """What the kernel did: the write's errno, the read-back text, and the probe's results
+    (``setresuid``'s errno, the Uid line of ``/proc/PID/status``, the owners seen inside)."""
+
     errno: int | None  # None: the write succeeded
     readback: str
     setresuid_errno: int | None = None
