@@ -459,6 +459,11 @@ def test_run_refuses_unmapped_ids_before_starting() -> None:
         run_in_userns(["true"], IDMapPair.both(REMAP), uid=70000)
     with pytest.raises(ValueError, match="argv is empty"):
         run_in_userns([], IDMapPair.both(REMAP))
+    many = IDMap([Extent(i, 100000 + i, 1) for i in range(341)])
+    with pytest.raises(InvalidMapError) as info:
+        run_in_userns(["true"], IDMapPair(REMAP, many))
+    assert info.value.reason == "too-many-extents"
+    assert info.value.location is not None and info.value.location.path == "gid_map"
 
 
 @needs_userns

@@ -549,9 +549,10 @@ def run_in_userns(
     reports it.
 
     Raises :class:`~userns.errors.UnmappedIDError` if ``uid``/``gid`` is not mapped,
-    :class:`HelperMissingError` when an unprivileged caller lacks what the map needs,
-    :class:`MapWriteError` when the kernel refuses a map, :class:`NamespaceSetupError`
-    when unshare, ``setresuid``, ``chdir`` or exec fails.
+    :class:`~userns.errors.InvalidMapError` for a map the kernel would refuse (more than
+    340 extents, say), :class:`HelperMissingError` when an unprivileged caller lacks what
+    the maps need, :class:`MapWriteError` when the kernel refuses a map, and
+    :class:`NamespaceSetupError` when unshare, ``setresuid``, ``chdir`` or exec fails.
 
     >>> remap = IDMapPair.both(IDMap.single(0, 231072, 65536))
     >>> try:
@@ -563,8 +564,11 @@ def run_in_userns(
     args = [os.fsdecode(a) for a in argv]
     if not args:
         raise ValueError("argv is empty: nothing to run")
-    maps.uid.to_host(uid)  # UnmappedIDError before anything is started
+    # Refuse what cannot work before anything is started.
+    maps.uid.to_host(uid)
     maps.gid.to_host(gid)
+    for kind, idmap in (("uid", maps.uid), ("gid", maps.gid)):
+        validate_map_write(format_proc(idmap), path=f"{kind}_map")
     environ = dict(os.environ if env is None else env)
     streams = [(fd, target) for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2))
                if fd is not None]
