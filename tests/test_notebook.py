@@ -86,6 +86,8 @@ def test_the_story_it_tells(executed: Any) -> None:
         "[not-in-parent]",
         "container root:   Docker host 250000 | Podman host 200000",
         "host 250000 (root under Docker) is container 20 under Podman",
+        "kernel      u0:k231072:r65536",
+        "lxc.idmap = g 0 231072 65536",
         "- docker and podman give testuser different uid maps: container uid 0 is host "
         "250000 under docker and host 200000 under podman",
     ):
