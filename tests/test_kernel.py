@@ -472,6 +472,14 @@ def test_run_exec_and_chdir_failures(tmp_path: Path) -> None:
     with pytest.raises(NamespaceSetupError) as info:
         run_in_userns([str(tmp_path / "missing")], IDMapPair.both(IDENTITY))
     assert (info.value.reason, info.value.errno) == ("exec-failed", errno.ENOENT)
+    # A bare name searched on a PATH whose first directory container root cannot search.
+    with shared_tempdir() as d:
+        (d / "closed").mkdir(mode=0o700)
+        env = {"PATH": f"{d / 'closed'}:{d}"}
+        with pytest.raises(NamespaceSetupError) as info:
+            run_in_userns(["no-such-command"], IDMapPair.both(REMAP), env=env)
+    assert (info.value.reason, info.value.errno) == ("exec-failed", errno.EACCES)
+    assert "not found on PATH, or a PATH directory" in str(info.value)
     with pytest.raises(NamespaceSetupError) as info:
         run_in_userns(["true"], IDMapPair.both(IDENTITY), cwd=str(tmp_path / "missing"))
     assert (info.value.reason, info.value.errno) == ("chdir-failed", errno.ENOENT)

@@ -641,5 +641,11 @@ def _setup_error(f: ChildFailure, argv: list[str]) -> NamespaceSetupError:
         "exec": f"cannot run {argv[0]!r}",
         "stdio": "cannot set up the standard streams",
     }.get(f.stage, f.stage)
-    return NamespaceSetupError(f"{what}: {os.strerror(f.errno or 0)}", reason=reason,
-                               errno=f.errno, path=f.detail or None)
+    why = os.strerror(f.errno or 0)
+    if f.stage == "exec" and f.errno == _errno.EACCES and "/" not in argv[0]:
+        # execvp reports EACCES from any PATH directory the new IDs cannot search, even
+        # when the command is simply not there.
+        why += (" (not found on PATH, or a PATH directory or the file is not accessible to "
+                "the IDs inside)")
+    return NamespaceSetupError(f"{what}: {why}", reason=reason, errno=f.errno,
+                               path=f.detail or None)
