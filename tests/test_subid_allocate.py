@@ -267,3 +267,20 @@ def test_scale_100k_lines() -> None:
     assert len(new.entries) == n + 3000
     assert free_space(f, defs=limits).fits == (4294967294 - first.start + 1) // 40000
     assert f.ranges_for("user99999") == [IDRange(100000 + 99999 * 40000, 40000)]
+
+
+sort_lines = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["a", "b", "é"]), st.integers(0, 5), st.integers(0, 3)).map(
+        lambda t: f"{t[0]}:{t[1]}:{t[2]}"),
+    st.sampled_from(["# x", "", "junk", "a: 1:1", "a:0x1:1", "b:1:1 "]),
+), max_size=40)
+
+
+@given(sort_lines)
+@settings(deadline=None)
+def test_fast_shadow_sort_is_glibc_merge_sort(texts: list[str]) -> None:
+    from userns.subid.allocate import _glibc_msort, _range_cmp, _shadow_sort
+
+    lines = list(SubidFile.parse("".join(t + "\n" for t in texts)).lines)
+    assert [x.lineno for x in _shadow_sort(lines)] == \
+        [x.lineno for x in _glibc_msort(lines, _range_cmp)]

@@ -25,6 +25,7 @@ IDRange(296608, 70000)
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
@@ -120,6 +121,43 @@ def _range_cmp(a: SubidLine, b: SubidLine) -> int:
     return (ka > kb) - (ka < kb)
 
 
+def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
+    """``_glibc_msort(head, _range_cmp)``, in O(n log n) without a Python comparator.
+
+    With shadow's comparator the merge sort is stable on parsed lines, puts every
+    parsed line before every unparsed one, and orders the unparsed ones as "those of
+    the right half, then those of the left half", recursively over the same halves the
+    merge sort splits the WHOLE list into.
+    """
+    keyed = [(_shadow_key(line.shadow), i) for i, line in enumerate(head)
+             if line.shadow is not None]
+    keyed.sort()  # ties keep file order (the index), as the stable merge sort does
+    parsed = [head[i] for _, i in keyed]
+    unparsed_at = [i for i, line in enumerate(head) if line.shadow is None]
+    if not unparsed_at:
+        return parsed
+    order: list[int] = []
+
+    def visit(lo: int, hi: int, first: int, last: int) -> None:
+        # unparsed_at[first:last] are the unparsed positions within [lo, hi).
+        if first >= last:
+            return
+        if hi - lo <= 1:
+            order.extend(unparsed_at[first:last])
+            return
+        mid = lo + (hi - lo) // 2
+        split = bisect_left(unparsed_at, mid, first, last)
+        visit(mid, hi, split, last)
+        visit(lo, mid, first, split)
+
+    visit(0, len(head), 0, len(unparsed_at))
+    return parsed + [head[i] for i in order]
+
+
+def _shadow_key(r: RawRange) -> tuple[int, int, bytes]:
+    return (r.start, r.count, _owner_key(r.owner))
+
+
 def shadow_order(file: SubidFile) -> list[SubidLine]:
     """The lines in the order ``commonio_sort`` leaves them (what ``useradd`` writes back).
 
@@ -132,7 +170,7 @@ def shadow_order(file: SubidFile) -> list[SubidLine]:
     head = lines[:cut]
     if len(head) <= 1:
         return lines
-    return _glibc_msort(head, _range_cmp) + lines[cut:]
+    return _shadow_sort(head) + lines[cut:]
 
 
 def _records_in_shadow_order(file: SubidFile) -> list[RawRange]:
