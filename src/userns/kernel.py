@@ -464,7 +464,10 @@ def _helper_argv(kind: str, idmap: IDMap, pid: int, subid_path: str) -> list[str
                                 accounts=accounts)
     )
     if not decision.allowed:
-        denied = next(v for v in decision.verdicts if not v.allowed)
+        denied = next((v for v in decision.verdicts if not v.allowed), None)
+        if denied is None:  # refused for another reason than a missing range
+            raise HelperMissingError(f"{tool} would refuse this map: {decision.message}",
+                                     reason="helper-failed", path=subid_path)
         raise HelperMissingError(
             f"{decision.message}: {subid_path} does not give host {kind}s "
             f"{denied.host}-{denied.host + denied.count - 1} to user {name!r} (uid {uid}); "
