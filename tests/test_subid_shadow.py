@@ -29,6 +29,7 @@ from userns.subid import (
     allocate,
     shadow_list_owner_ranges,
     shadow_useradd,
+    shadow_userdel,
     shadow_usermod,
 )
 
@@ -36,6 +37,8 @@ USERADD = shutil.which("useradd") or (
     "/usr/sbin/useradd" if os.path.exists("/usr/sbin/useradd") else None)
 USERMOD = shutil.which("usermod") or (
     "/usr/sbin/usermod" if os.path.exists("/usr/sbin/usermod") else None)
+USERDEL = shutil.which("userdel") or (
+    "/usr/sbin/userdel" if os.path.exists("/usr/sbin/userdel") else None)
 GETSUBIDS = shutil.which("getsubids")
 UNSHARE = shutil.which("unshare")
 IS_ROOT = os.geteuid() == 0
@@ -468,3 +471,30 @@ def test_useradd_three_times_matches_shadow(tmp_path: pathlib.Path, seed: int) -
             break
     if seed < 0:
         assert got_ranges == [IDRange(165536, 65536)] * 3
+
+
+@needs_root
+@pytest.mark.skipif(USERDEL is None, reason="userdel (Debian passwd) missing")
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", range(2))
+def test_userdel_matches_shadow(tmp_path: pathlib.Path, batch: int) -> None:
+    """userdel drops the owner's entries; userns.SubidFile.remove_owner frees the same IDs."""
+    for i in range(PER_BATCH):
+        seed = 300000 + batch * 1000 + i
+        rng = random.Random(seed)
+        limits = random_limits(rng)
+        subuid = random_subid_text(rng, *limits)
+        subgid = random_subid_text(rng, *limits)
+        root = tmp_path / f"s{seed}"
+        etc = make_prefix(root, subuid, subgid, "", [("alice", 1000)])
+        assert USERDEL is not None
+        run = subprocess.run([USERDEL, "--prefix", str(root), "alice"],
+                             capture_output=True, text=True, check=False)
+        assert run.returncode == 0, f"seed {seed}: {run.stderr}"
+        for name, text in (("subuid", subuid), ("subgid", subgid)):
+            want = shadow_userdel(SubidFile.parse(text), "alice")
+            got = (etc / name).read_bytes().decode()
+            assert got == want.text, f"seed {seed} {name}: {text!r}"
+            assert SubidFile.parse(got).ranges_for("alice") == \
+                SubidFile.parse(text).remove_owner("alice").ranges_for("alice") == []
+        shutil.rmtree(root)

@@ -31,6 +31,7 @@ from .allocate import (
     shadow_order,
     shadow_remove_range,
     shadow_useradd,
+    shadow_userdel,
     shadow_usermod,
 )
 from .edit import (
@@ -88,6 +89,7 @@ __all__ = [
     "shadow_remove_range",
     "shadow_strtoul",
     "shadow_useradd",
+    "shadow_userdel",
     "shadow_usermod",
     "write_subid_file",
 ]

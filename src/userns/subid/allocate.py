@@ -52,6 +52,7 @@ __all__ = [
     "shadow_order",
     "shadow_remove_range",
     "shadow_useradd",
+    "shadow_userdel",
     "shadow_usermod",
 ]
 
@@ -600,6 +601,18 @@ def shadow_remove_range(file: SubidFile, owner: str, start: int, count: int) -> 
     if not changed:
         return file
     return _reparse(file, out + tails)
+
+
+def shadow_userdel(file: SubidFile, owner: str) -> SubidFile:
+    """The file ``userdel`` writes: ``remove_range(owner, 0, ULONG_MAX)``.
+
+    Every entry of ``owner`` (exact text) goes, except one whose range wraps past
+    2**64 (``alice:-1:3``), which that call's arithmetic cannot reach.
+
+    >>> shadow_userdel(SubidFile.parse("a:1:1\\nb:2:2\\na:5:0"), "a").text
+    'b:2:2\\n'
+    """
+    return shadow_remove_range(file, owner, 0, _ULONG_MAX)
 
 
 def shadow_usermod(
