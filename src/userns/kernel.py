@@ -219,7 +219,7 @@ def overflow_ids(*, proc: str = _PROC) -> tuple[int, int]:
     """
     out = []
     for name in ("overflowuid", "overflowgid"):
-        with open(f"{proc}/sys/kernel/{name}", encoding="ascii") as f:
+        with open(f"{proc}/sys/kernel/{name}", encoding="utf-8") as f:
             out.append(int(f.read().strip()))
     return out[0], out[1]
 
@@ -252,7 +252,7 @@ def effective_capabilities(pid: int | str = "self", *, proc: str = _PROC) -> int
     >>> effective_capabilities() >= 0
     True
     """
-    with open(f"{proc}/{pid}/status", encoding="ascii", errors="replace") as f:
+    with open(f"{proc}/{pid}/status", encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("CapEff:"):
                 return int(line.split()[1], 16)
@@ -270,7 +270,7 @@ def read_setgroups(pid: int | str = "self", *, proc: str = _PROC) -> str:
     >>> read_setgroups() in ("allow", "deny")
     True
     """
-    with open(f"{proc}/{pid}/setgroups", encoding="ascii") as f:
+    with open(f"{proc}/{pid}/setgroups", encoding="utf-8") as f:
         return f.read().strip()
 
 
@@ -347,7 +347,7 @@ def write_map(
     """
     path = _map_path(pid, kind, proc)
     if isinstance(idmap, IDMap):
-        data: bytes = format_proc(idmap).encode("ascii")
+        data: bytes = format_proc(idmap).encode()
     elif isinstance(idmap, str):
         data = idmap.encode("utf-8", "surrogateescape")
     else:
