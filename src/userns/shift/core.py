@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import hashlib
+import json
 import os
 import pickle
 import selectors
@@ -35,7 +38,7 @@ from .report import (
     UnmappedOwnersError,
 )
 from .translate import IDTranslator, Policy, check_policy, compose
-from .walk import Walker, open_root
+from .walk import DIR_FLAGS, Walker, open_root
 
 __all__ = ["audit_tree", "default_journal_path", "shift_tree", "unshift_tree"]
 
@@ -68,6 +71,46 @@ def default_journal_path(root: str | os.PathLike[str]) -> str:
 
 def _triples(m: IDMap) -> list[list[int]]:
     return [[e.container, e.host, e.size] for e in m]
+
+
+#: The root's mark of a finished shift: which shift, and the root's owner after it.
+MARKER = "trusted.userns.shift"
+
+
+def _marker_key(header: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _marker_done(fd: int, st: os.stat_result, key: str | None) -> bool:
+    """True when the root says this very shift finished on it (and its owner agrees)."""
+    if key is None:
+        return False
+    try:
+        data = json.loads(os.getxattr(fd, MARKER))
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("shift") == key and data.get("owner") == [st.st_uid, st.st_gid])
+
+
+def _set_marker(fd: int, key: str | None, owner: tuple[int, int]) -> None:
+    """Mark the root before its own change, the last step of a shift (best effort: a
+    filesystem without ``trusted.*`` attributes gets no mark)."""
+    if key is None:
+        return
+    value = json.dumps({"shift": key, "owner": list(owner)}).encode()
+    with contextlib.suppress(OSError):
+        os.setxattr(fd, MARKER, value)
+
+
+def _syncfs(fd: int) -> None:
+    """Flush the filesystem holding ``fd`` (every chown of the shift) before the journal goes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) == 0:
+            return
+    except (OSError, AttributeError):  # pragma: no cover - not Linux glibc
+        pass
+    os.sync()  # pragma: no cover
 
 
 def _set_pdeathsig() -> None:
@@ -201,10 +244,21 @@ class _Shift:
             self.user_progress(Progress(phase, done, total))
 
 
+def _reopen(fd: int, st: os.stat_result) -> int:
+    """A new open file description of the root: a directory's read offset lives in its
+    open file description, so walkers sharing one (after ``fork``) would split its listing."""
+    new = os.open(".", DIR_FLAGS, dir_fd=fd)
+    now = os.fstat(new)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # pragma: no cover - defensive
+        os.close(new)
+        raise OSError(errno.ESTALE, "the root changed under the shift")
+    return new
+
+
 def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | None,
                    preflight: bool, decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     writer = journal.writer("w0") if journal is not None else None
-    walker = run.walker(fd, st, writer, progress=run.progress)
+    walker = run.walker(_reopen(fd, st), st, writer, progress=run.progress)
     try:
         if not preflight:
             walker.scan(stream=True)
@@ -218,7 +272,7 @@ def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | 
                 walker.apply()
         return walker.summary()
     finally:
-        walker.cache.close()
+        walker.close()
         if writer is not None:
             writer.close()
 
@@ -226,7 +280,7 @@ def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | 
 def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part: int,
                  parts: int, preflight: bool, chan: _Chan) -> None:
     writer = journal.writer(f"w{part}")
-    walker = run.walker(fd, st, writer, part, parts,
+    walker = run.walker(_reopen(fd, st), st, writer, part, parts,
                         progress=lambda phase, n: chan.send(("progress", phase, n)))
     if not preflight:
         walker.scan(stream=True)
@@ -397,11 +451,21 @@ def shift_tree(
     fd, st = open_root(root_path)
     jr: Journal | None = None
     try:
+        jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
+        header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
+                  "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
+        marker = _marker_key(header)
+        if dry_run and not os.path.exists(jpath) and _marker_done(fd, st, marker):
+            return ShiftReport(root=root_path, dry_run=True, already_complete=True)
         if not dry_run:
-            jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
-            header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
-                      "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
             jr = Journal.open(jpath, header, durable=durable)
+            if not jr.resumed and _marker_done(fd, st, marker):
+                # Killed after it finished, or simply run twice: shifting again would
+                # translate every ID a second time.
+                jr.remove()
+                jr = None
+                return ShiftReport(root=root_path, entries=0, already_complete=True,
+                                   workers=nworkers)
             if jr.resumed:
                 run.records = jr.records()
                 if not run.record_plain:
@@ -445,13 +509,16 @@ def shift_tree(
                                  report)
             return report
         # Everything below the root is done: the root's own change marks the tree done.
+        final = (root_rec.new_uid, root_rec.new_gid) if root_rec else (st.st_uid, st.st_gid)
         if root_rec is not None:
             root_writer.flush()
+        _set_marker(fd, marker, final)
+        if root_rec is not None:
             coord.set_state(fd, os.fstat(fd), root_rec)
             coord.changed += 1
         root_writer.close()
         if durable:
-            os.sync()
+            _syncfs(fd)
         jr.remove()
         jr = None
         merged = _merge([walked, coord.summary()])

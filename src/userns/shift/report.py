@@ -105,7 +105,8 @@ class ShiftReport:
     right); ``hardlinks`` counts extra names of inodes already handled;
     ``modes_restored``, ``capabilities`` and ``acls`` count setuid/setgid modes put
     back, capability values rewritten and ACL values shifted. ``complete`` is true when
-    the whole tree is done and the journal removed.
+    the whole tree is done and the journal removed; ``already_complete`` when the root's
+    mark said this very shift had already finished, and nothing was done.
     """
 
     root: str
@@ -125,6 +126,7 @@ class ShiftReport:
     journal: str | None = None
     workers: int = 1
     complete: bool = True
+    already_complete: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""

@@ -33,6 +33,7 @@ import errno as errno_mod
 import os
 import platform
 import stat as stat_mod
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -266,6 +267,8 @@ class Walker:
         self.cache = _DirCache()
         self.plans: list[_Plan] = []
         self.pending = 0
+        self._scanned = 0
+        self._applied = 0
         self.stopped = False
         # findings
         self.entries = 0
@@ -433,6 +436,19 @@ class Walker:
                 self.cache.close()
 
     def _scan(self, stream: bool) -> None:
+        pairs: dict[tuple[int, int, int, int], int] = {}
+        try:
+            self._scan_loop(stream, pairs)
+            if self.progress is not None:
+                self.progress("scan", self._scanned)
+        finally:
+            for (uid, gid, nu, ng), n in pairs.items():
+                if nu != uid:
+                    self.owner_changes["uid", uid, nu] += n
+                if ng != gid:
+                    self.owner_changes["gid", gid, ng] += n
+
+    def _scan_loop(self, stream: bool, pairs: dict[tuple[int, int, int, int], int]) -> None:
         assert self.uid is not None and self.gid is not None
         part, parts = self.part, self.parts
         root = self.root
@@ -444,12 +460,22 @@ class Walker:
         uunm, gunm = self.uid.unmapped, self.gid.unmapped
         utr, gtr = self.uid, self.gid
         lister = _lister()
-        owner_changes = self.owner_changes
+        sc, nr, nofollow, buf, bufsize = (lister.syscall, lister.nr, lister.flags, lister.buf,
+                                          lister.size)
+        fsenc = sys.getfilesystemencoding()
+        pairs_get = pairs.get
         cross = self.cross_mounts
         count = last = 0
         stack: list[Node] = [root]
+        dirs_seen: set[tuple[int, int]] = set()
+        # Without a journal record per inode, a file moved into a directory not yet walked
+        # would be seen twice; with one, keep every inode seen.
+        track_all = self.record_plain
         while stack:
             node = stack.pop()
+            if (node.dev, node.ino) in dirs_seen:
+                continue  # renamed during the walk and listed twice
+            dirs_seen.add((node.dev, node.ino))
             plain: list[tuple[str, int, int]] = []
             special: list[tuple[str, int, int, Record]] = []
             own: Record | None = None
@@ -494,18 +520,18 @@ class Walker:
                         continue  # removed since the listing
                     self._error(node, name, "stat", exc)
                     continue
-                count += 1
-                if count % PROGRESS_EVERY == 0 and self.progress is not None:
-                    self.progress("scan", count)
                 if st.st_dev != dev and not cross:
                     self.skipped_mounts.append(self._path(node, name))
                     continue
-                if st.st_nlink > 1:
+                if st.st_nlink > 1 or track_all:
                     key = (st.st_dev, st.st_ino)
                     if key in seen:
                         self.hardlinks += 1
                         continue
                     seen.add(key)
+                count += 1
+                if count % PROGRESS_EVERY == 0 and self.progress is not None:
+                    self.progress("scan", count)
                 if records:
                     rec = records.get((st.st_dev, st.st_ino))
                     if rec is not None:
@@ -533,6 +559,23 @@ class Walker:
                     self._note_unmapped("gid", gid, node, name)
                 if fmt == _S_IFLNK:
                     names = b""
+                elif sc is not None:
+                    # listxattrat inline: the hottest call of the walk.
+                    n = sc(nr, fd, name.encode(fsenc, "surrogateescape"), nofollow, buf, bufsize)
+                    if n == 0:
+                        names = b""
+                    elif n > 0:
+                        names = buf.raw[:n] + b"\0"
+                    else:
+                        err = ctypes.get_errno()
+                        if err == errno_mod.ENOENT:
+                            continue
+                        if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+                            names = b""
+                        else:
+                            self._error(node, name, "listxattr",
+                                        OSError(err, os.strerror(err)))
+                            continue
                 else:
                     try:
                         names = lister(fd, name)
@@ -569,15 +612,13 @@ class Walker:
                 if nu == uid and ng == gid:
                     self.unchanged += 1
                     continue
-                if nu != uid:
-                    owner_changes["uid", uid, nu] += 1
-                if ng != gid:
-                    owner_changes["gid", gid, ng] += 1
+                key4 = (uid, gid, nu, ng)
+                pairs[key4] = pairs_get(key4, 0) + 1
                 if journal is not None:
                     journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
                 plain.append((name, nu, ng))
             self.entries += count - last
-            last = count
+            last = self._scanned = count
             if own is not None or plain or special:
                 self.plans.append((node, own, plain, special))
                 self.planned += len(plain) + len(special) + (own is not None)
@@ -597,7 +638,7 @@ class Walker:
         """Make every change in :attr:`plans` (their records already durable) and drop them."""
         plans, self.plans = self.plans, []
         chown = os.chown
-        done = 0
+        done = self._applied
         try:
             for node, own, plain, special in plans:
                 try:
@@ -634,6 +675,10 @@ class Walker:
                     done += 1
         except _Stop:
             pass
+        finally:
+            self._applied = done
+            if self.progress is not None and plans:
+                self.progress("apply", done)
 
     def _apply_special(self, dirfd: int, name: str, dev: int, ino: int, rec: Record) -> None:
         pfd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
