@@ -42,7 +42,7 @@ import attrs
 
 from ..errors import Location, ParseError
 from ..ids import ID_MAX
-from ..logindefs import NumberReading, shadow_strtoul
+from ..logindefs import ULONG_MAX, NumberReading, shadow_strtoul
 from ..ranges import IDRange
 
 __all__ = [
@@ -179,22 +179,32 @@ class SubidEntry:
 def docker_parse_int(text: str) -> int:
     """Read ``text`` as moby's ``parseParts`` does: ``strconv.ParseInt(s, 10, 64)``, error ignored.
 
-    A syntax error gives 0; an overflow gives the int64 limit of that sign.
+    Go scans the digits left to right: a non-digit is a syntax error (the value is
+    then 0), unless the digits before it already overflowed 64 bits, which is a range
+    error whose value is the int64 limit of that sign (checked against the real Go
+    parser in the tests).
 
     >>> docker_parse_int("100000"), docker_parse_int("0x186a0"), docker_parse_int(" 5")
     (100000, 0, 0)
     >>> docker_parse_int("0100000"), docker_parse_int("+7"), docker_parse_int("-7")
     (100000, 7, -7)
+    >>> docker_parse_int("99999999999999999999junk")
+    9223372036854775807
     """
+    negative = text[:1] == "-"
     body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or not all("0" <= c <= "9" for c in body):
+    if not body:
         return 0
-    value = int(text)
-    if value > _INT64_MAX:
-        return _INT64_MAX
-    if value < _INT64_MIN:
-        return _INT64_MIN
-    return value
+    value = 0
+    for c in body:
+        if not "0" <= c <= "9":
+            return 0  # syntax error (an earlier overflow would have returned already)
+        value = value * 10 + (ord(c) - 48)
+        if value > ULONG_MAX:
+            break  # ParseUint's range error: the maximum, whatever follows
+    if negative:
+        return -value if value <= -_INT64_MIN else _INT64_MIN
+    return value if value <= _INT64_MAX else _INT64_MAX
 
 
 def _go_trim(text: str) -> str:
