@@ -286,3 +286,13 @@ def test_edits_touch_only_the_owners_lines(
     assert before[:-1] == after[:-1]
     if before:
         assert after[-1] in (before[-1], before[-1] + "\n")
+
+
+def test_strict_error_pickles_with_its_problems() -> None:
+    import pickle
+
+    with pytest.raises(SubidParseError) as info:
+        SubidFile.parse("a:1:0\nb:x:1\n", path="subuid", strict=True)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+    assert [p.reason for p in again.problems] == ["zero-count", "not-a-number"]

@@ -37,6 +37,7 @@ import enum
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -92,6 +93,9 @@ class SubidParseError(ParseError):
     def render(self) -> str:
         """Every problem, one block each: ``path:line:col: message [reason]`` and a caret."""
         return "\n".join(p.render() for p in self.problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
 
 
 class LineKind(enum.Enum):
