@@ -498,3 +498,27 @@ def test_userdel_matches_shadow(tmp_path: pathlib.Path, batch: int) -> None:
             assert SubidFile.parse(got).ranges_for("alice") == \
                 SubidFile.parse(text).remove_owner("alice").ranges_for("alice") == []
         shutil.rmtree(root)
+
+
+@needs_root
+@needs_useradd
+def test_useradd_waits_for_our_lock(tmp_path: pathlib.Path) -> None:
+    """shadow and userns take the same lock: useradd cannot write while we hold it."""
+    import time
+
+    from userns.subid import lock_file
+
+    etc = make_prefix(tmp_path, "a:100000:65536\n", "", "", [])
+    before = (etc / "subuid").read_bytes()
+    assert USERADD is not None
+    with lock_file(etc / "subuid"):
+        proc = subprocess.Popen([USERADD, "--prefix", str(tmp_path), "newuser"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)  # long enough for an unlocked useradd to finish many times over
+        assert (etc / "subuid").read_bytes() == before
+        assert not (etc / "subuid-").exists()
+        assert proc.poll() is None  # still waiting for the lock
+    _, err = proc.communicate(timeout=60)
+    # shadow retries its lock once a second, so it gets it after we let go.
+    assert proc.returncode == 0, err
+    assert (etc / "subuid").read_bytes() == before + b"newuser:165536:65536\n"
