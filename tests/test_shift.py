@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -490,3 +491,65 @@ def test_symlink_swap_race_never_leaves_the_tree(tmp_path: Path) -> None:
         assert all(os.lstat(p).st_uid in (0, 100000) for p in root.rglob("*"))
     assert hits[0] > rounds  # the attacker really raced the walk ...
     assert refused > 0  # ... and the walk saw swapped names and refused them
+
+
+def _syscalls(root: Path, tmp: Path) -> Counter[str]:
+    out = tmp / f"strace-{root.name}.txt"
+    code = ("import sys\nfrom userns import IDMap, IDMapPair\nfrom userns.shift import shift_tree\n"
+            "shift_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 100000, 65536)), "
+            "workers=1, policy='skip', durable=False)\n")
+    subprocess.run(["strace", "-f", "-qq", "-o", str(out), sys.executable, "-c", code,
+                    str(root)], check=True)
+    names: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        name = line.split("(", 1)[0].split()[-1] if "(" in line else "?"
+        names[name] += 1
+    return names
+
+
+@pytest.mark.skipif(need_tool("strace") is not None, reason=str(need_tool("strace")))
+def test_at_most_three_syscalls_per_plain_file(tmp_path: Path) -> None:
+    counts = {}
+    for n in (1000, 3000):
+        root = tmp_path / f"t{n}"
+        for d in range(10):
+            (root / f"d{d}").mkdir(parents=True)
+            for i in range(n // 10):
+                (root / f"d{d}" / f"f{i}").touch()
+        counts[n] = _syscalls(root, tmp_path)
+    extra = counts[3000] - counts[1000]
+    per_file = sum(extra.values()) / 2000
+    # fstatat, listxattrat and fchownat per file; getdents64 amortized
+    assert per_file <= 3.05, extra.most_common(8)
+    assert extra["fchownat"] == 2000 and extra["newfstatat"] == 2000
+
+
+def test_the_same_shift_twice_is_a_noop(tree: str) -> None:
+    shift_tree(tree, OVERLAP, workers=1)
+    once = snapshot(tree)
+    again = shift_tree(tree, OVERLAP, workers=2)
+    assert again.already_complete and again.changed == 0
+    assert snapshot(tree) == once  # not 5 -> 1005 -> 2005
+    assert shift_tree(tree, OVERLAP, dry_run=True).already_complete
+    unshift_tree(tree, OVERLAP, workers=1)  # a different shift: runs
+    assert snapshot(tree)[b"plain"][1:3] == (1, 2)
+
+
+@pytest.mark.skipif(need_tool("chattr") is not None, reason=str(need_tool("chattr")))
+def test_immutable_file_is_reported_and_the_rest_continues(tree: str) -> None:
+    target = Path(tree) / "a" / "f0"
+    done = subprocess.run(["chattr", "+i", str(target)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable flag: {done.stderr!r}")
+    try:
+        report = shift_tree(tree, PAIR, workers=2, on_error="continue")
+        assert [(e.path, e.reason, e.operation) for e in report.errors] == [
+            (str(target), "EPERM", "chown")]
+        assert not report.complete
+        assert os.lstat(target).st_uid == 0
+        assert os.lstat(f"{tree}/plain").st_uid == 100001
+    finally:
+        subprocess.run(["chattr", "-i", str(target)], check=True)
+    report = shift_tree(tree, PAIR, workers=1)
+    assert report.resumed and report.complete
+    assert os.lstat(target).st_uid == 100000
