@@ -32,7 +32,7 @@ def test_explain_example_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "/var/lib/docker/231072.231072" in out
     assert "/proc/PID/uid_map:\n  0 231072 65536\n" in out
     assert "podman: the same maps" in out
-    assert "lint: no findings" in out
+    assert "lint (dockremap): no findings" in out
 
 
 def test_explain_example_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,7 +40,7 @@ def test_explain_example_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     data = json.loads(out)
     assert data["docker"]["uid_map"] == [[0, 231072, 65536]]
-    assert data["data_root"] == "/var/lib/docker/231072.231072"
+    assert data["data_root_path"] == "/var/lib/docker/231072.231072"
     assert {"container": 33, "host_uid": 231105, "host_gid": 231105} in data["translations"]
     assert {"host": 0, "inside_uid": 65534, "inside_gid": 65534} in data["host_views"]
     assert data["uid_map_text"] == "0 231072 65536\n"
@@ -69,7 +69,7 @@ def test_explain_seb_from_root_dir(tmp_path: Path, capsys: pytest.CaptureFixture
     assert data["docker"]["gid_map"] == [[0, 982, 1], [1, 100000, 65536]]
     assert {"container": 33, "host_uid": 100032, "host_gid": 100032} in data["translations"]
     assert {"host": 1000, "inside_uid": 0, "inside_gid": 65534} in data["host_views"]
-    assert data["data_root"] == "/var/lib/docker/1000.982"
+    assert data["data_root_path"] == "/var/lib/docker/1000.982"
 
 
 def test_explain_docker_podman_order_difference(tmp_path: Path,
@@ -91,11 +91,11 @@ def test_translate(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "translate", "--map", "0 231072 65536", "0", "33")[:2] == (
         0, "0 -> 231072\n33 -> 231105\n")
     assert run(capsys, "translate", "--map", "0:231072:65536", "--view", "0", "231105")[:2] == (
-        0, "0 -> 65534\n231105 -> 33\n")
+        0, "0 -> 65534  (overflow: not mapped)\n231105 -> 33\n")
     code, out, _ = run(capsys, "translate", "--map", "u0:k231072:r65536", "--to-container",
                        "--json", "5")
     assert code == 1
-    assert json.loads(out)["results"] == [{"id": 5, "result": None}]
+    assert json.loads(out)["results"] == [{"id": 5, "result": None, "mapped": False}]
 
 
 def test_translate_map_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,6 +262,16 @@ def test_shift_unmapped_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @needs_root
+def test_shift_refuses_a_symlinked_root(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    code, _, err = run(capsys, "shift", str(tmp_path / "link"), "--map", "0 231072 65536")
+    assert code == 1 and "symbolic link" in err
+    assert os.stat(tmp_path / "real").st_uid == 0
+
+
+@needs_root
 def test_run_in_remapped_namespace() -> None:
     if not os.path.exists("/proc/self/ns/user"):
         pytest.skip("no user namespaces on this kernel")
@@ -269,6 +279,8 @@ def test_run_in_remapped_namespace() -> None:
             "id -u; stat -c %u /; exit 7")
     assert p.returncode == 7, p.stderr
     assert p.stdout.split() == ["0", "65534"]
+    p = cli("run", "--map", "5 231072 1", "--", "true")
+    assert p.returncode == 1 and "--uid 0 (the ID to run as inside) is not mapped" in p.stderr
 
 
 @needs_root
@@ -290,3 +302,52 @@ def test_progress_bar_draws_under_a_pty(tmp_path: Path) -> None:
     assert "shift" in p.stdout and "20201" in p.stdout
     plain = cli("audit", str(tree), "--map", "0 231072 65536")
     assert "━" not in plain.stdout + plain.stderr
+
+
+def test_review_fixes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "seb:100000:65536\n")
+    # --align without --count takes SUB_UID_COUNT (65536) from login.defs' defaults.
+    code, out, err = run(capsys, "allocate", "jonas", "--root", str(root), "--align", "65536")
+    assert code == 0, err
+    assert out.splitlines()[0] == "subuid: jonas:196608:65536   ([196608, 262144))"
+    # IDs are 0…4294967294, base-10 digits only.
+    for bad in ("4294967295", "4294967296", "1_000", "０", "-1", "0x10"):
+        assert run(capsys, "translate", "--map", "0 1 1", bad)[0] == 2, bad
+    assert run(capsys, "translate", "--map", "0 1 1", "--view", "--overflow",
+               "4294967295", "0")[0] == 2
+    # A --root without etc/, an explicit file that is missing: errors, not empty files.
+    code, _, err = run(capsys, "check", "--root", str(tmp_path / "nowhere"))
+    assert code == 1 and "there is no" in err
+    code, _, err = run(capsys, "explain", "--subuid", str(tmp_path / "nope"))
+    assert code == 1 and "no such file" in err
+    # Usage errors exit 2, also when found after parsing.
+    assert run(capsys, "run", "--map", "0 1 1")[0] == 2
+    assert run(capsys, "explain", "--example", "--root", str(root))[0] == 2
+    # convert names its own option; --debug also after the command name.
+    code, _, err = run(capsys, "convert", "--to", "proc", "x")
+    assert code == 1 and "say it with --from" in err
+    code, _, err = run(capsys, "translate", "--debug", "--map", "junk", "0")
+    assert code == 1 and "Traceback" in err
+    # A kind the input does not hold is an error, not empty output.
+    oci = '{"linux": {"uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}}'
+    code, out, err = run(capsys, "convert", "--to", "proc", "--kind", "gid", oci)
+    assert (code, out) == (1, "") and "has no gid map" in err
+    # --json errors are JSON too.
+    code, out, _ = run(capsys, "translate", "--json", "--map", "junk", "0")
+    assert code == 1
+    assert json.loads(out)["error"]["reason"] == "unknown-format"
+    # Comments before an lxc config do not hide its format.
+    assert detect_format("# a container\nlxc.idmap = u 0 1 2\n") == "lxc"
+    code, _, err = run(capsys, "translate", "--map", "", "0")
+    assert code == 1 and "the map is empty" in err
+
+
+def test_explain_numeric_user_is_resolved_for_every_runtime(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "seb:100000:65536\n")
+    code, out, err = run(capsys, "explain", "--root", str(root), "--user", "1000", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["user"] == "seb"
+    results = {r["runtime"]: r for r in data["comparison"]["results"]}
+    assert results["podman-rootless"]["ok"], results["podman-rootless"]

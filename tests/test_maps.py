@@ -111,19 +111,28 @@ def test_unmapped_errors() -> None:
     m = IDMap.single(0, 231072, 65536)
     with pytest.raises(UnmappedIDError) as info:
         m.to_host(65536)
-    assert str(info.value) == "container ID 65536 is not mapped (to_host) [unmapped]"
+    assert str(info.value) == "container ID 65536 has no host ID in this map [unmapped]"
     assert isinstance(info.value, LookupError)
     assert (info.value.id, info.value.direction) == (65536, "to_host")
     with pytest.raises(UnmappedIDError) as info:
         m.to_container(0)
     assert info.value.direction == "to_container"
-    assert m.to_host(-1, default=None) is None
+    with pytest.raises(InvalidIDError):
+        m.to_host(-1, default=None)
     with pytest.raises(InvalidIDError):
         m.to_host(-1)
     with pytest.raises(InvalidIDError):
         m.to_container(ID_MAX + 1)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="an ID must be an int, not str: '0'"):
         m.to_host_many(["0"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="an ID must be an int, not str: '5'"):
+        m.to_host("5")  # type: ignore[arg-type]
+    # Not an ID at all is an error even with a default (it is not "unmapped").
+    with pytest.raises(InvalidIDError):
+        m.container_view(ID_MAX + 1)
+    with pytest.raises(InvalidIDError):
+        m.to_container_many([ID_MAX + 1], default=None)
+    assert m.container_view(ID_MAX) == OVERFLOW_ID
     with pytest.raises(TypeError):
         IDMap([(0, 1, 2)])  # type: ignore[list-item]
 

@@ -25,7 +25,7 @@ from . import __version__
 from .errors import UsernsError
 from .formats.proc import format_proc, validate_map_write
 from .formats.registry import FORMATS, get_format
-from .ids import MAX_EXTENTS, OVERFLOW_ID
+from .ids import ID_MAX, MAX_EXTENTS, OVERFLOW_ID
 from .maps import IDMap, IDMapPair
 
 __all__ = ["EXAMPLE_SUBGID", "EXAMPLE_SUBUID", "main"]
@@ -44,7 +44,13 @@ _NOTABLE = (0, 33, 1000, 65534)
 
 
 class CommandError(UsernsError, ValueError):
-    """A command was given something it cannot use (a missing file, a bad option value)."""
+    """A command was given something it cannot use (a missing file, an unreadable map)."""
+
+    reason = "input"
+
+
+class UsageError(CommandError):
+    """The command line itself is wrong (exit status 2, like argparse's own errors)."""
 
     reason = "usage"
 
@@ -74,7 +80,7 @@ _COLON_TRIPLE = re.compile(r"^[@+ug]*\d+:[@+]?\d+:\d+")
 _NEWUIDMAP = re.compile(r"^(new[ug]idmap\s+)?\d+(\s+\d+\s+\d+\s+\d+)+\s*$")
 
 
-def detect_format(text: str) -> str:
+def detect_format(text: str, option: str = "--format") -> str:
     """Guess the format of a map text; raise :class:`CommandError` when unsure.
 
     >>> detect_format("0 231072 65536"), detect_format("0:231072:65536")
@@ -82,8 +88,12 @@ def detect_format(text: str) -> str:
     >>> detect_format('[{"containerID": 0, "hostID": 1, "size": 1}]')
     'oci'
     """
-    s = text.strip()
-    first = s.splitlines()[0].strip() if s else ""
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise CommandError("the map is empty", reason="empty")
+    s = "\n".join(lines)
+    first = lines[0]
     if s.startswith("["):
         return "oci"
     if s.startswith("{"):
@@ -96,14 +106,14 @@ def detect_format(text: str) -> str:
         return "kernel"
     if _XMOUNT.match(first):
         return "xmount"
-    if all(_PROC_LINE.match(ln) for ln in s.splitlines() if ln.strip()) and s:
+    if all(_PROC_LINE.match(ln) for ln in lines):
         return "proc"
     if _NEWUIDMAP.match(first):
         return "newuidmap"
     if _COLON_TRIPLE.match(first):
         return "podman"
     raise CommandError(
-        f"cannot tell the format of {first[:40]!r}; say it with --format "
+        f"cannot tell the format of {first[:40]!r}; say it with {option} "
         f"({', '.join(sorted(FORMATS))})",
         reason="unknown-format",
     )
@@ -129,11 +139,14 @@ def _load_pair(value: str, fmt: str | None, side: str = "both") -> IDMapPair:
     return get_format(name).parse(text, path=path, side=side)  # type: ignore[arg-type]
 
 
-def _read_file(path: str) -> str:
+def _read_file(path: str, *, required: bool) -> str:
+    """The file's text; a missing file is empty unless it was named explicitly."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
-    except FileNotFoundError:
+    except FileNotFoundError as err:
+        if required:
+            raise CommandError(f"cannot read {path}: no such file", reason="io") from err
         return ""
     except OSError as err:
         raise CommandError(f"cannot read {path}: {err.strerror}", reason="io") from err
@@ -144,8 +157,17 @@ class _System:
 
     def __init__(self, args: argparse.Namespace) -> None:
         root = getattr(args, "root", None) or "/"
+        if getattr(args, "root", None) and not os.path.isdir(os.path.join(root, "etc")):
+            raise CommandError(f"--root {root}: there is no {os.path.join(root, 'etc')} "
+                               "directory", reason="io")
         etc = os.path.join(root, "etc")
         self.example = bool(getattr(args, "example", False))
+        named = [o for o in ("root", "subuid", "subgid", "passwd", "group")
+                 if getattr(args, o, None)]
+        if self.example and named:
+            raise UsageError(f"--example uses its own files; it cannot be combined with "
+                             f"--{named[0]}")
+        self.explicit = {o for o in named if o != "root"}
         self.subuid_path = getattr(args, "subuid", None) or os.path.join(etc, "subuid")
         self.subgid_path = getattr(args, "subgid", None) or os.path.join(etc, "subgid")
         self.passwd_path = getattr(args, "passwd", None) or os.path.join(etc, "passwd")
@@ -161,21 +183,23 @@ class _System:
             text = EXAMPLE_SUBUID if kind == "uid" else EXAMPLE_SUBGID
             return SubidFile.parse(text, path=f"sub{kind}")
         path = self.subuid_path if kind == "uid" else self.subgid_path
-        return SubidFile.parse(_read_file(path), path=path)
+        return SubidFile.parse(_read_file(path, required=f"sub{kind}" in self.explicit),
+                               path=path)
 
     def accounts(self) -> Any:
         from .subid import Accounts
 
         if self.example:
             return Accounts.parse(_EXAMPLE_PASSWD, _EXAMPLE_GROUP)
-        return Accounts.parse(_read_file(self.passwd_path), _read_file(self.group_path))
+        return Accounts.parse(_read_file(self.passwd_path, required="passwd" in self.explicit),
+                              _read_file(self.group_path, required="group" in self.explicit))
 
     def login_defs(self) -> Any:
         from .logindefs import LoginDefs
 
         if self.example:
             return LoginDefs()
-        return LoginDefs.parse(_read_file(self.login_defs_path))
+        return LoginDefs.parse(_read_file(self.login_defs_path, required=False))
 
 
 def _add_system_options(p: argparse.ArgumentParser) -> None:
@@ -199,7 +223,7 @@ def _triples(m: IDMap | None) -> list[list[int]] | None:
 
 
 def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
-    from .runtimes import compare_runtimes, docker_remap
+    from .runtimes import compare_runtimes, docker_remap, docker_remapped_root
     from .subid import lint
 
     system = _System(args)
@@ -207,8 +231,15 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
     accounts = system.accounts()
     remap = args.user
     docker = docker_remap(subuid, subgid, remap, accounts=accounts)
-    user = "dockremap" if remap == "default" else remap.split(":", 1)[0]
-    findings = lint(subuid, subgid, accounts=accounts, defs=system.login_defs())
+    try:
+        user = docker_remapped_root(remap, accounts)[0]
+    except UsernsError:
+        user = "dockremap" if remap == "default" else remap.split(":", 1)[0]
+    uid = accounts.uid_of(user)
+    all_findings = lint(subuid, subgid, accounts=accounts, defs=system.login_defs())
+    mine = {user, str(uid) if uid is not None else user}
+    findings = [f for f in all_findings if f.owner is None or f.owner in mine]
+    others = len(all_findings) - len(findings)
     comparison_error: str | None = None
     try:
         comparison = compare_runtimes(subuid, subgid, user, accounts=accounts)
@@ -225,7 +256,7 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
         "docker": docker.to_dict(),
         "uid_map_text": format_proc(pair.uid) if pair else None,
         "gid_map_text": format_proc(pair.gid) if pair else None,
-        "data_root": data_root,
+        "data_root_path": data_root,
         "translations": [],
         "host_views": [],
         "findings": [_finding_dict(f) for f in findings],
@@ -240,7 +271,9 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
         for kind, m, lines in (("uid", pair.uid, docker.uid_lines),
                                ("gid", pair.gid, docker.gid_lines)):
             used = ", ".join(str(n) for n in lines)
-            out.line(f"\n{kind} map (sub{kind} lines {used}):")
+            where = (f"sub{kind} line{'s' if len(lines) > 1 else ''} {used}" if lines
+                     else f"not from sub{kind}")
+            out.line(f"\n{kind} map ({where}):")
             for e in m:
                 out.line(f"  container {e.container}…{e.container + e.size - 1}"
                          f"  ->  host {e.host}…{e.host + e.size - 1}  ({e.size} IDs)")
@@ -265,9 +298,11 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
         out.line(f"\nDocker data root: {data_root}")
     for docker_note in docker.notes:
         out.line(f"note: {docker_note.message}")
-    out.line("\nlint:" if findings else "\nlint: no findings")
+    out.line(f"\nlint ({user}):" if findings else f"\nlint ({user}): no findings")
     for f in findings:
         out.line("  " + f.render().replace("\n", "\n  "))
+    if others:
+        out.line(f"  ({others} more finding(s) about other owners: run 'userns check')")
     if comparison is not None:
         out.line("\nwhere the other runtimes differ from Docker for this user:")
         for r in comparison.results:
@@ -276,7 +311,8 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
             diffs = [d for d in comparison.differences
                      if {d.first, d.second} == {"docker", r.runtime}]
             if not diffs:
-                out.line(f"  {r.runtime}: the same maps")
+                same = "the same maps" if r.ok else "no map either"
+                out.line(f"  {r.runtime}: {same}")
                 continue
             kinds = " and ".join(d.kind for d in diffs)
             out.line(textwrap.fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}",
@@ -285,6 +321,10 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
         out.line(f"\nother runtimes: not compared: {comparison_error}")
     out.json(data)
     return 0 if pair is not None else 1
+
+
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _show(value: int | None) -> str:
@@ -302,6 +342,7 @@ def _finding_dict(f: Any) -> dict[str, Any]:
 def cmd_translate(args: argparse.Namespace, out: _Output) -> int:
     pair = _load_pair(args.map, args.format)
     m = pair.uid if args.kind == "uid" else pair.gid
+    inside: int | None = None
     if not m:
         raise CommandError(f"the map has no {args.kind} map", reason="empty")
     results = []
@@ -311,18 +352,25 @@ def cmd_translate(args: argparse.Namespace, out: _Output) -> int:
         elif args.direction == "to-container":
             got = m.to_container(value, None)
         else:
-            got = m.container_view(value, args.overflow)
-        results.append({"id": value, "result": got})
-        out.line(f"{value} -> {_show(got)}")
+            inside = m.to_container(value, None)
+            got = args.overflow if inside is None else inside
+        mapped = got is not None and (args.direction != "view" or inside is not None)
+        results.append({"id": value, "result": got, "mapped": mapped})
+        note = "  (overflow: not mapped)" if args.direction == "view" and not mapped else ""
+        out.line(f"{value} -> {_show(got)}{note}")
     out.json({"direction": args.direction, "kind": args.kind, "results": results})
-    unmapped = any(r["result"] is None for r in results)
-    return 1 if unmapped else 0
+    if args.direction == "view":
+        return 0
+    return 0 if all(r["mapped"] for r in results) else 1
 
 
 def cmd_convert(args: argparse.Namespace, out: _Output) -> int:
     text, path = _read_text(args.input)
-    src = args.from_ or detect_format(text)
+    src = args.from_ or detect_format(text, "--from")
     pair = get_format(src).parse(text, path=path, side=args.side)
+    for kind in ("uid", "gid") if args.side == "both" else (args.side,):
+        if not getattr(pair, kind) and args.side != "both":
+            raise CommandError(f"the input has no {kind} map", reason="empty")
     written = get_format(args.to).format(pair, side=args.side)
     if out.as_json:
         out.json({"from": get_format(src).name, "to": get_format(args.to).name,
@@ -357,6 +405,10 @@ def cmd_check(args: argparse.Namespace, out: _Output) -> int:
 
 def _check_map(args: argparse.Namespace, out: _Output) -> int:
     text, path = _read_text(args.map)
+    fmt = args.format or detect_format(text)
+    if fmt != "proc":
+        # Another format: check the uid_map text it stands for, as the kernel would.
+        text = format_proc(get_format(fmt).parse(text, path=path, side="uid").uid)
     parent = None
     if args.parent is not None:
         ptext, ppath = _read_text(args.parent)
@@ -398,8 +450,8 @@ def cmd_allocate(args: argparse.Namespace, out: _Output) -> int:
                 reason="has-range",
             )
         if args.align > 1:
-            chosen[kind] = allocate_aligned(f, args.count, align=args.align, defs=defs,
-                                            kind=kind)
+            count = args.count if args.count is not None else defs.subid_limits(kind).count
+            chosen[kind] = allocate_aligned(f, count, align=args.align, defs=defs, kind=kind)
         else:
             chosen[kind] = allocate(f, args.count, defs=defs, kind=kind)
     for kind, r in chosen.items():
@@ -407,8 +459,9 @@ def cmd_allocate(args: argparse.Namespace, out: _Output) -> int:
     if args.write:
         for kind, r in chosen.items():
             path = system.subuid_path if kind == "uid" else system.subgid_path
+            existed = os.path.exists(path)
             add_subid_range(path, args.user, r, missing_ok=True)
-            out.line(f"wrote {path} (backup {path}-)")
+            out.line(f"wrote {path}" + (f" (backup {path}-)" if existed else " (new file)"))
     out.json({"user": args.user, "written": bool(args.write),
               "ranges": {k: {"start": r.start, "count": r.size} for k, r in chosen.items()}})
     return 0
@@ -424,10 +477,14 @@ def cmd_run(args: argparse.Namespace, out: _Output) -> int:
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        raise CommandError("no command given: userns run --map MAP -- COMMAND [ARGS...]")
+        raise UsageError("no command given: userns run --map MAP -- COMMAND [ARGS...]")
     pair = _load_pair(args.map, args.format)
     if args.gid_map is not None:
         pair = IDMapPair(pair.uid, _load_pair(args.gid_map, args.format).gid)
+    for opt, m, value in (("--uid", pair.uid, args.uid), ("--gid", pair.gid, args.gid)):
+        if m.to_host(value, None) is None:
+            raise CommandError(f"{opt} {value} (the ID to run as inside) is not mapped by the "
+                               f"{opt[2:]} map; choose another {opt} or map it", reason="unmapped")
     sys.stdout.flush()
     return run_in_userns(command, pair, uid=args.uid, gid=args.gid)
 
@@ -465,12 +522,17 @@ def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[Any], None] |
 def _shift_like(args: argparse.Namespace, out: _Output, mode: str) -> int:
     from .shift import ShiftError, UnmappedOwnersError, shift_tree
 
+    if os.path.islink(args.path):
+        raise CommandError(f"{args.path} is a symbolic link; userns never follows one: give "
+                           "the directory it points to", reason="symlink")
     mapping = _load_pair(args.map, args.format)
-    source = _load_pair(args.source, args.format) if getattr(args, "source", None) else None
+    other = getattr(args, "source", None) or getattr(args, "target", None)
+    second = _load_pair(other, args.format) if other else None
     if mode == "shift":
         target: IDMapPair | None = mapping
+        source = second
     else:
-        target = source
+        target = second
         source = mapping
     show_bar = not out.as_json and not args.no_progress and sys.stderr.isatty()
     overflow = (args.overflow, args.overflow)
@@ -481,9 +543,12 @@ def _shift_like(args: argparse.Namespace, out: _Output, mode: str) -> int:
                                 journal=args.journal, cross_mounts=args.cross_mounts,
                                 on_error=args.on_error)
         except (UnmappedOwnersError, ShiftError) as err:
-            report = err.report
-            _print_shift(report, out, mode)
-            out.json(report.to_dict())
+            for u in err.report.unmapped:
+                ex = ", ".join(dict.fromkeys(u.examples[:3]))
+                out.line(f"  cannot translate {u.kind} {u.id}: {_n(u.count, 'entry', 'entries')} "
+                         f"(e.g. {ex})")
+            for e in err.report.errors[:20]:
+                out.line(f"  error: {e.path}: {e.operation}: {e.message}")
             raise
     _print_shift(report, out, mode)
     out.json(report.to_dict())
@@ -494,27 +559,30 @@ def _shift_like(args: argparse.Namespace, out: _Output, mode: str) -> int:
 
 def _print_shift(report: Any, out: _Output, mode: str) -> None:
     if report.dry_run:
-        out.line(f"{mode} {report.root} (dry run, nothing changed): {report.entries} entries; "
-                 "the plan:")
+        out.line(f"{mode} {report.root} (dry run, nothing changed): "
+                 f"{_n(report.entries, 'entry', 'entries')}; the plan:")
     else:
-        out.line(f"{mode} {report.root}: {report.entries} entries, changed {report.changed}, "
-                 f"already right {report.unchanged}")
+        out.line(f"{mode} {report.root}: {_n(report.entries, 'entry', 'entries')}, changed "
+                 f"{report.changed}, already right {report.unchanged}")
     extra = []
     if report.hardlinks:
-        extra.append(f"{report.hardlinks} hard-linked inodes seen once")
+        extra.append(f"{_n(report.hardlinks, 'extra hard link', 'extra hard links')} "
+                     "(each inode shifted once)")
     if report.modes_restored:
-        extra.append(f"{report.modes_restored} setuid/setgid modes restored")
+        extra.append(f"{_n(report.modes_restored, 'setuid/setgid mode', 'setuid/setgid modes')}"
+                     " restored")
     if report.capabilities:
-        extra.append(f"{report.capabilities} capabilities kept")
+        extra.append(f"{_n(report.capabilities, 'capability', 'capabilities')} kept")
     if report.acls:
-        extra.append(f"{report.acls} ACLs shifted")
+        extra.append(f"{_n(report.acls, 'ACL', 'ACLs')} shifted")
     if extra:
         out.line("  " + "; ".join(extra))
     for c in report.owner_changes[:20]:
         out.line(f"  {c.kind} {c.old} -> {c.new}: {c.count}")
     for u in report.unmapped:
-        ex = ", ".join(u.examples[:3])
-        out.line(f"  unmapped {u.kind} {u.id}: {u.count} entries (e.g. {ex})")
+        ex = ", ".join(dict.fromkeys(u.examples[:3]))
+        out.line(f"  left as is, not in the map: {u.kind} {u.id}: "
+                 f"{_n(u.count, 'entry', 'entries')} (e.g. {ex})")
     for m in report.skipped_mounts:
         out.line(f"  skipped mount point: {m}")
     for e in report.errors[:20]:
@@ -552,18 +620,22 @@ def cmd_audit(args: argparse.Namespace, out: _Output) -> int:
 # -- the parser and main -----------------------------------------------------------------
 
 
+_DIGITS = re.compile(r"[0-9]+\Z")
+
+
 def _id(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a base-10 ID: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"IDs are not negative: {text!r}")
-    return value
+    if not _DIGITS.match(text):
+        raise argparse.ArgumentTypeError(f"not a base-10 ID: {text!r}")
+    if len(text.lstrip("0")) > 10 or int(text) > ID_MAX:
+        what = "(uid_t)-1, never an ID" if text.lstrip("0") == "4294967295" else "too large"
+        raise argparse.ArgumentTypeError(f"{text} is {what}: IDs are 0…{ID_MAX}")
+    return int(text)
 
 
 def _positive(text: str) -> int:
-    value = _id(text)
+    if not _DIGITS.match(text):
+        raise argparse.ArgumentTypeError(f"not a base-10 number: {text!r}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
@@ -581,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="userns",
         description="Linux user-namespace UID/GID mapping: explain, translate, convert, "
-        "check, allocate, run, shift.",
+        "check, allocate, run, shift, unshift, audit.",
+        epilog="Maps are given as text, @FILE or - (stdin), in any format of "
+        "'userns convert --help'. Exit status: 0 ok, 1 error or findings, 2 usage.",
     )
     parser.add_argument("--version", action="version", version=f"userns {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -609,28 +683,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--view", dest="direction", action="store_const", const="view",
                    help="host owners as seen from inside (overflow ID when unmapped)")
     p.set_defaults(direction="to-host")
-    p.add_argument("--kind", choices=("uid", "gid"), default="uid",
+    p.add_argument("--kind", "--side", dest="kind", choices=("uid", "gid"), default="uid",
                    help="which map of a pair format (default uid)")
-    p.add_argument("--overflow", type=_id, default=OVERFLOW_ID, help="overflow ID for --view")
-    p.add_argument("ids", nargs="+", type=_id, metavar="ID")
+    p.add_argument("--overflow", type=_id, default=OVERFLOW_ID,
+                   help="with --view: the ID unmapped owners show as (default 65534)")
+    p.add_argument("ids", nargs="+", type=_id, metavar="ID", help="IDs to translate (0…4294967294)")
     _add_json(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("convert", help="convert a map from one format to another")
-    p.add_argument("--from", dest="from_", choices=sorted(FORMATS), metavar="FORMAT",
-                   help="input format (default: guessed)")
+    p.add_argument("--from", "--format", "-f", dest="from_", choices=sorted(FORMATS),
+                   metavar="FORMAT", help="input format (default: guessed)")
     p.add_argument("--to", required=True, choices=sorted(FORMATS), metavar="FORMAT",
                    help=f"output format: {', '.join(sorted(FORMATS))}")
-    p.add_argument("--side", choices=("uid", "gid", "both"), default="both",
-                   help="which map: uid, gid or both (default)")
+    p.add_argument("--kind", "--side", dest="side", choices=("uid", "gid", "both"),
+                   default="both", help="which map: uid, gid or both (default)")
     p.add_argument("input", nargs="?", default="-", help="the map text, @FILE, or - (stdin)")
     _add_json(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("check", help="lint subuid/subgid files, or check a map as the kernel")
     _add_system_options(p)
-    p.add_argument("--map", metavar="MAP",
-                   help="check this uid_map text (@FILE, -) against the kernel's rules")
+    p.add_argument("--map", "-m", metavar="MAP",
+                   help="check this map (text, @FILE, -) against the kernel's uid_map rules")
+    p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
+                   help="with --map: its format (default: guessed)")
     p.add_argument("--parent", metavar="MAP", help="with --map: the parent namespace's map")
     p.add_argument("--legacy", action="store_true", help="with --map: at most 5 lines")
     p.add_argument("--fail-on", choices=_LEVELS, default="info",
@@ -642,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", help="the owner (user name)")
     p.add_argument("--count", type=_positive, default=None,
                    help="how many IDs (default SUB_UID_COUNT from login.defs)")
-    p.add_argument("--kind", choices=("uid", "gid", "both"), default="both")
+    p.add_argument("--kind", choices=("uid", "gid", "both"), default="both",
+                   help="allocate in subuid, subgid or both (default)")
     p.add_argument("--align", type=_positive, default=1,
                    help="start on a multiple of this (65536 for Kubernetes)")
     p.add_argument("--write", action="store_true",
@@ -669,15 +747,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_map_options(p)
         if name == "shift":
             p.add_argument("--source", metavar="MAP",
-                           help="the map the tree is shifted by now (default: container IDs)")
+                           help="the map the tree is shifted by now (default: it holds "
+                           "container IDs)")
         else:
-            p.add_argument("--source", metavar="MAP",
-                           help="shift to this map instead of to container IDs")
+            p.add_argument("--target", metavar="MAP",
+                           help="re-shift to this map instead of back to container IDs")
         p.add_argument("--dry-run", "-n", action="store_true", help="change nothing; report")
         p.add_argument("--policy", choices=("error", "skip", "overflow"), default="error",
                        help="IDs the maps cannot translate: stop before any change (error), "
                        "leave them (skip), or give them the overflow ID")
-        p.add_argument("--overflow", type=_id, default=OVERFLOW_ID, help="for --policy overflow")
+        p.add_argument("--overflow", type=_id, default=OVERFLOW_ID,
+                       help="with --policy overflow: the ID to give (default 65534)")
         p.add_argument("--on-error", choices=("stop", "continue"), default="stop",
                        help="a path that cannot be changed: stop, or report and continue")
         p.add_argument("--journal", metavar="FILE", help="where the resume journal lives")
@@ -690,9 +770,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="count a tree's owners and tell whether it is shifted")
     p.add_argument("path", help="the tree's root directory")
     _add_map_options(p)
-    p.add_argument("--cross-mounts", action="store_true")
+    p.add_argument("--cross-mounts", action="store_true",
+                   help="enter other filesystems mounted in the tree")
     _add_json(p)
     p.set_defaults(func=cmd_audit)
+    for command in sub.choices.values():
+        # Also after the command name; SUPPRESS keeps a --debug given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks")
     return parser
 
 
@@ -727,11 +812,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(_prefix_message(err.render()) + "\n")
-        return 1
+        loc = err.location
+        out.json({"ok": False, "error": {
+            "reason": err.reason, "message": err.message,
+            "path": loc.path if loc else None, "line": loc.line if loc else None,
+            "column": loc.column if loc else None}})
+        return 2 if isinstance(err, UsageError) else 1
     except OSError as err:
         if args.debug:
             traceback.print_exc()
         name = errno.errorcode.get(err.errno or 0, "")
         where = f"{err.filename}: " if err.filename else ""
         sys.stderr.write(f"userns: error: {where}{err.strerror or err} ({name})\n")
+        out.json({"ok": False, "error": {"reason": name.lower() or "os-error",
+                                         "message": f"{where}{err.strerror or err}"}})
         return 1

@@ -172,7 +172,9 @@ class UnmappedIDError(UsernsError, LookupError):
     reason = "unmapped"
 
     def __init__(self, id: int, direction: str, message: str | None = None) -> None:
-        side = "container" if direction == "to_host" else "host"
-        super().__init__(message or f"{side} ID {id} is not mapped ({direction})")
+        if message is None:
+            message = (f"container ID {id} has no host ID in this map" if direction == "to_host"
+                       else f"host ID {id} is not mapped into the container")
+        super().__init__(message)
         self.id = id
         self.direction = direction

@@ -41,6 +41,11 @@ class _Missing:
 _MISSING: Final = _Missing()
 
 
+def _valid(value: object) -> bool:
+    """True for an int that is an ID (``bool`` is not)."""
+    return type(value) is int and 0 <= value <= ID_MAX
+
+
 def _check_id_field(instance: object, attribute: Any, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"'{attribute.name}' must be an int: {value!r}")
@@ -242,12 +247,16 @@ class IDMap:
         """The host ID of ``container_id``.
 
         Raises :class:`UnmappedIDError` when the map does not cover it, unless ``default``
-        is given, which is then returned.
+        is given, which is then returned; :class:`InvalidIDError` (or ``TypeError``) for
+        what is not an ID at all, ``default`` or not.
         """
-        i = bisect_right(self._c_starts, container_id) - 1
-        if i >= 0 and container_id < self._c_stops[i]:
-            return container_id + self._c_deltas[i]
-        if default is _MISSING:
+        try:
+            i = bisect_right(self._c_starts, container_id) - 1
+            if i >= 0 and container_id < self._c_stops[i]:
+                return container_id + self._c_deltas[i]
+        except TypeError:
+            raise self._unmapped(container_id, "to_host") from None
+        if default is _MISSING or not _valid(container_id):
             raise self._unmapped(container_id, "to_host")
         return default
 
@@ -257,10 +266,13 @@ class IDMap:
         Raises :class:`UnmappedIDError` when the map does not cover it, unless ``default``
         is given, which is then returned.
         """
-        i = bisect_right(self._h_starts, host_id) - 1
-        if i >= 0 and host_id < self._h_stops[i]:
-            return host_id + self._h_deltas[i]
-        if default is _MISSING:
+        try:
+            i = bisect_right(self._h_starts, host_id) - 1
+            if i >= 0 and host_id < self._h_stops[i]:
+                return host_id + self._h_deltas[i]
+        except TypeError:
+            raise self._unmapped(host_id, "to_container") from None
+        if default is _MISSING or not _valid(host_id):
             raise self._unmapped(host_id, "to_container")
         return default
 
@@ -302,25 +314,28 @@ class IDMap:
         out: list[Any] = []
         append = out.append
         bisect = bisect_right
-        if len(starts) == 1:
-            # One extent (the common case): no bisection at all.
-            lo, hi, d = starts[0], stops[0], deltas[0]
+        try:
+            if len(starts) == 1:
+                # One extent (the common case): no bisection at all.
+                lo, hi, d = starts[0], stops[0], deltas[0]
+                for x in ids:
+                    if lo <= x < hi:
+                        append(x + d)
+                    elif default is _MISSING or not _valid(x):
+                        raise self._unmapped(x, direction)
+                    else:
+                        append(default)
+                return out
             for x in ids:
-                if lo <= x < hi:
-                    append(x + d)
-                elif default is _MISSING:
+                i = bisect(starts, x) - 1
+                if i >= 0 and x < stops[i]:
+                    append(x + deltas[i])
+                elif default is _MISSING or not _valid(x):
                     raise self._unmapped(x, direction)
                 else:
                     append(default)
-            return out
-        for x in ids:
-            i = bisect(starts, x) - 1
-            if i >= 0 and x < stops[i]:
-                append(x + deltas[i])
-            elif default is _MISSING:
-                raise self._unmapped(x, direction)
-            else:
-                append(default)
+        except TypeError:
+            raise self._unmapped(x, direction) from None
         return out
 
     # -- sets ---------------------------------------------------------------------
