@@ -311,7 +311,7 @@ def test_review_fixes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0, err
     assert out.splitlines()[0] == "subuid: jonas:196608:65536   ([196608, 262144))"
     # IDs are 0…4294967294, base-10 digits only.
-    for bad in ("4294967295", "4294967296", "1_000", "０", "-1", "0x10"):
+    for bad in ("4294967295", "4294967296", "1_000", "\uff10", "-1", "0x10"):
         assert run(capsys, "translate", "--map", "0 1 1", bad)[0] == 2, bad
     assert run(capsys, "translate", "--map", "0 1 1", "--view", "--overflow",
                "4294967295", "0")[0] == 2
