@@ -553,3 +553,12 @@ def test_immutable_file_is_reported_and_the_rest_continues(tree: str) -> None:
     report = shift_tree(tree, PAIR, workers=1)
     assert report.resumed and report.complete
     assert os.lstat(target).st_uid == 100000
+
+
+def test_the_root_must_be_a_real_directory(tree: str, tmp_path: Path) -> None:
+    os.symlink(tree, tmp_path / "via-link")
+    for bad in (tmp_path / "via-link", Path(tree) / "plain", tmp_path / "missing"):
+        with pytest.raises(ShiftError) as info:
+            shift_tree(bad, PAIR, workers=1)
+        assert info.value.reason == "bad-root"
+    assert os.stat(tree).st_uid == 0

@@ -448,7 +448,13 @@ def shift_tree(
         raise ValueError(f"workers must be >= 1: {nworkers}")
     preflight = policy == "error" or dry_run
 
-    fd, st = open_root(root_path)
+    try:
+        fd, st = open_root(root_path)
+    except OSError as exc:
+        raise ShiftError(f"cannot open the root {root_path!r}: {exc.strerror} (it must be a "
+                         "directory, not a symlink)", ShiftReport(root=root_path,
+                                                                 complete=False),
+                         reason="bad-root") from exc
     jr: Journal | None = None
     try:
         jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
