@@ -541,3 +541,26 @@ def test_differences_page_table_is_what_the_code_builds() -> None:
         shown = ", ".join(f"`{e}`" for e in r.uid)
         row = f"| {labels.get(r.runtime, f'`{r.runtime}`')} | {shown}"
         assert row in text, row
+
+
+def test_docker_default_keeps_existing_dockremap_lines_without_passwd_entry() -> None:
+    # dockerd creates the dockremap user but keeps the lines it already has
+    # (moby createSubordinateRanges looks them up before calling usermod).
+    no_user = Accounts.from_pairs([("root", 0)], [("root", 0)])
+    text = "dockremap:231072:65536\n"
+    r = docker_remap(text, text, "default", accounts=no_user)
+    assert r.uid == IDMap.single(0, 231072, 65536)
+    assert r.data_root == "231072.231072"
+    assert r.uid_lines == (1,)
+    assert "keep its existing subuid/subgid lines" in r.notes[0].message
+    # Only the file without a line gets a new range (after root's ranges: 100000).
+    r = docker_remap(text, "", "default", accounts=no_user)
+    assert r.gid == IDMap.single(0, 100000, 65536)
+    assert r.data_root == "231072.100000"
+    assert "usermod -w 100000-165535 dockremap" in r.notes[0].message
+
+
+def test_docker_no_ranges_names_the_file_in_a_note() -> None:
+    r = docker_remap("seb:100000:65536\n", "", "seb", accounts=ACC)
+    assert [n.reason for n in r.notes] == ["docker-no-ranges-file"]
+    assert r.notes[0].message.startswith("/etc/subgid has no line for seb")

@@ -282,10 +282,13 @@ def docker_remapped_root(value: str, accounts: Accounts) -> tuple[str, str]:
 
 
 def _docker_side(
-    f: SubidFile, file: str, name: str, uid: int
+    f: SubidFile, file: str, name: str, uid: int | None
 ) -> tuple[list[tuple[int, int, int]], tuple[int, ...], list[Note]]:
-    """moby's ``lookupSubRangesFile``: matching lines as Docker reads them, concatenated."""
-    uid_text = str(uid)
+    """moby's ``lookupSubRangesFile``: matching lines as Docker reads them, concatenated.
+
+    ``uid`` ``None`` matches by name only.
+    """
+    uid_text = str(uid) if uid is not None else None
     triples: list[tuple[int, int, int]] = []
     used: list[int] = []
     notes: list[Note] = []
@@ -350,14 +353,27 @@ def docker_remap(
     except RuntimeConfigError as err:
         if remap != "default":
             return RuntimeMaps("docker", None, None, error=Note(err.reason, err.message, "error"))
-        # dockerd creates dockremap (useradd -r) and gives it 65536 IDs after ROOT's ranges.
+        # dockerd creates dockremap (useradd -r); a file where dockremap has no line yet
+        # gets 65536 IDs after ROOT's ranges (usermod -v / -w); existing lines are kept
+        # (moby createSubordinateRanges). The new user's uid is unknown: match the name.
         root_names = ("root", "0")
-        start_u, start_g = _next_docker_range(fu, root_names), _next_docker_range(fg, root_names)
-        created = [Note("docker-creates-dockremap",
-                      f"dockerd would create user dockremap and run 'usermod -v "
-                      f"{start_u}-{start_u + 65535} -w {start_g}-{start_g + 65535} dockremap'",
-                      "warning")]
-        for f, file, start in ((fu, "subuid", start_u), (fg, "subgid", start_g)):
+        created: list[Note] = []
+        built: list[tuple[IDMap, tuple[int, ...]]] = []
+        usermod: list[str] = []
+        for f, file, flag in ((fu, "subuid", "-v"), (fg, "subgid", "-w")):
+            triples, used, side_notes = _docker_side(f, file, "dockremap", None)
+            created.extend(side_notes)
+            if triples:
+                made = _kernel_map(triples)
+                if isinstance(made, str):
+                    return RuntimeMaps("docker", None, None, notes=tuple(created), error=Note(
+                        "kernel-refused",
+                        f"container start fails writing the {file[3:]} map: {made}",
+                        "error", file))
+                built.append((made, used))
+                continue
+            start = _next_docker_range(f, root_names)
+            usermod.append(f"{flag} {start}-{start + 65535}")
             new = IDRange(start, 65536)
             for e in f.entries:
                 if e.range.overlaps(new):
@@ -366,9 +382,14 @@ def docker_remap(
                         f"the range dockerd would give dockremap, {new}, overlaps "
                         f"{e.owner}'s {e.range}: dockerd only avoids root's ranges",
                         "security", file, e.lineno))
-        return RuntimeMaps("docker", IDMap.single(0, start_u, 65536),
-                           IDMap.single(0, start_g, 65536), notes=tuple(created),
-                           data_root=f"{start_u}.{start_g}")
+            built.append((IDMap.single(0, start, 65536), ()))
+        what = (f" and run 'usermod {' '.join(usermod)} dockremap'" if usermod
+                else " and keep its existing subuid/subgid lines")
+        created.insert(0, Note("docker-creates-dockremap",
+                               f"dockerd would create user dockremap{what}", "warning"))
+        (uid_map, uid_lines), (gid_map, gid_lines) = built
+        return RuntimeMaps("docker", uid_map, gid_map, uid_lines, gid_lines, tuple(created),
+                           data_root=f"{uid_map.to_host(0)}.{gid_map.to_host(0)}")
     if user == "root":
         note = Note("docker-root-no-remap",
                     "User namespaces: root cannot be remapped with itself; user namespaces "
@@ -387,10 +408,14 @@ def docker_remap(
         triples, used, side_notes = _docker_side(f, file, user, pw.uid)
         notes.extend(side_notes)
         if not triples:
-            # moby says "subuid" for both files.
+            # moby says "subuid" for both files (its exact words are kept in the error);
+            # a note says which file it really is.
             error = error or Note("docker-no-ranges",
                                   f"error creating ID mappings: no subuid ranges found for "
                                   f'user "{user}"', "error", file)
+            notes.append(Note("docker-no-ranges-file",
+                              f"/etc/{file} has no line for {user} (dockerd's message says "
+                              "subuid whichever file it is)", "error", file))
             sides.append((None, used, None))
             continue
         built = _kernel_map(triples)
