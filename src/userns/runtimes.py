@@ -358,7 +358,7 @@ def docker_remap(
         # (moby createSubordinateRanges). The new user's uid is unknown: match the name.
         root_names = ("root", "0")
         created: list[Note] = []
-        built: list[tuple[IDMap, tuple[int, ...]]] = []
+        made_maps: list[tuple[IDMap, tuple[int, ...]]] = []
         usermod: list[str] = []
         for f, file, flag in ((fu, "subuid", "-v"), (fg, "subgid", "-w")):
             triples, used, side_notes = _docker_side(f, file, "dockremap", None)
@@ -370,7 +370,7 @@ def docker_remap(
                         "kernel-refused",
                         f"container start fails writing the {file[3:]} map: {made}",
                         "error", file))
-                built.append((made, used))
+                made_maps.append((made, used))
                 continue
             start = _next_docker_range(f, root_names)
             usermod.append(f"{flag} {start}-{start + 65535}")
@@ -382,14 +382,15 @@ def docker_remap(
                         f"the range dockerd would give dockremap, {new}, overlaps "
                         f"{e.owner}'s {e.range}: dockerd only avoids root's ranges",
                         "security", file, e.lineno))
-            built.append((IDMap.single(0, start, 65536), ()))
+            made_maps.append((IDMap.single(0, start, 65536), ()))
         what = (f" and run 'usermod {' '.join(usermod)} dockremap'" if usermod
                 else " and keep its existing subuid/subgid lines")
         created.insert(0, Note("docker-creates-dockremap",
                                f"dockerd would create user dockremap{what}", "warning"))
-        (uid_map, uid_lines), (gid_map, gid_lines) = built
-        return RuntimeMaps("docker", uid_map, gid_map, uid_lines, gid_lines, tuple(created),
-                           data_root=f"{uid_map.to_host(0)}.{gid_map.to_host(0)}")
+        (new_uid, new_uid_lines), (new_gid, new_gid_lines) = made_maps
+        return RuntimeMaps("docker", new_uid, new_gid, new_uid_lines, new_gid_lines,
+                           tuple(created),
+                           data_root=f"{new_uid.to_host(0)}.{new_gid.to_host(0)}")
     if user == "root":
         note = Note("docker-root-no-remap",
                     "User namespaces: root cannot be remapped with itself; user namespaces "
