@@ -129,7 +129,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "OS": os_name,
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "commit": _cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "commit": _commit(),
     }
 
 
@@ -151,6 +151,14 @@ def _public_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _commit() -> str:
+    """HEAD, and whether ``src/`` differs from it (then the numbers are of that tree)."""
+    head = _cmd(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    if head and _cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"]):
+        head += " (src/ has uncommitted changes)"
+    return head
+
+
 def _page(sections: Sequence[Section], argv: Sequence[str], started: str) -> str:
     info = machine()
     argv = _public_argv(argv)
@@ -164,6 +172,13 @@ def _page(sections: Sequence[Section], argv: Sequence[str], started: str) -> str
         "speed factors (above 1: userns faster).",
         "",
         f"Run: `python benchmarks/run.py {shlex.join(argv)}`".rstrip() + f", {started} UTC.",
+        "",
+        "To reproduce, from the repository root, as root, in the project's venv "
+        "(`pip install -e '.[test]'`): install the baselines "
+        "(`apt-get install passwd gcc libc6-dev strace lxd-tools findutils`; "
+        "`pip install --no-deps idmapshift`), then run `python benchmarks/run.py` "
+        "(`--help` for sizes and `--section`; `--million` adds the 1M-entry tree). "
+        "A baseline that is missing is listed under its section, not faked.",
         "",
         "| machine | |",
         "|---|---|",

@@ -21,6 +21,7 @@ The baselines:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -40,6 +41,7 @@ __all__ = ["run"]
 HERE = Path(__file__).resolve().parent
 DELTA = 100_000
 SIZE = 65536
+MARK = "trusted.userns.shift"  # userns.shift's root mark of a finished shift
 
 
 @dataclass
@@ -49,7 +51,8 @@ class Tool:
     name: str
     argv: Callable[[Path, int], list[str]]
     mutates: bool = True  # False: a read-only walk (the tree stays at ``offset``)
-    already: bool = False  # runs on a tree already at its target
+    follows: bool = False  # runs right after each "userns" run, on the tree it left
+    strip_mark: bool = False  # remove userns's root mark of a finished shift first
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Measured:
     timing: Timing
     rss: list[int] = field(default_factory=list)
     failed: str | None = None
+    bad_runs: int = 0  # runs after which some owner was not what a correct shift gives
 
 
 def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
@@ -81,7 +85,8 @@ def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
     return wall, rss, None
 
 
-def _userns_argv(workers: int | None, already: bool = False) -> Callable[[Path, int], list[str]]:
+def _userns_argv(workers: int | None, *, again: bool = False,
+                 policy: str = "error") -> Callable[[Path, int], list[str]]:
     code = (
         "import sys; from userns import IDMap, IDMapPair; from userns.shift import shift_tree\n"
         "root, off, delta, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
@@ -89,16 +94,15 @@ def _userns_argv(workers: int | None, already: bool = False) -> Callable[[Path, 
         "r = shift_tree(root, pair(off + delta), source=pair(off), policy=sys.argv[5],\n"
         "               workers=int(w) if w != '-' else None)\n"
         "assert r.complete, r\n"
-        "assert r.changed == 0 or sys.argv[5] == 'error', r\n"
+        "assert r.changed == 0 or sys.argv[6] == 'first', r\n"
     )
 
     def argv(root: Path, off: int) -> list[str]:
-        if already:  # the tree is already at ``off``: rerun the shift that put it there
+        if again:  # the tree is already at ``off``: rerun the shift that put it there
             off -= DELTA
-        # A finished shift run again: policy "error" (the default) refuses it, every ID
-        # being outside the source map; "skip" walks and changes nothing.
         return [sys.executable, "-c", code, str(root), str(off), str(DELTA),
-                "-" if workers is None else str(workers), "skip" if already else "error"]
+                "-" if workers is None else str(workers), policy,
+                "again" if again else "first"]
 
     return argv
 
@@ -127,16 +131,22 @@ def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
             "-g", f"{o}:{o + DELTA}:{SIZE}"]))
     else:
         missing.append("idmapshift: not importable (pip install --no-deps idmapshift)")
-    tools.append(Tool("userns, already shifted", _userns_argv(None, already=True),
-                      mutates=False, already=True))
+    # Re-running the shift userns just finished: its root mark makes it a no-op. Without
+    # the mark (a tree shifted by another tool, or a lost xattr), the default policy
+    # "error" refuses (every owner is outside the source map) and "skip" walks read-only.
+    tools.append(Tool("userns, rerun (marked)", _userns_argv(None, again=True),
+                      mutates=False, follows=True))
+    tools.append(Tool("userns, rerun (no mark, skip)",
+                      _userns_argv(None, again=True, policy="skip"),
+                      mutates=False, follows=True, strip_mark=True))
     audit = ("import sys; from userns import IDMap, IDMapPair; from userns.shift import "
              "audit_tree; m = IDMapPair.both(IDMap.single(0, int(sys.argv[2]), 65536)); "
              "assert audit_tree(sys.argv[1], m).state == 'shifted'")
     tools.append(Tool("userns audit_tree", lambda r, o: [
-        sys.executable, "-c", audit, str(r), str(o)], mutates=False, already=True))
+        sys.executable, "-c", audit, str(r), str(o)], mutates=False, follows=True))
     if shutil.which("find"):
         tools.append(Tool("find -printf %U:%G", lambda r, o: [
-            "find", str(r), "-printf", "%U:%G\n"], mutates=False, already=True))
+            "find", str(r), "-printf", "%U:%G\n"], mutates=False, follows=True))
     return tools, missing
 
 
@@ -170,49 +180,68 @@ class Bench:
         os.sync()
 
     def measure(self, tools: Sequence[Tool], rounds: int) -> dict[str, Measured]:
-        """Every tool once per round, order rotating; correctness checked on first runs."""
+        """Every tool once per round, order rotating, each run checked; the followers
+        right after each "userns" run."""
         out = {t.name: Measured(Timing(t.name, units=self.info.entries)) for t in tools}
-        if self.offset == 0:  # the already-shifted runs need a tree that was shifted
-            self.prepare()
-            self.offset += DELTA
-            self.prepare()
+        main = [t for t in tools if not t.follows]
+        followers = [t for t in tools if t.follows]
         for rnd in range(rounds):
-            k = rnd % len(tools)
-            for t in list(tools[k:]) + list(tools[:k]):
+            k = rnd % len(main)
+            for t in main[k:] + main[:k]:
                 m = out[t.name]
                 if m.failed:
                     continue
                 self.prepare()
-                wall, rss, err = _run(t.argv(self.root, self.offset), self.peak)
-                if err is not None:
-                    m.failed = err
-                    # whatever it left, reset() puts right before the next run
-                    if t.mutates:
-                        self._resync()
-                    continue
-                m.timing.times.append(wall)
-                m.rss.append(rss)
-                if t.mutates:
-                    if t.name not in self.checks:
-                        self.checks[t.name] = tree.check(self.root, self.info,
-                                                         self.offset + DELTA)
-                    self.offset += DELTA
+                if self._timed(t, m) and t.name == "userns":
+                    for f in followers:
+                        if not out[f.name].failed:
+                            self._strip(f)
+                            os.sync()
+                            self._timed(f, out[f.name])
         return out
+
+    def _timed(self, t: Tool, m: Measured) -> bool:
+        wall, rss, err = _run(t.argv(self.root, self.offset), self.peak)
+        if err is not None:
+            m.failed = err
+            if t.mutates:
+                self._resync()  # whatever it left, put right before the next run
+            return False
+        m.timing.times.append(wall)
+        m.rss.append(rss)
+        if t.mutates:
+            c = tree.check(self.root, self.info, self.offset + DELTA)
+            self.checks.setdefault(t.name, c)
+            m.bad_runs += c.owners_wrong > 0
+            self.offset += DELTA
+        return True
+
+    def _strip(self, t: Tool) -> None:
+        if t.strip_mark:
+            with contextlib.suppress(OSError):
+                os.removexattr(self.root, MARK, follow_symlinks=False)
 
     def _resync(self) -> None:
         # A failed shifter may have moved some inodes: put all back at the offset.
         tree.reset(self.root, self.info, self.offset)
 
     def strace(self, tool: Tool, work: Path) -> tuple[int, list[tuple[str, int]]] | None:
-        """Total syscalls of one run under ``strace -c -f``, and the five most frequent."""
+        """Total syscalls of one run under ``strace -c -f``, and the five most frequent.
+
+        A follower is traced on the tree as the last run left it (call it right after
+        tracing "userns")."""
         if shutil.which("strace") is None:
             return None
-        self.prepare()
+        if tool.follows:
+            self._strip(tool)
+        else:
+            self.prepare()
         out = work / "strace.txt"
         argv = ["strace", "-c", "-f", "-o", str(out), "--", *tool.argv(self.root, self.offset)]
         proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if proc.returncode != 0:
-            self._resync()
+            if tool.mutates:
+                self._resync()
             return None
         if tool.mutates:
             self.offset += DELTA
@@ -253,31 +282,37 @@ def _fs_type(path: Path) -> str:
 def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     rows = []
     me = res["userns"]
+    if not me.timing.times:
+        return rows
     for name, m in res.items():
-        if name in ("userns", "userns, already shifted", "userns audit_tree",
-                    "find -printf %U:%G") or m.failed:
+        if name.startswith("userns,") and "worker" not in name:
             continue
-        r = ratio(me.timing, m.timing) if me.timing.times and m.timing.times else None
+        if name in ("userns", "userns audit_tree", "find -printf %U:%G") or m.failed:
+            continue
+        r = ratio(me.timing, m.timing)
         target, met = "", None
-        if name == "C nftw+lchown" and r:
+        if name == "C nftw+lchown":
             target, met = "within 2x", r.median >= 0.5
-        elif name == "fuidshift" and r:
+        elif name == "fuidshift":
             target, met = ">= 3x faster", r.median >= 3.0
         rows.append(Row(f"{fmt_count(entries)} entries, {label}", "shift_tree", name,
-                        fmt_seconds(me.timing.median) if me.timing.times else "-",
-                        fmt_seconds(m.timing.median), r, target=target, met=met))
-    already = res.get("userns, already shifted")
-    if already and already.timing.times:
-        rows.append(Row(f"already shifted, {label}", "shift_tree again (skip)", "its full shift",
-                        fmt_seconds(already.timing.median), fmt_seconds(me.timing.median),
-                        ratio(already.timing, me.timing)))
-        find = res.get("find -printf %U:%G")
-        audit = res.get("userns audit_tree")
-        for name, m in (("shift_tree again (skip)", already), ("audit_tree", audit)):
-            if find and find.timing.times and m and m.timing.times:
-                rows.append(Row(f"already shifted, {label}", name, "find -printf %U:%G",
-                                fmt_seconds(m.timing.median), fmt_seconds(find.timing.median),
-                                ratio(m.timing, find.timing)))
+                        fmt_seconds(me.timing.median), fmt_seconds(m.timing.median), r,
+                        target=target, met=met))
+    # The followers ran right after each userns run: pair them with that run.
+    find = res.get("find -printf %U:%G")
+    for name, shown in (("userns, rerun (marked)", "rerun, root marked"),
+                        ("userns, rerun (no mark, skip)", "rerun, no mark (skip)"),
+                        ("userns audit_tree", "audit_tree")):
+        m = res.get(name)
+        if m is None or m.failed or not m.timing.times:
+            continue
+        rows.append(Row(f"already shifted, {label}", shown, "its full shift",
+                        fmt_seconds(m.timing.median), fmt_seconds(me.timing.median),
+                        ratio(m.timing, me.timing)))
+        if find and find.timing.times and not find.failed:
+            rows.append(Row(f"already shifted, {label}", shown, "find -printf %U:%G",
+                            fmt_seconds(m.timing.median), fmt_seconds(find.timing.median),
+                            ratio(m.timing, find.timing)))
     return rows
 
 
@@ -287,7 +322,7 @@ def _detail_rows(label: str, res: dict[str, Measured], entries: int,
     out = []
     for name, m in res.items():
         if m.failed:
-            out.append([label, name, f"failed: {m.failed}", "", "", "", "", "", "", "", ""])
+            out.append([label, name, f"failed: {m.failed}", *[""] * 10])
             continue
         sc = sys_counts.get(name)
         c = checks.get(name)
@@ -297,14 +332,15 @@ def _detail_rows(label: str, res: dict[str, Measured], entries: int,
             fmt_bytes(max(m.rss)) if m.rss else "",
             f"{sc[0] / entries:.2f}" if sc else "",
             ", ".join(f"{s} {n / entries:.2f}" for s, n in sc[1][:3]) if sc else "",
-            *(c.cells(info) if c else [""] * 5)[:4],
+            *(c.cells(info) if c else [""] * 5),
+            f"{m.bad_runs}/{len(m.timing.times)}" if c else "",
         ])
     return out
 
 
 DETAIL_HEADERS = ["fs", "tool", "median wall", "entries/s", "peak RSS", "syscalls/entry",
                   "top syscalls/entry", "owners wrong", "hard links wrong",
-                  "setuid lost", "caps lost"]
+                  "setuid lost", "caps lost", "ACL IDs wrong", "runs with wrong owners"]
 
 
 def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
@@ -346,10 +382,16 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
                 counts: dict[str, tuple[int, list[tuple[str, int]]] | None] = {}
                 if strace and label == "tmpfs":
                     for t in tools:
-                        if not res[t.name].failed:
-                            counts[t.name] = b.strace(t, work)
-                sec.rows += _main_rows(label, res, b.info.entries)
-                detail += _detail_rows(label, res, b.info.entries, counts, b.checks, b.info)
+                        if t.follows or res[t.name].failed:
+                            continue
+                        counts[t.name] = b.strace(t, work)
+                        if t.name == "userns":
+                            for f in tools:
+                                if f.follows and not res[f.name].failed:
+                                    counts[f.name] = b.strace(f, work)
+                shown = label if label == "tmpfs" else f"disk ({label})"
+                sec.rows += _main_rows(shown, res, b.info.entries)
+                detail += _detail_rows(shown, res, b.info.entries, counts, b.checks, b.info)
                 if label == "tmpfs":
                     sec.notes.append(f"Tree: {b.info.summary()}.")
             finally:
@@ -362,7 +404,8 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
         sec.extra_tables.append((DETAIL_HEADERS, detail))
     if growth_rows:
         sec.extra_tables.append((["entries (tmpfs)", "userns", "userns entries/s",
-                                  "C loop", "C entries/s", "userns vs C"], growth_rows))
+                                  "C loop", "C entries/s", "userns vs C",
+                                  "userns runs with wrong owners"], growth_rows))
     sec.notes += [
         "Each tool runs as a process; ratios are per round, the tools interleaved with the "
         "order rotating. Every run shifts all IDs by +100000 (the tree was reset untimed "
@@ -371,13 +414,16 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
         "`syncfs` at the end (durable); the others do not sync. Peak RSS is the largest "
         "single process.",
         "owners/setuid/caps columns: state after that tool's first run, against a correct "
-        "shift (hard links wrong = inodes with several names shifted more than once).",
+        "shift (hard links wrong = inodes with several names shifted more than once); "
+        "the last column counts the timed runs after which any owner was wrong.",
         "syscalls/entry: one extra run under `strace -c -f` on tmpfs (process start and, "
         "for Python tools, imports included).",
-        "already shifted: the same `shift_tree` call run again over the tree it produced, "
-        "with `policy='skip'`: with the default `policy='error'` it refuses (every owner "
-        "is outside the source map; the already-done rule applies only when a journal "
-        "resumes). `audit_tree` is the read-only report of the same tree.",
+        "already shifted: measured right after each userns shift, on the tree it left. "
+        "`rerun, root marked`: the same call again; the root's `trusted.userns.shift` mark "
+        "makes it a no-op. `rerun, no mark (skip)`: the mark removed first (as after another "
+        "tool, or a lost xattr); the default `policy='error'` then refuses the tree (every "
+        "owner is outside the source map), so `policy='skip'` is timed: a read-only walk. "
+        "`audit_tree`: the read-only report. Floor: `find -printf %U:%G`, a C read-only walk.",
     ]
     return sec
 
@@ -396,14 +442,15 @@ def _growth(parent: Path, sizes: Sequence[int], tools: Sequence[Tool], rounds: i
             res = b.measure(chosen, rounds)
             me, c = res["userns"], res["C nftw+lchown"]
             if me.failed or c.failed:
-                rows.append([fmt_count(n), me.failed or "", "", c.failed or "", "", ""])
+                rows.append([fmt_count(n), me.failed or "", "", c.failed or "", "", "", ""])
                 continue
             r = ratio(me.timing, c.timing)
             rows.append([fmt_count(b.info.entries), fmt_seconds(me.timing.median),
                          f"{b.info.entries / me.timing.median:,.0f}",
                          fmt_seconds(c.timing.median),
                          f"{b.info.entries / c.timing.median:,.0f}",
-                         f"{r.text()} ({r.spread()})"])
+                         f"{r.text()} ({r.spread()})",
+                         f"{me.bad_runs}/{len(me.timing.times)}"])
         finally:
             shutil.rmtree(d, ignore_errors=True)
     return rows
