@@ -195,3 +195,16 @@ def test_killed_writer_never_leaves_a_torn_file(tmp_path: pathlib.Path) -> None:
         edit_subid_file(p, lambda f: f, tries=3, delay=0.001)
     assert sum(states.values()) == 30
     print("kill outcomes:", states, "leftover subuid+:", (tmp_path / "subuid+").exists())
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    from userns.errors import UsernsError
+    from userns.ranges import IDRange
+    from userns.subid import add_subid_range
+
+    target = tmp_path / "nowhere" / "subuid"
+    with pytest.raises(UsernsError) as info:
+        add_subid_range(target, "alice", IDRange(100000, 65536), missing_ok=True)
+    assert info.value.reason == "no-directory"
+    assert str(info.value) == (f"cannot write {target}: the directory {target.parent} does "
+                               "not exist [no-directory]")

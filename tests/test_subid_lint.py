@@ -156,3 +156,13 @@ def test_many_identical_lines_stay_fast() -> None:
     assert len(got) == 20000
     assert "meets 5000 ranges of other owners" in got[0].message
     assert "meets 4999 other entries of the same owner" in got[1].message
+
+
+def test_missing_pair_knows_a_name_and_its_uid_are_one_owner() -> None:
+    acc = Accounts.from_pairs([("alice", 1001)], [("alice", 1001)])
+    uid = SubidFile.parse("1001:300000:65536\n", path="subuid")
+    gid = SubidFile.parse("alice:300000:65536\n", path="subgid")
+    assert [f.reason for f in lint(uid, gid, accounts=acc) if f.reason == "missing-pair"] == []
+    # Without accounts nothing says they are the same owner.
+    assert sorted(f.reason for f in lint(uid, gid) if f.reason == "missing-pair") == [
+        "missing-pair", "missing-pair"]

@@ -87,8 +87,11 @@ def _try_lock(path: str) -> bool:
                     continue  # released meanwhile: try again
                 text = content.split(b"\0", 1)[0].strip()
                 if not text.isdigit():
-                    raise LockError(f"existing lock file {lock} with an invalid PID "
-                                    f"{content!r}", reason="lock-failed") from None
+                    shown = (repr(content.decode("utf-8", "backslashreplace")) if content
+                             else "(empty)")
+                    raise LockError(f"existing lock file {lock} holds no process ID: {shown}; "
+                                    "remove it if no tool is editing the file",
+                                    reason="lock-failed") from None
                 if _pid_alive(int(text)):
                     return False
                 with contextlib.suppress(FileNotFoundError):
@@ -200,6 +203,10 @@ def edit_subid_file(
     creates it when the change adds lines).
     """
     name = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(directory):
+        raise UsernsError(f"cannot write {name}: the directory {directory} does not exist",
+                          reason="no-directory")
     with lock_file(name, tries=tries, delay=delay):
         _checkpoint("read")
         old = SubidFile.read(name, missing_ok=missing_ok)

@@ -331,10 +331,13 @@ def _root_and_totals(
     return out
 
 
-def _pair(uid: SubidFile, gid: SubidFile) -> list[Finding]:
+def _pair(uid: SubidFile, gid: SubidFile, accounts: Accounts | None) -> list[Finding]:
+    # An owner written as a name in one file and as its uid in the other is one owner:
+    # Docker, Podman and newgidmap look up both files by the USER's name or uid.
     out = []
     for a, b, other in ((uid, gid, "subgid"), (gid, uid, "subuid")):
-        missing = set(a.owners) - set(b.owners)
+        present = {_identity(o, accounts) for o in b.owners}
+        missing = {o for o in a.owners if _identity(o, accounts) not in present}
         lines = {line.lineno: line for line in a.lines}
         for e in a.entries:
             if e.owner in missing:
@@ -380,5 +383,5 @@ def lint(
         if accounts is not None:
             out += _account_checks(file, accounts, kind, defs.subid_limits(kind))
     if subgid is not None:
-        out += _pair(subuid, subgid)
+        out += _pair(subuid, subgid, accounts)
     return _sorted(out)
