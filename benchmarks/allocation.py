@@ -102,7 +102,7 @@ def _library_allocator(subid: Any) -> Callable[[Path], list[tuple[int, int]]] | 
     Uses the safe editor when the subid package has one (lock, temp file, fsync, rename,
     backup, as shadow's commonio does); otherwise writes a temp file, fsyncs and renames.
     """
-    if not all(hasattr(subid, n) for n in ("SubidFile", "shadow_useradd")):
+    if not all(hasattr(subid, n) for n in ("SubidFile", "allocate", "shadow_useradd")):
         return None
     try:
         from userns.logindefs import LoginDefs
@@ -115,10 +115,12 @@ def _library_allocator(subid: Any) -> Callable[[Path], list[tuple[int, int]]] | 
         picked = []
         for name, kind in (("subuid", "uid"), ("subgid", "gid")):
             path = etc / name
-            new, r = subid.shadow_useradd(subid.SubidFile.read(path), NEW_OWNER,
-                                          defs=defs, kind=kind)
+            file = subid.SubidFile.read(path)
             if write:
+                new, r = subid.shadow_useradd(file, NEW_OWNER, defs=defs, kind=kind)
                 _write(path, new.to_bytes())
+            else:
+                r = subid.allocate(file, defs=defs, kind=kind)
             picked.append((r.start, r.size))
         return picked
 
@@ -218,11 +220,11 @@ def run(*, owners: list[int], rounds: int, seed: int = 6) -> Section:
         "are checked to pick the same ranges.",
         "useradd also writes passwd, group and shadow (root only here) and tries to "
         "invalidate nscd/sssd caches; the userns rows cover subuid and subgid only.",
-        "Every userns row does both files (subuid and subgid). `parse + allocate` is the "
-        "pure part (read, parse, shadow-order, first fit, render the new text); `read + "
-        "allocate + write` adds the backup, fsync and rename; the process row runs that in a "
-        "fresh interpreter. After each size the files userns wrote are checked byte for "
-        "byte against the ones useradd wrote.",
+        "Every userns row does both files (subuid and subgid). `parse + allocate` is "
+        "`SubidFile.read` + `allocate` (shadow's order, first fit); `read + allocate + "
+        "write` is `shadow_useradd` (the file useradd writes) plus a backup, fsync and "
+        "rename; the process row runs that in a fresh interpreter. After each size the "
+        "files userns wrote are checked byte for byte against the ones useradd wrote.",
     ]
     return sec
 
