@@ -562,3 +562,65 @@ def test_the_root_must_be_a_real_directory(tree: str, tmp_path: Path) -> None:
             shift_tree(bad, PAIR, workers=1)
         assert info.value.reason == "bad-root"
     assert os.stat(tree).st_uid == 0
+
+
+class _Inotify:
+    """Just enough inotify (through ctypes) to see every open in some directories."""
+
+    IN_OPEN, IN_ACCESS, IN_MODIFY, IN_ISDIR = 0x20, 0x01, 0x02, 0x40000000
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0
+        self.watches: dict[int, bytes] = {}
+
+    def watch(self, path: bytes) -> None:
+        wd = self.libc.inotify_add_watch(self.fd, path,
+                                         self.IN_OPEN | self.IN_ACCESS | self.IN_MODIFY)
+        assert wd >= 0
+        self.watches[wd] = path
+
+    def events(self) -> list[tuple[bytes, int]]:
+        import struct
+
+        out: list[tuple[bytes, int]] = []
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return out
+            pos = 0
+            while pos < len(data):
+                wd, mask, _, size = struct.unpack_from("iIII", data, pos)
+                name = data[pos + 16: pos + 16 + size].rstrip(b"\0")
+                out.append((os.path.join(self.watches.get(wd, b"?"), name), mask))
+                pos += 16 + size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.mark.skipif(need_tool("setcap") is not None or need_tool("setfacl") is not None,
+                    reason="needs setcap and setfacl")
+def test_no_file_is_opened_for_reading_or_writing(tree: str) -> None:
+    run("setcap", "cap_net_raw+ep", f"{tree}/plain")
+    run("setfacl", "-m", "u:5:r,g:6:r", f"{tree}/empty", f"{tree}/fifo")
+    ino = _Inotify()
+    try:
+        for dirpath, _, _ in os.walk(os.fsencode(tree)):
+            ino.watch(dirpath)
+        ino.events()
+        report = shift_tree(tree, PAIR, workers=2)
+        assert report.capabilities == 1 and report.acls == 2
+        events = ino.events()
+    finally:
+        ino.close()
+    assert events, "inotify saw nothing: the watch does not work here"
+    # Directories are opened (to list them); no other inode is opened, read or written.
+    others = [(p, hex(m)) for p, m in events if not m & _Inotify.IN_ISDIR]
+    assert others == []
+    assert any(m & _Inotify.IN_OPEN for _, m in events)  # the directories, listed
+    assert not any(m & _Inotify.IN_MODIFY for _, m in events)
