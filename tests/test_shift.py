@@ -624,3 +624,21 @@ def test_no_file_is_opened_for_reading_or_writing(tree: str) -> None:
     assert others == []
     assert any(m & _Inotify.IN_OPEN for _, m in events)  # the directories, listed
     assert not any(m & _Inotify.IN_MODIFY for _, m in events)
+
+
+@pytest.mark.skipif(need_tool("chattr") is not None, reason=str(need_tool("chattr")))
+def test_a_journal_inside_the_tree_is_left_alone(tree: str) -> None:
+    journal = Path(tree) / ".shift-journal"
+    stuck = Path(tree) / "plain"
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        report = shift_tree(tree, OVERLAP, workers=2, journal=journal, on_error="continue")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert not report.complete and len(report.errors) == 1
+    # the journal (kept: the shift is incomplete) was not shifted with the tree
+    assert {os.lstat(p).st_uid for p in [journal, *journal.iterdir()]} == {0}
+    report = shift_tree(tree, OVERLAP, workers=1, journal=journal)
+    assert report.complete and report.resumed and not journal.exists()
+    assert all(row[1] >= 1000 for row in snapshot(tree).values())

@@ -223,6 +223,7 @@ class _Shift:
         self.done_g: IDSet | None = None
         self.records: dict[tuple[int, int], Record] = {}
         self.record_plain = True
+        self.exclude: frozenset[tuple[int, int]] = frozenset()
 
     def translators(self) -> tuple[IDTranslator, IDTranslator]:
         return (IDTranslator(self.uid_map, self.policy, overflow=self.overflow[0],
@@ -237,7 +238,7 @@ class _Shift:
         return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
                       journal=journal, record_plain=self.record_plain,
                       cross_mounts=self.cross_mounts, stop_on_error=self.stop,
-                      part=part, parts=parts, progress=progress)
+                      part=part, parts=parts, progress=progress, exclude=self.exclude)
 
     def progress(self, phase: str, done: int, total: int | None = None) -> None:
         if self.user_progress is not None:
@@ -472,6 +473,8 @@ def shift_tree(
                 jr = None
                 return ShiftReport(root=root_path, entries=0, already_complete=True,
                                    workers=nworkers)
+            jst = os.stat(jr.path)
+            run.exclude = frozenset({(jst.st_dev, jst.st_ino)})  # a journal inside the tree
             if jr.resumed:
                 run.records = jr.records()
                 if not run.record_plain:

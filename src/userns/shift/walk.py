@@ -246,6 +246,7 @@ class Walker:
         records: dict[tuple[int, int], Record] | None = None,
         journal: JournalWriter | None = None,
         record_plain: bool = True,
+        exclude: frozenset[tuple[int, int]] = frozenset(),
         cross_mounts: bool = False,
         stop_on_error: bool = True,
         part: int = 0,
@@ -259,6 +260,7 @@ class Walker:
         self.records = records or {}
         self.journal = journal
         self.record_plain = record_plain
+        self.exclude = exclude
         self.cross_mounts = cross_mounts
         self.stop_on_error = stop_on_error
         self.part = part
@@ -510,6 +512,8 @@ class Walker:
                             if st.st_ino % parts == part:
                                 self.skipped_mounts.append(self._path(node, name))
                             continue
+                        if (st.st_dev, st.st_ino) in self.exclude:
+                            continue  # the shift's own journal
                         stack.append(Node(node, name, st.st_dev, st.st_ino))
                         continue
                     if e.inode() % parts != part:
