@@ -280,7 +280,7 @@ def _fs_type(path: Path) -> str:
 
 
 def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     me = res["userns"]
     if not me.timing.times:
         return rows
@@ -303,16 +303,16 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     for name, shown in (("userns, rerun (marked)", "rerun, root marked"),
                         ("userns, rerun (no mark, skip)", "rerun, no mark (skip)"),
                         ("userns audit_tree", "audit_tree")):
-        m = res.get(name)
-        if m is None or m.failed or not m.timing.times:
+        f = res.get(name)
+        if f is None or f.failed or not f.timing.times:
             continue
         rows.append(Row(f"already shifted, {label}", shown, "its full shift",
-                        fmt_seconds(m.timing.median), fmt_seconds(me.timing.median),
-                        ratio(m.timing, me.timing)))
+                        fmt_seconds(f.timing.median), fmt_seconds(me.timing.median),
+                        ratio(f.timing, me.timing)))
         if find and find.timing.times and not find.failed:
             rows.append(Row(f"already shifted, {label}", shown, "find -printf %U:%G",
-                            fmt_seconds(m.timing.median), fmt_seconds(find.timing.median),
-                            ratio(m.timing, find.timing)))
+                            fmt_seconds(f.timing.median), fmt_seconds(find.timing.median),
+                            ratio(f.timing, find.timing)))
     return rows
 
 

@@ -175,7 +175,9 @@ def _single(
     case = f"{direction}, {n} extent{'s' if n != 1 else ''}"
     r_scan = ratio(t["userns"], t["scan"])
     r_floor = ratio(t["userns"], t["floor"])
-    per = lambda x: f"{fmt_seconds(t[x].per_unit)}/ID"  # noqa: E731
+    def per(name: str) -> str:
+        return f"{fmt_seconds(t[name].per_unit)}/ID"
+
     overhead = t["noop"].per_unit
     net_lib, net_floor = t["userns"].per_unit - overhead, t["floor"].per_unit - overhead
     net.append([case, fmt_seconds(overhead), fmt_seconds(net_lib), fmt_seconds(net_floor),
@@ -207,7 +209,9 @@ def _bulk(n: int, count: int, triples: list[Triple], rounds: int,
         units=dict.fromkeys(("userns", "per-call", "floor"), count),
     )
     case = f"to_host_many, {fmt_count(count)} IDs, {n} extent{'s' if n != 1 else ''}"
-    tot = lambda x: fmt_seconds(t[x].median)  # noqa: E731
+    def tot(name: str) -> str:
+        return fmt_seconds(t[name].median)
+
     r_floor = ratio(t["userns"], t["floor"])
     return [
         Row(case, "m.to_host_many", "[m.to_host(x) for x]", tot("userns"), tot("per-call"),
