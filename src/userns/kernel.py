@@ -561,8 +561,8 @@ def run_in_userns(
     >>> try:
     ...     run_in_userns(["id"], remap, uid=70000)
     ... except UsernsError as err:
-    ...     print(err)
-    container ID 70000 is not mapped (to_host) [unmapped]
+    ...     print(err.reason, err.id)
+    unmapped 70000
     """
     args = [os.fsdecode(a) for a in argv]
     if not args:
