@@ -84,8 +84,13 @@ class _ListXattrAt:
     through ``/proc/self/fd/DIRFD/NAME``: one system call either way, no symlink followed."""
 
     def __init__(self) -> None:
-        self.size = ctypes.c_size_t(65536)
-        self.buf = ctypes.create_string_buffer(65536)
+        # The kernel allocates a buffer of the size asked for on every call: ask for a
+        # small one (enough for our three names and a security label), and only on
+        # ERANGE for the largest list (XATTR_LIST_MAX).
+        self.size = ctypes.c_size_t(256)
+        self.buf = ctypes.create_string_buffer(256)
+        self.big_size = ctypes.c_size_t(65536)
+        self.big_buf = ctypes.create_string_buffer(65536)
         self.nr = ctypes.c_long(465)
         self.flags = ctypes.c_uint(_AT_SYMLINK_NOFOLLOW)
         self.syscall: Any = None
@@ -104,11 +109,12 @@ class _ListXattrAt:
     def __call__(self, dirfd: int, name: str) -> bytes:
         fn = self.syscall
         if fn is not None:
-            n = fn(self.nr, dirfd, os.fsencode(name), self.flags, self.buf, self.size)
+            n = fn(self.nr, dirfd, os.fsencode(name), self.flags, self.big_buf,
+                   self.big_size)
             if n == 0:
                 return b""
             if n > 0:
-                return self.buf.raw[:n] + b"\0"
+                return self.big_buf.raw[:n] + b"\0"
             err = ctypes.get_errno()
             if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
                 return b""
@@ -576,6 +582,12 @@ class Walker:
                             continue
                         if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
                             names = b""
+                        elif err == errno_mod.ERANGE:
+                            try:
+                                names = lister(fd, name)
+                            except OSError as exc:
+                                self._error(node, name, "listxattr", exc)
+                                continue
                         else:
                             self._error(node, name, "listxattr",
                                         OSError(err, os.strerror(err)))
