@@ -642,3 +642,21 @@ def test_a_journal_inside_the_tree_is_left_alone(tree: str) -> None:
     report = shift_tree(tree, OVERLAP, workers=1, journal=journal)
     assert report.complete and report.resumed and not journal.exists()
     assert all(row[1] >= 1000 for row in snapshot(tree).values())
+
+
+@pytest.mark.skipif(need_tool("setfacl") is not None, reason=str(need_tool("setfacl")))
+def test_a_long_xattr_list_still_finds_the_acl(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    f = root / "f"
+    f.write_text("x")
+    try:
+        for i in range(40):  # about 1 KiB of names: more than the first listxattrat asks
+            os.setxattr(f, f"user.padding-attribute-{i:03d}", b"v")
+    except OSError as exc:
+        pytest.skip(f"no user.* attributes here: {exc}")
+    run("setfacl", "-m", "u:7:r", str(f))
+    assert len(b"\0".join(n.encode() for n in os.listxattr(f))) > 1000
+    shift_tree(root, PAIR, workers=1)
+    assert parse_acl(os.getxattr(f, "system.posix_acl_access")).named_ids() == ([100007], [])
+    assert os.getxattr(f, "user.padding-attribute-039") == b"v"
