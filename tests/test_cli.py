@@ -279,6 +279,8 @@ def test_run_in_remapped_namespace() -> None:
             "id -u; stat -c %u /; exit 7")
     assert p.returncode == 7, p.stderr
     assert p.stdout.split() == ["0", "65534"]
+    p = cli("run", "--map", "0 231072 65536", "--", "/no/such/command")
+    assert p.returncode == 127 and "Traceback" not in p.stderr, p.stderr
     p = cli("run", "--map", "5 231072 1", "--", "true")
     assert p.returncode == 1 and "--uid 0 (the ID to run as inside) is not mapped" in p.stderr
 

@@ -471,7 +471,7 @@ def cmd_allocate(args: argparse.Namespace, out: _Output) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: _Output) -> int:
-    from .kernel import run_in_userns
+    from .kernel import NamespaceSetupError, run_in_userns
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -486,7 +486,14 @@ def cmd_run(args: argparse.Namespace, out: _Output) -> int:
             raise CommandError(f"{opt} {value} (the ID to run as inside) is not mapped by the "
                                f"{opt[2:]} map; choose another {opt} or map it", reason="unmapped")
     sys.stdout.flush()
-    return run_in_userns(command, pair, uid=args.uid, gid=args.gid)
+    try:
+        return run_in_userns(command, pair, uid=args.uid, gid=args.gid)
+    except NamespaceSetupError as err:
+        if err.reason != "exec-failed":
+            raise
+        # As shells do: 127 for a command not found, 126 for one that cannot run.
+        sys.stderr.write(_prefix_message(err.render()) + "\n")
+        return 127 if err.errno == errno.ENOENT else 126
 
 
 # -- shift / unshift / audit -------------------------------------------------------------
