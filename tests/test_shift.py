@@ -159,10 +159,17 @@ def test_capabilities_v2_and_v3_survive_and_v3_rootid_is_translated(tmp_path: Pa
     assert (v3.permitted, v3.inheritable, v3.effective) == (before.permitted,
                                                             before.inheritable, True)
     assert v3.rootid == 100003
-    # and back
-    unshift_tree(root, PAIR, workers=1)
+    # and back; a root uid that becomes 0 is stored as v2 by the kernel, and written so
+    (root / "hostroot").write_bytes(b"\x7fELF")
+    run("setcap", "-n", "100000", "cap_chown=ep", str(root / "hostroot"))
+    os.chown(root / "hostroot", 100000, 300000)
+    run("setcap", "-n", "100000", "cap_chown=ep", str(root / "hostroot"))
+    report = unshift_tree(root, PAIR, workers=1)
     assert run("getcap", "-n", str(root / "both")).split()[1:] == [
         "cap_net_bind_service=ep", "[rootid=7]"]
+    assert run("getcap", "-n", str(root / "hostroot")).split()[1:] == ["cap_chown=ep"]
+    assert parse_capability(os.getxattr(root / "hostroot", "security.capability")).revision == 2
+    assert report.capabilities == 4
 
 
 @pytest.mark.skipif(need_tool("setfacl") is not None, reason=str(need_tool("setfacl")))

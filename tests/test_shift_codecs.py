@@ -75,15 +75,18 @@ def test_capability_round_trip(cap: FileCapability) -> None:
 
 
 @given(capabilities(), st.integers(-100000, 100000))
+@example(FileCapability(3, True, 5, 0, rootid=100000), -100000)
 def test_shift_capability_moves_only_the_rootid(cap: FileCapability, delta: int) -> None:
     raw = format_capability(cap)
     out = parse_capability(shift_capability(raw, lambda u: (u + delta) % (1 << 32)))
-    assert (out.revision, out.effective, out.permitted, out.inheritable) == (
-        cap.revision, cap.effective, cap.permitted, cap.inheritable)
+    assert (out.effective, out.permitted, out.inheritable) == (
+        cap.effective, cap.permitted, cap.inheritable)
     if cap.rootid is None:
-        assert out.rootid is None and shift_capability(raw, lambda u: 0) == raw
+        assert out == cap and shift_capability(raw, lambda u: 0) == raw
+    elif (cap.rootid + delta) % (1 << 32) == 0:  # stored as v2 by the kernel: made so
+        assert (out.revision, out.rootid) == (2, None)
     else:
-        assert out.rootid == (cap.rootid + delta) % (1 << 32)
+        assert (out.revision, out.rootid) == (3, (cap.rootid + delta) % (1 << 32))
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x01\x00\x00", bytes(20),

@@ -150,14 +150,24 @@ def format_capability(cap: FileCapability) -> bytes:
 def shift_capability(raw: bytes, uid: Callable[[int], int]) -> bytes:
     """``raw`` with its root uid translated by ``uid`` (revisions 1 and 2 come back unchanged).
 
+    A revision 3 value whose root uid becomes 0 is returned as revision 2, which is how
+    the kernel stores it when written from the initial namespace (and so what reading
+    it back gives).
+
     >>> raw = format_capability(FileCapability(3, False, 1, 0, rootid=0))
     >>> parse_capability(shift_capability(raw, lambda u: u + 231072)).rootid
     231072
+    >>> back = format_capability(FileCapability(3, False, 1, 0, rootid=231072))
+    >>> parse_capability(shift_capability(back, lambda u: u - 231072))
+    FileCapability(revision=2, effective=False, permitted=1, inheritable=0, rootid=None)
     """
     cap = parse_capability(raw)
     if cap.rootid is None:
         return raw
-    return format_capability(attrs.evolve(cap, rootid=uid(cap.rootid)))
+    rootid = uid(cap.rootid)
+    if rootid == 0:
+        return format_capability(attrs.evolve(cap, revision=2, rootid=None))
+    return format_capability(attrs.evolve(cap, rootid=rootid))
 
 
 @attrs.frozen
