@@ -568,6 +568,9 @@ def test_the_root_must_be_a_real_directory(tree: str, tmp_path: Path) -> None:
         with pytest.raises(ShiftError) as info:
             shift_tree(bad, PAIR, workers=1)
         assert info.value.reason == "bad-root"
+        with pytest.raises(ShiftError) as info:
+            audit_tree(bad, PAIR)
+        assert info.value.reason == "bad-root"
     assert os.stat(tree).st_uid == 0
 
 

@@ -561,7 +561,13 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     ...     audit_tree(d, IDMapPair.both(IDMap.single(0, 100000, 65536))).state
     'shifted'
     """
-    walker = Walker.for_audit(os.fspath(root), cross_mounts=cross_mounts)
+    try:
+        walker = Walker.for_audit(os.fspath(root), cross_mounts=cross_mounts)
+    except OSError as exc:
+        raise ShiftError(f"cannot open the root {os.fspath(root)!r}: {exc.strerror} (it must "
+                         "be a directory, not a symlink)", ShiftReport(root=os.fspath(root),
+                                                                       complete=False),
+                         reason="bad-root") from exc
     try:
         walker.run_audit()
     finally:
