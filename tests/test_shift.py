@@ -20,6 +20,7 @@ import pytest
 from userns import Extent, IDMap, IDMapPair
 from userns.shift import (
     JournalError,
+    Policy,
     Progress,
     ShiftError,
     UnmappedOwnersError,
@@ -313,7 +314,9 @@ def test_mount_points_are_not_crossed_unless_asked(tree: str, tmp_path: Path) ->
         assert os.lstat(mnt / "inner").st_uid == 100007
 
 
-def test_permission_errors_are_reported_per_path_and_resume(tree: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["error", "skip"])  # preflight, and streaming
+def test_permission_errors_are_reported_per_path_and_resume(tree: str, tmp_path: Path,
+                                                            policy: Policy) -> None:
     if (why := _can_mount(tmp_path)) is not None:
         pytest.skip(why)
     before = snapshot(tree)
@@ -323,11 +326,12 @@ def test_permission_errors_are_reported_per_path_and_resume(tree: str, tmp_path:
             (mnt / f"f{i}").write_text("x")
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         with pytest.raises(ShiftError) as info:
-            shift_tree(tree, PAIR, workers=1, cross_mounts=True)
+            shift_tree(tree, PAIR, workers=1, cross_mounts=True, policy=policy)
         assert info.value.report.errors[0].reason == "EROFS"
         assert not info.value.report.complete
         assert isinstance(info.value, OSError)
-        report = shift_tree(tree, PAIR, workers=1, cross_mounts=True, on_error="continue")
+        report = shift_tree(tree, PAIR, workers=1, cross_mounts=True, on_error="continue",
+                             policy=policy)
         assert {e.reason for e in report.errors} == {"EROFS"}
         # the mount point itself is on the read-only tmpfs too
         assert sorted(e.path for e in report.errors) == [str(mnt)] + [
@@ -335,7 +339,7 @@ def test_permission_errors_are_reported_per_path_and_resume(tree: str, tmp_path:
         assert not report.complete and report.resumed
         assert os.stat(tree).st_uid == 0  # the root is changed last, only when complete
         subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
-        report = shift_tree(tree, PAIR, workers=2, cross_mounts=True)
+        report = shift_tree(tree, PAIR, workers=2, cross_mounts=True, policy=policy)
         assert report.complete and report.resumed
         assert all(os.lstat(mnt / f"f{i}").st_uid == 100000 for i in range(3))
         after = snapshot(tree)

@@ -649,6 +649,8 @@ class Walker:
             self.journal.flush()
         self.apply()
         self.pending = 0
+        if self.stopped:
+            raise _Stop  # the error policy said stop while applying: no more scanning
 
     def apply(self) -> None:
         """Make every change in :attr:`plans` (their records already durable) and drop them."""
