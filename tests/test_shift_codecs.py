@@ -216,3 +216,10 @@ def test_journal_lifecycle(tmp_path: Path) -> None:
     assert again.resumed and again.records() == {(1, 2): rec}
     again.remove()
     assert not os.path.exists(path)
+
+
+def test_journal_in_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(JournalError) as info:
+        Journal.open(str(tmp_path / "no" / "such" / "j"), {}, durable=False)
+    assert info.value.reason == "journal-unwritable"
+    assert isinstance(info.value, OSError)

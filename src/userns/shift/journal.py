@@ -61,7 +61,8 @@ _ABSENT = 0xFFFFFFFF
 
 class JournalError(UsernsError, OSError):
     """The journal cannot be used: another shift holds it (``busy``), it belongs to a
-    different shift (``journal-mismatch``) or it is unreadable (``bad-journal``)."""
+    different shift (``journal-mismatch``), it is unreadable (``bad-journal``) or it
+    cannot be created (``journal-unwritable``)."""
 
     reason = "journal"
 
@@ -177,14 +178,19 @@ class Journal:
     def open(cls, path: str, header: dict[str, Any], *, durable: bool = True) -> Journal:
         """Create or resume the journal at ``path`` for the shift described by ``header``."""
         try:
-            os.mkdir(path, 0o700)
-            created = True
-        except FileExistsError:
-            created = False
-        if created and durable:
-            _fsync_dir(os.path.dirname(os.path.abspath(path)))
-        lock_fd = os.open(os.path.join(path, "lock"),
-                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.mkdir(path, 0o700)
+                created = True
+            except FileExistsError:
+                created = False
+            if created and durable:
+                _fsync_dir(os.path.dirname(os.path.abspath(path)))
+            lock_fd = os.open(os.path.join(path, "lock"),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot create the journal {path}: {exc.strerror}; give a "
+                               "writable place with journal=...",
+                               reason="journal-unwritable") from exc
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
