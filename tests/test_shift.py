@@ -376,8 +376,10 @@ def test_policy_skip_and_overflow(tree: str, tmp_path: Path) -> None:
 
 def test_dry_run_changes_nothing_and_reports_the_plan(tree: str) -> None:
     before = snapshot(tree, inodes=True)
+    ctimes = {p: os.lstat(p).st_ctime_ns for p in [Path(tree), *Path(tree).rglob("*")]}
     report = shift_tree(tree, PAIR, dry_run=True)
     assert snapshot(tree, inodes=True) == before
+    assert {p: os.lstat(p).st_ctime_ns for p in ctimes} == ctimes
     assert report.dry_run and report.changed == 0
     assert not os.path.exists(default_journal_path(tree))
     plan = {(c.kind, c.old, c.new): c.count for c in report.owner_changes}
