@@ -676,3 +676,22 @@ def test_a_long_xattr_list_still_finds_the_acl(tmp_path: Path) -> None:
     shift_tree(root, PAIR, workers=1)
     assert parse_acl(os.getxattr(f, "system.posix_acl_access")).named_ids() == ([100007], [])
     assert os.getxattr(f, "user.padding-attribute-039") == b"v"
+
+
+@pytest.mark.skipif(need_tool("chattr") is not None, reason=str(need_tool("chattr")))
+def test_dry_run_of_an_interrupted_shift_plans_only_what_is_left(tree: str) -> None:
+    stuck = Path(tree) / "plain"  # uid 1, gid 2
+    if subprocess.run(["chattr", "+i", str(stuck)], capture_output=True).returncode:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        first = shift_tree(tree, OVERLAP, workers=2, on_error="continue")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert not first.complete
+    plan = shift_tree(tree, OVERLAP, dry_run=True)
+    assert plan.resumed
+    # the stuck file and the root (changed last) are all that is left, nothing twice
+    assert {(c.kind, c.old, c.new, c.count) for c in plan.owner_changes} == {
+        ("uid", 1, 1001, 1), ("gid", 2, 1002, 1), ("uid", 0, 1000, 1), ("gid", 0, 1000, 1)}
+    done = shift_tree(tree, OVERLAP, workers=1)
+    assert done.owner_changes == plan.owner_changes

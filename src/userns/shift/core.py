@@ -457,13 +457,21 @@ def shift_tree(
                                                                  complete=False),
                          reason="bad-root") from exc
     jr: Journal | None = None
+    extra_resumed = False
     try:
         jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
         header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
                   "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
         marker = _marker_key(header)
-        if dry_run and not os.path.exists(jpath) and _marker_done(fd, st, marker):
-            return ShiftReport(root=root_path, dry_run=True, already_complete=True)
+        if dry_run:
+            interrupted = Journal.peek(jpath, header)
+            if interrupted is None and _marker_done(fd, st, marker):
+                return ShiftReport(root=root_path, dry_run=True, already_complete=True)
+            if interrupted is not None:  # plan what a resume would still do
+                run.records = interrupted
+                if not run.record_plain:
+                    run.done_u, run.done_g = u_done, g_done
+                extra_resumed = True
         if not dry_run:
             jr = Journal.open(jpath, header, durable=durable)
             if not jr.resumed and _marker_done(fd, st, marker):
@@ -483,7 +491,8 @@ def shift_tree(
         coord = run.walker(fd, st, root_writer)
         root_rec = coord.examine_dir(coord.root, fd, st)
         coord.planned += root_rec is not None
-        extra: dict[str, Any] = {"dry_run": dry_run, "resumed": bool(jr and jr.resumed),
+        extra: dict[str, Any] = {"dry_run": dry_run,
+                                 "resumed": bool(jr and jr.resumed) or extra_resumed,
                                  "journal": jr.path if jr else None, "workers": nworkers}
 
         def decide(merged: dict[str, Any]) -> bool:

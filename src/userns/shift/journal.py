@@ -121,6 +121,15 @@ def decode_records(data: bytes) -> dict[tuple[int, int], Record]:
     return out
 
 
+def _read_segments(path: str) -> dict[tuple[int, int], Record]:
+    out: dict[tuple[int, int], Record] = {}
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".log"):
+            with open(os.path.join(path, name), "rb") as f:
+                out.update(decode_records(f.read()))
+    return out
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -230,12 +239,20 @@ class Journal:
 
     def records(self) -> dict[tuple[int, int], Record]:
         """Every record of every segment."""
-        out: dict[tuple[int, int], Record] = {}
-        for name in sorted(os.listdir(self.path)):
-            if name.endswith(".log"):
-                with open(os.path.join(self.path, name), "rb") as f:
-                    out.update(decode_records(f.read()))
-        return out
+        return _read_segments(self.path)
+
+    @staticmethod
+    def peek(path: str, header: dict[str, Any]) -> dict[tuple[int, int], Record] | None:
+        """The records of an interrupted shift described by ``header`` at ``path``, read
+        without taking the journal (for a dry run), or ``None`` when there is none."""
+        try:
+            with open(os.path.join(path, "header.json"), encoding="utf-8") as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if found != json.loads(json.dumps({"version": _VERSION, **header})):
+            return None
+        return _read_segments(path)
 
     def writer(self, tag: str) -> JournalWriter:
         """A new segment for one writer (a worker process or the coordinator)."""

@@ -405,7 +405,12 @@ class Walker:
         self.entries += 1
         rec = self.records.get((st.st_dev, st.st_ino)) if self.records else None
         if rec is not None:
-            return self._resumed(rec, st)
+            need = self._resumed(rec, st)
+            if need is None:
+                self.unchanged += 1
+            else:
+                self._count_change(need._replace(old_uid=st.st_uid, old_gid=st.st_gid))
+            return need
         try:
             names = b"".join(n.encode() + b"\0" for n in os.listxattr(fd))
         except OSError as exc:
@@ -548,7 +553,10 @@ class Walker:
                         need = self._resumed(rec, st)
                         if need is None:
                             self.unchanged += 1
-                        elif need.xattrs or need.mode != NO_MODE:
+                            continue
+                        key4 = (st.st_uid, st.st_gid, need.new_uid, need.new_gid)
+                        pairs[key4] = pairs_get(key4, 0) + 1
+                        if need.xattrs or need.mode != NO_MODE:
                             special.append((name, st.st_dev, st.st_ino, need))
                         else:
                             plain.append((name, need.new_uid, need.new_gid))
