@@ -78,12 +78,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tree-size", type=int, default=100_000,
                    help="entries in the tree of the main comparison (default 100000)")
     g.add_argument("--million", action="store_true",
-                   help="add a 1,000,000-entry tree to the growth rows (minutes, ~2 GB tmpfs)")
+                   help="add a 1,000,000-entry tree to the growth rows (a few more minutes, "
+                        "about 1 GB of tmpfs)")
     g.add_argument("--tree-rounds", type=int, default=3,
                    help="interleaved rounds per tree comparison (default 3)")
     g.add_argument("--disk-dir", type=Path, default=None,
                    help="directory on a disk filesystem for the on-disk rows "
-                        "(default: a temporary directory under the repository)")
+                        "(default /var/tmp, when it is not tmpfs)")
     g.add_argument("--tmpfs-dir", type=Path, default=None,
                    help="directory on tmpfs (default /dev/shm, if it is tmpfs)")
     g.add_argument("--no-strace", action="store_true", help="skip the syscall counts")
