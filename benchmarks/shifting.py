@@ -85,14 +85,14 @@ def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
     return wall, rss, None
 
 
-def _userns_argv(workers: int | None, *, again: bool = False,
-                 policy: str = "error") -> Callable[[Path, int], list[str]]:
+def _userns_argv(workers: int | None, *, again: bool = False, policy: str = "error",
+                 durable: bool = True) -> Callable[[Path, int], list[str]]:
     code = (
         "import sys; from userns import IDMap, IDMapPair; from userns.shift import shift_tree\n"
         "root, off, delta, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]\n"
         "pair = lambda o: IDMapPair.both(IDMap.single(0, o, 65536)) if o else None\n"
         "r = shift_tree(root, pair(off + delta), source=pair(off), policy=sys.argv[5],\n"
-        "               workers=int(w) if w != '-' else None)\n"
+        "               workers=int(w) if w != '-' else None, durable=sys.argv[7] == 'y')\n"
         "assert r.complete, r\n"
         "assert r.changed == 0 or sys.argv[6] == 'first', r\n"
     )
@@ -102,7 +102,7 @@ def _userns_argv(workers: int | None, *, again: bool = False,
             off -= DELTA
         return [sys.executable, "-c", code, str(root), str(off), str(DELTA),
                 "-" if workers is None else str(workers), policy,
-                "again" if again else "first"]
+                "again" if again else "first", "y" if durable else "n"]
 
     return argv
 
@@ -112,6 +112,7 @@ def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
     tools = [
         Tool("userns", _userns_argv(None)),
         Tool("userns, 1 worker", _userns_argv(1)),
+        Tool("userns, durable=False", _userns_argv(None, durable=False)),
     ]
     missing = []
     if floor_bin is not None:
@@ -285,7 +286,7 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     if not me.timing.times:
         return rows
     for name, m in res.items():
-        if name.startswith("userns,") and "worker" not in name:
+        if name.startswith("userns,") and "worker" not in name and "durable" not in name:
             continue
         if name in ("userns", "userns audit_tree", "find -printf %U:%G") or m.failed:
             continue
@@ -411,7 +412,8 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
         "order rotating. Every run shifts all IDs by +100000 (the tree was reset untimed "
         "before it, and `sync`ed).",
         "userns runs with its defaults: two worker processes on two CPUs, a journal, and a "
-        "`syncfs` at the end (durable); the others do not sync. Peak RSS is the largest "
+        "`syncfs` at the end (durable); the others do not sync (`userns, durable=False` "
+        "skips the journal's fsyncs and the final syncfs). Peak RSS is the largest "
         "single process.",
         "owners/setuid/caps columns: state after that tool's first run, against a correct "
         "shift (hard links wrong = inodes with several names shifted more than once); "
