@@ -87,6 +87,8 @@ def available() -> str | None:
     """Why the section cannot run here, or None."""
     if shutil.which("useradd") is None:
         return "useradd (Debian package passwd) is not installed"
+    if os.geteuid() != 0:
+        return "needs root (useradd --prefix refuses to run as another user)"
     try:
         import userns.subid as subid
     except ImportError:
