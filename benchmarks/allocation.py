@@ -88,7 +88,7 @@ def available() -> str | None:
     if shutil.which("useradd") is None:
         return "useradd (Debian package passwd) is not installed"
     if os.geteuid() != 0:
-        return "needs root (useradd --prefix refuses to run as another user)"
+        return "needs root (useradd --prefix cannot write the account files otherwise)"
     try:
         import userns.subid as subid
     except ImportError:
