@@ -32,7 +32,7 @@ from typing import Any
 
 from _harness import Row, Section, compare, fmt_seconds, ratio
 
-__all__ = ["make_files", "run"]
+__all__ = ["floor_allocate", "make_files", "run"]
 
 OWNER_COUNT = 4096
 NEW_COUNT = 65536
@@ -143,10 +143,41 @@ def _write(path: Path, data: bytes) -> None:
     os.rename(tmp, path)
 
 
+def floor_allocate(prefix: Path) -> list[tuple[int, int]]:
+    """The least Python that reads both files and finds shadow's first fit.
+
+    Correct only for plain ``owner:start:count`` lines without overlaps (what
+    :func:`make_files` writes): split, ``int``, sort by (start, count), walk the holes
+    from ``SUB_UID_MIN``. The floor the library's parse + allocate is compared with.
+
+    >>> d = make_files(Path(tempfile.mkdtemp()), 3, random.Random(1))
+    >>> len(floor_allocate(d)), floor_allocate(d)[0][1]
+    (2, 65536)
+    """
+    picked = []
+    for name in ("subuid", "subgid"):
+        with open(prefix / "etc" / name, encoding="utf-8") as f:
+            recs: list[tuple[int, int]] = []
+            for line in f.read().splitlines():
+                fields = line.split(":")
+                recs.append((int(fields[1]), int(fields[2])))
+        recs.sort()
+        low = SUB_MIN
+        for first, size in recs:
+            if first - low >= NEW_COUNT:
+                break
+            low = max(low, first + size)
+        if low + NEW_COUNT - 1 > SUB_MAX:
+            raise LookupError("no room")
+        picked.append((low, NEW_COUNT))
+    return picked
+
+
 def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds: int,
          rng: random.Random) -> list[Row]:
     template = make_files(work / f"template-{n}", n, rng)
-    dirs = {name: work / f"{name}-{n}" for name in ("pure", "userns", "process", "useradd")}
+    dirs = {name: work / f"{name}-{n}"
+            for name in ("pure", "floor", "userns", "process", "useradd")}
 
     def fresh(name: str) -> None:
         shutil.rmtree(dirs[name], ignore_errors=True)
@@ -159,6 +190,7 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
     t = compare(
         {
             "pure": lambda: alloc(dirs["pure"], write=False),
+            "floor": lambda: floor_allocate(dirs["floor"]),
             "userns": lambda: alloc(dirs["userns"]),
             "process": lambda: subprocess.run(
                 [sys.executable, "-c", snippet, str(Path(__file__).parent),
@@ -179,7 +211,10 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
     picked = alloc(dirs["pure"], write=False)
     if picked[0] != _last_range(dirs["useradd"] / "etc" / "subuid", NEW_OWNER):
         raise AssertionError(f"allocations differ at {n} owners: {picked}")
+    if floor_allocate(dirs["floor"]) != picked:
+        raise AssertionError(f"the floor disagrees at {n} owners")
     rq = ratio(t["pure"], t["useradd"])
+    rf = ratio(t["pure"], t["floor"])
     r = ratio(t["userns"], t["useradd"])
     rp = ratio(t["process"], t["useradd"])
     return [
@@ -187,6 +222,8 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
             fmt_seconds(t["pure"].median), fmt_seconds(t["useradd"].median), rq,
             target="< 1 s, not slower",
             met=t["pure"].median < 1.0 and rq.median >= 1.0),
+        Row(f"{n} owners", "parse + allocate", "minimal Python floor",
+            fmt_seconds(t["pure"].median), fmt_seconds(t["floor"].median), rf),
         Row(f"{n} owners", "read + allocate + write", "useradd --prefix",
             fmt_seconds(t["userns"].median), fmt_seconds(t["useradd"].median), r,
             target="< 1 s, not slower",
@@ -222,6 +259,9 @@ def run(*, owners: list[int], rounds: int, seed: int = 6) -> Section:
         "are checked to pick the same ranges.",
         "useradd also writes passwd, group and shadow (root only here) and tries to "
         "invalidate nscd/sssd caches; the userns rows cover subuid and subgid only.",
+        "minimal Python floor: split each line, `int`, sort, walk the holes - correct only "
+        "for these plain files; how far the library's parse + allocate is from Python's "
+        "limit.",
         "Every userns row does both files (subuid and subgid). `parse + allocate` is "
         "`SubidFile.read` + `allocate` (shadow's order, first fit); `read + allocate + "
         "write` is `shadow_useradd` (the file useradd writes) plus a backup, fsync and "
