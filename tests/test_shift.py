@@ -695,3 +695,38 @@ def test_dry_run_of_an_interrupted_shift_plans_only_what_is_left(tree: str) -> N
         ("uid", 1, 1001, 1), ("gid", 2, 1002, 1), ("uid", 0, 1000, 1), ("gid", 0, 1000, 1)}
     done = shift_tree(tree, OVERLAP, workers=1)
     assert done.owner_changes == plan.owner_changes
+
+
+class _MisleadingEntry:
+    """A directory entry whose d_ino is not the inode's (as overlayfs can give)."""
+
+    def __init__(self, entry: os.DirEntry[str]) -> None:
+        self.entry = entry
+        self.name = entry.name
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self.entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self.entry.stat(follow_symlinks=follow_symlinks)
+
+    def inode(self) -> int:
+        return self.entry.inode() + (1 if self.name == "hl3" else 0)  # one of three links
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_misleading_entry_inode_numbers_fall_back_to_one_process(
+        tree: str, monkeypatch: pytest.MonkeyPatch, policy: Policy) -> None:
+    real = os.scandir
+
+    @contextlib.contextmanager
+    def scandir(fd: int) -> Iterator[list[_MisleadingEntry]]:
+        with real(fd) as it:
+            yield [_MisleadingEntry(e) for e in it]
+
+    before = snapshot(tree)
+    monkeypatch.setattr(os, "scandir", scandir)  # the forked workers inherit it
+    report = shift_tree(tree, OVERLAP, workers=2, policy=policy)
+    monkeypatch.undo()
+    assert snapshot(tree) == expected(before, OVERLAP)  # hl shifted once: 10 -> 1010
+    assert report.complete and report.workers == 1 and report.resumed

@@ -38,11 +38,15 @@ from .report import (
     UnmappedOwnersError,
 )
 from .translate import IDTranslator, Policy, check_policy, compose
-from .walk import DIR_FLAGS, Walker, open_root
+from .walk import DIR_FLAGS, INODE_MISMATCH, Walker, open_root
 
 __all__ = ["audit_tree", "default_journal_path", "shift_tree", "unshift_tree"]
 
 OnError = Literal["stop", "continue"]
+
+
+class _SplitImpossible(Exception):
+    """The tree cannot be split between workers (see ``Walker._mismatch``)."""
 
 
 def _overflow_ids() -> tuple[int, int]:
@@ -433,6 +437,35 @@ def shift_tree(
     ...     os.stat(f"{d}/tree").st_uid, r.changed, r.complete
     (100000, 1, True)
     """
+    def once(nworkers: int | None) -> ShiftReport:
+        return _shift_once(root, target, source=source, policy=policy, overflow=overflow,
+                           dry_run=dry_run, progress=progress, journal=journal,
+                           cross_mounts=cross_mounts, on_error=on_error, workers=nworkers,
+                           durable=durable)
+
+    try:
+        return once(workers)
+    except _SplitImpossible:
+        # Nothing was changed twice: the workers stopped before the hard-linked inode
+        # whose entry misled them. One process resumes from the journal.
+        return once(1)
+
+
+def _shift_once(
+    root: str | os.PathLike[str],
+    target: IDMapPair | None,
+    *,
+    source: IDMapPair | None = None,
+    policy: Policy = "error",
+    overflow: tuple[int, int] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    cross_mounts: bool = False,
+    on_error: OnError = "stop",
+    workers: int | None = None,
+    durable: bool = True,
+) -> ShiftReport:
     policy = check_policy(policy)
     if on_error not in ("stop", "continue"):
         raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
@@ -507,6 +540,8 @@ def shift_tree(
             assert jr is not None
             walked = _run_forked(run, fd, st, jr, nworkers, preflight, decide)
         merged = _merge([walked, coord.summary()])
+        if any(e.reason == INODE_MISMATCH for e in merged["errors"]):
+            raise _SplitImpossible
         if dry_run:
             return _report(root_path, merged, complete=False, **extra)
         assert jr is not None and root_writer is not None

@@ -58,7 +58,7 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "Node", "Walker", "open_root"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "Node", "Walker", "open_root"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,6 +72,8 @@ _S_IFREG = stat_mod.S_IFREG
 FD_CACHE = 48
 #: Pending changes per journal frame in streaming mode.
 BATCH = 4096
+#: ``PathError.reason`` of an entry whose ``d_ino`` is not its ``st_ino``.
+INODE_MISMATCH = "inode-mismatch"
 #: Progress callback period, in inodes.
 PROGRESS_EVERY = 4096
 _CAP_B = CAPABILITY.encode() + b"\0"
@@ -325,6 +327,16 @@ class Walker:
             self.stopped = True
             raise _Stop
 
+    def _mismatch(self, node: Node, name: str) -> None:
+        """This filesystem's directory entries do not carry the inode numbers (overlayfs
+        can do that): the split by inode number could give one hard-linked inode to two
+        workers. Stop before changing it; the coordinator resumes in one process."""
+        self.errors.append(PathError(self._path(node, name), "stat", 0, INODE_MISMATCH,
+                                     "the directory entry's inode number is not the "
+                                     "inode's; the walk cannot be split"))
+        self.stopped = True
+        raise _Stop
+
     def _note_unmapped(self, kind: str, value: int, node: Node, name: str | None) -> None:
         slot = self.unmapped.get((kind, value))
         if slot is None:
@@ -539,6 +551,8 @@ class Walker:
                     self.skipped_mounts.append(self._path(node, name))
                     continue
                 if st.st_nlink > 1 or track_all:
+                    if parts > 1 and st.st_nlink > 1 and e.inode() != st.st_ino:
+                        self._mismatch(node, name)
                     key = (st.st_dev, st.st_ino)
                     if key in seen:
                         self.hardlinks += 1
