@@ -730,3 +730,27 @@ def test_misleading_entry_inode_numbers_fall_back_to_one_process(
     monkeypatch.undo()
     assert snapshot(tree) == expected(before, OVERLAP)  # hl shifted once: 10 -> 1010
     assert report.complete and report.workers == 1 and report.resumed
+
+
+def test_on_overlayfs_only_changed_inodes_are_copied_up(tmp_path: Path) -> None:
+    lower, upper, work, merged = (tmp_path / n for n in ("lower", "upper", "work", "merged"))
+    for d in (lower, upper, work, merged):
+        d.mkdir()
+    for i in range(6):
+        (lower / f"f{i}").write_text(f"{i}")
+        os.chown(lower / f"f{i}", i, i)  # f0-f2 map to themselves below, f3-f5 move
+    os.chown(lower, 0, 0)
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount an overlayfs here")
+    try:
+        pair = IDMapPair.both(IDMap([Extent(0, 0, 3), Extent(3, 100003, 65533)]))
+        report = shift_tree(merged, pair, workers=2)
+        assert report.complete and report.changed == 3  # f3-f5; the root maps to itself
+        assert sorted(p.name for p in upper.iterdir()) == ["f3", "f4", "f5"]
+        assert [os.lstat(merged / f"f{i}").st_uid for i in range(6)] == [
+            0, 1, 2, 100003, 100004, 100005]
+        assert (merged / "f4").read_text() == "4"
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
