@@ -482,6 +482,11 @@ def _shift_once(
         raise ValueError(f"workers must be >= 1: {nworkers}")
     preflight = policy == "error" or dry_run
 
+    if not os.path.isdir("/proc/self/fd"):
+        # Inodes with a mode, capability or ACL to restore are changed through
+        # /proc/self/fd/N (the only race-free way to name a verified non-directory).
+        raise ShiftError("/proc is not mounted: the shifter needs /proc/self/fd",
+                         ShiftReport(root=root_path, complete=False), reason="no-proc")
     try:
         fd, st = open_root(root_path)
     except OSError as exc:
