@@ -754,3 +754,18 @@ def test_on_overlayfs_only_changed_inodes_are_copied_up(tmp_path: Path) -> None:
         assert (merged / "f4").read_text() == "4"
     finally:
         subprocess.run(["umount", str(merged)], check=True)
+
+
+@pytest.mark.skipif(need_tool("unshare") is not None, reason=str(need_tool("unshare")))
+def test_without_proc_nothing_is_changed(tree: str) -> None:
+    code = ("import sys\nfrom userns import IDMap, IDMapPair\n"
+            "from userns.shift import ShiftError, shift_tree\n"
+            "try:\n    shift_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 1000, 65536)))\n"
+            "except ShiftError as e:\n    print(e.reason)\n")
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           'umount -l /proc && exec "$0" -c "$1" "$2"', sys.executable,
+                           code, tree], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot hide /proc in a mount namespace here: {done.stderr[-200:]}")
+    assert done.stdout.split() == ["no-proc"]
+    assert os.lstat(f"{tree}/plain").st_uid == 1
