@@ -146,6 +146,8 @@ class JournalWriter:
         self.durable = durable
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.pending: list[tuple[int, int, Record]] = []
+        if durable:  # the new segment's name must survive a power loss with its frames
+            _fsync_dir(os.path.dirname(path))
 
     def add(self, dev: int, ino: int, rec: Record) -> None:
         """Queue a record; it is written by the next :meth:`flush`."""
