@@ -502,6 +502,7 @@ def test_symlink_swap_race_never_leaves_the_tree(tmp_path: Path) -> None:
         assert snapshot(str(outside), inodes=True) == before
         # ... and inside, nothing was shifted twice
         assert all(os.lstat(p).st_uid in (0, 100000) for p in root.rglob("*"))
+    print(f"\nrace: {rounds} rounds, {hits[0]} swaps, {refused} paths refused")
     assert hits[0] > rounds  # the attacker really raced the walk ...
     assert refused > 0  # ... and the walk saw swapped names and refused them
 
