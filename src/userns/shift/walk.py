@@ -32,6 +32,7 @@ import ctypes
 import errno as errno_mod
 import os
 import platform
+import resource
 import stat as stat_mod
 import sys
 from collections import Counter, OrderedDict
@@ -176,7 +177,10 @@ class _DirCache:
     """Open directory descriptors, least recently used closed first, re-opened on demand."""
 
     def __init__(self, limit: int = FD_CACHE) -> None:
-        self.limit = limit
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft // 4)  # leave most descriptors to the process
+        self.limit = max(limit, 2)
         self.lru: OrderedDict[Node, None] = OrderedDict()
 
     def _put(self, node: Node, fd: int) -> None:
