@@ -9,15 +9,14 @@ a symlink: ``fstatat(AT_SYMLINK_NOFOLLOW)``, ``listxattrat(AT_SYMLINK_NOFOLLOW)`
 ``fchownat(AT_SYMLINK_NOFOLLOW)``, three system calls for a plain file. Inodes with a
 setuid/setgid mode, a capability or an ACL are changed through an ``O_PATH`` descriptor
 verified the same way. The walk keeps an explicit stack and a bounded cache of directory
-descriptors (re-opened and re-verified from the root when evicted), so neither depth nor
-width is limited by recursion or by the open-file limit.
+descriptors (re-opened and re-verified from the nearest open ancestor when evicted), so
+neither depth nor width is limited by recursion or by the open-file limit.
 
 A walker can work on a share of the tree: ``part``/``parts`` split the non-directory
 inodes (and each directory's own inode) by inode number, so several processes can shift
 one tree together, each hard-linked inode landing in one of them.
 
 >>> import tempfile
->>> from userns import IDMap
 >>> with tempfile.TemporaryDirectory() as d:
 ...     w = Walker.for_audit(d)
 ...     w.run_audit()
