@@ -256,8 +256,14 @@ def test_shift_unmapped_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, _, err = run(capsys, "shift", str(tree), "--map", "0 231072 65536")
     assert code == 1 and "70000" in err and "Traceback" not in err
     assert os.stat(tree / "a").st_uid == 70000 and os.stat(tree).st_uid == 0  # nothing changed
+    code, out, _ = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--dry-run")
+    assert code == 1  # the dry run says what the real run would do: stop
+    assert "a real run with --policy error would stop" in out
     code, _, _ = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--policy", "skip")
     assert code == 0
+    assert (os.stat(tree / "a").st_uid, os.stat(tree).st_uid) == (70000, 231072)
+    code, out, _ = run(capsys, "shift", str(tree), "--map", "0 231072 65536", "--policy", "skip")
+    assert code == 0 and "already complete" in out
     assert (os.stat(tree / "a").st_uid, os.stat(tree).st_uid) == (70000, 231072)
 
 

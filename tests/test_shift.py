@@ -374,6 +374,28 @@ def test_policy_skip_and_overflow(tree: str, tmp_path: Path) -> None:
     assert os.lstat(other / "plain")[4:6] == (65534, 300002)
 
 
+def test_unmapped_owner_counted_once_per_inode_with_xattrs(tmp_path: Path) -> None:
+    # A file with an ACL or a setuid mode goes through the slow path too; its owner must
+    # still be counted once, with one example per path.
+    for tool in ("setfacl",):
+        if need_tool(tool):
+            pytest.skip(str(need_tool(tool)))
+    root = tmp_path / "t"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        (root / name).write_text(name)
+    for p in (root, *root.iterdir()):
+        os.chown(p, 70000, 70000)
+    subprocess.run(["setfacl", "-m", "u:33:r", str(root / "a")], check=True)
+    os.chmod(root / "b", 0o4755)
+    report = shift_tree(root, PAIR, workers=1, policy="skip", dry_run=True)
+    got = {(u.kind, u.id): (u.count, u.examples) for u in report.unmapped}
+    assert got[("uid", 70000)][0] == 4  # the root and three files, each once
+    assert got[("gid", 70000)][0] == 4
+    examples = got[("uid", 70000)][1]
+    assert len(examples) == len(set(examples))
+
+
 def test_dry_run_changes_nothing_and_reports_the_plan(tree: str) -> None:
     before = snapshot(tree, inodes=True)
     ctimes = {p: os.lstat(p).st_ctime_ns for p in [Path(tree), *Path(tree).rglob("*")]}

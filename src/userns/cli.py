@@ -557,20 +557,26 @@ def _shift_like(args: argparse.Namespace, out: _Output, mode: str) -> int:
             for e in err.report.errors[:20]:
                 out.line(f"  error: {e.path}: {e.operation}: {e.message}")
             raise
-    _print_shift(report, out, mode)
-    out.json(report.to_dict())
+    would_stop = report.dry_run and args.policy == "error" and bool(report.unmapped)
+    _print_shift(report, out, mode, would_stop=would_stop)
+    out.json({**report.to_dict(), "would_stop": would_stop} if report.dry_run
+             else report.to_dict())
     if report.dry_run:
-        return 1 if report.errors else 0
+        return 1 if report.errors or would_stop else 0
     return 1 if report.errors or not report.complete else 0
 
 
-def _print_shift(report: Any, out: _Output, mode: str) -> None:
+def _print_shift(report: Any, out: _Output, mode: str, *, would_stop: bool = False) -> None:
+    if getattr(report, "already_complete", False):
+        out.line(f"{mode} {report.root}: already complete (the root carries the mark of this "
+                 "very shift); nothing to do")
+        return
     if report.dry_run:
         out.line(f"{mode} {report.root} (dry run, nothing changed): "
                  f"{_n(report.entries, 'entry', 'entries')}; the plan:")
     else:
         out.line(f"{mode} {report.root}: {_n(report.entries, 'entry', 'entries')}, changed "
-                 f"{report.changed}, already right {report.unchanged}")
+                 f"{report.changed}, left unchanged {report.unchanged}")
     extra = []
     if report.hardlinks:
         extra.append(f"{_n(report.hardlinks, 'extra hard link', 'extra hard links')} "
@@ -586,10 +592,13 @@ def _print_shift(report: Any, out: _Output, mode: str) -> None:
         out.line("  " + "; ".join(extra))
     for c in report.owner_changes[:20]:
         out.line(f"  {c.kind} {c.old} -> {c.new}: {c.count}")
+    left = "cannot translate" if would_stop else "left as is, not in the map"
     for u in report.unmapped:
         ex = ", ".join(dict.fromkeys(u.examples[:3]))
-        out.line(f"  left as is, not in the map: {u.kind} {u.id}: "
-                 f"{_n(u.count, 'entry', 'entries')} (e.g. {ex})")
+        out.line(f"  {left}: {u.kind} {u.id}: {_n(u.count, 'entry', 'entries')} (e.g. {ex})")
+    if would_stop:
+        out.line("  a real run with --policy error would stop before changing anything: "
+                 "choose --policy skip or overflow, or fix the map")
     for m in report.skipped_mounts:
         out.line(f"  skipped mount point: {m}")
     for e in report.errors[:20]:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ..maps import IDMap, IDMapPair
 from ..ranges import IDSet
-from .journal import Journal, JournalWriter, Record
+from .journal import Journal, JournalError, JournalWriter, Record
 from .report import (
     AuditReport,
     AuditState,
@@ -69,7 +69,9 @@ def default_journal_path(root: str | os.PathLike[str]) -> str:
     path = os.path.abspath(os.fspath(root))
     parent, name = os.path.split(path)
     if not name:
-        raise ValueError("the journal of a shift of / must be given explicitly (journal=...)")
+        raise JournalError("a shift of / has no sibling for its journal: give the journal's "
+                           "path (journal=..., the CLI's --journal)",
+                           reason="journal-required")
     return os.path.join(parent, f".{name}.userns-shift")
 
 
@@ -497,12 +499,17 @@ def _shift_once(
     jr: Journal | None = None
     extra_resumed = False
     try:
-        jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
+        if journal is not None:
+            jpath: str | None = os.fspath(journal)
+        elif dry_run and not os.path.split(os.path.abspath(root_path))[1]:
+            jpath = None  # a dry run of / needs no journal, and / has no sibling for one
+        else:
+            jpath = default_journal_path(root)
         header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
                   "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
         marker = _marker_key(header)
         if dry_run:
-            interrupted = Journal.peek(jpath, header)
+            interrupted = Journal.peek(jpath, header) if jpath is not None else None
             if interrupted is None and _marker_done(fd, st, marker):
                 return ShiftReport(root=root_path, dry_run=True, already_complete=True)
             if interrupted is not None:  # plan what a resume would still do
@@ -511,6 +518,7 @@ def _shift_once(
                     run.done_u, run.done_g = u_done, g_done
                 extra_resumed = True
         if not dry_run:
+            assert jpath is not None
             jr = Journal.open(jpath, header, durable=durable)
             if not jr.resumed and _marker_done(fd, st, marker):
                 # Killed after it finished, or simply run twice: shifting again would

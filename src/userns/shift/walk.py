@@ -362,12 +362,20 @@ class Walker:
         return new
 
     def _special(self, node: Node, name: str | None, st: os.stat_result, names: bytes,
-                 read: Callable[[str], bytes | None]) -> Record | None:
-        """The final state of an inode with extended attributes or a setuid/setgid mode."""
+                 read: Callable[[str], bytes | None], *,
+                 owner_noted: bool = False) -> Record | None:
+        """The final state of an inode with extended attributes or a setuid/setgid mode.
+
+        ``owner_noted``: the caller already counted an untranslatable owner of this inode
+        (the file loop does), so it is not counted twice.
+        """
         assert self.uid is not None and self.gid is not None
         uid, gid = st.st_uid, st.st_gid
-        nu = self._translate("uid", self.uid, uid, node, name)
-        ng = self._translate("gid", self.gid, gid, node, name)
+        if owner_noted:
+            nu, ng = self.uid(uid), self.gid(gid)
+        else:
+            nu = self._translate("uid", self.uid, uid, node, name)
+            ng = self._translate("gid", self.gid, gid, node, name)
         moved = nu != uid or ng != gid
         xattrs: list[tuple[int, bytes | None]] = []
         fmt = st.st_mode & _S_IFMT
@@ -638,7 +646,7 @@ class Walker:
                             raise
 
                     try:
-                        rec = self._special(node, name, st, names, read)
+                        rec = self._special(node, name, st, names, read, owner_noted=True)
                     except (OSError, XattrFormatError) as exc:
                         self._error(node, name, "examine", exc)
                         continue
