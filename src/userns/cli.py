@@ -272,7 +272,7 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
                                ("gid", pair.gid, docker.gid_lines)):
             used = ", ".join(str(n) for n in lines)
             where = (f"sub{kind} line{'s' if len(lines) > 1 else ''} {used}" if lines
-                     else f"not from sub{kind}")
+                     else f"a range dockerd would add to /etc/sub{kind}")
             out.line(f"\n{kind} map ({where}):")
             for e in m:
                 out.line(f"  container {e.container}…{e.container + e.size - 1}"
@@ -310,9 +310,14 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
                 continue
             diffs = [d for d in comparison.differences
                      if {d.first, d.second} == {"docker", r.runtime}]
+            if not r.ok:
+                why = r.error.message if r.error else "it would build none"
+                either = " either" if pair is None else ""
+                out.line(textwrap.fill(f"{r.runtime}: no map{either}: {why}", width=100,
+                                       initial_indent="  ", subsequent_indent="    "))
+                continue
             if not diffs:
-                same = "the same maps" if r.ok else "no map either"
-                out.line(f"  {r.runtime}: {same}")
+                out.line(f"  {r.runtime}: the same maps")
                 continue
             kinds = " and ".join(d.kind for d in diffs)
             out.line(textwrap.fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}",
