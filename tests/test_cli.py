@@ -359,3 +359,11 @@ def test_explain_numeric_user_is_resolved_for_every_runtime(
     assert data["user"] == "seb"
     results = {r["runtime"]: r for r in data["comparison"]["results"]}
     assert results["podman-rootless"]["ok"], results["podman-rootless"]
+
+
+def test_docs_show_the_real_explain_output(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (ROOT / "docs" / "cli.md").read_text()
+    shown = page.split("```text\n", 1)[1].split("```", 1)[0]
+    code, out, _ = run(capsys, "explain", "--example")
+    assert code == 0
+    assert shown == out

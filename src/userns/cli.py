@@ -289,7 +289,7 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
             vu = pair.uid.container_view(h)
             vg = pair.gid.container_view(h)
             data["host_views"].append({"host": h, "inside_uid": vu, "inside_gid": vg})
-            note = "  (host root: a root-owned host file is not root's inside)" if h == 0 else ""
+            note = "  (host root: its files show as nobody inside)" if h == 0 else ""
             out.line(f"  {h:>6} -> {vu} / {vg}{note}")
         out.line("\n/proc/PID/uid_map:")
         out.line("  " + format_proc(pair.uid).rstrip("\n").replace("\n", "\n  "))
@@ -314,14 +314,16 @@ def cmd_explain(args: argparse.Namespace, out: _Output) -> int:
                 why = r.error.message if r.error else "it would build none"
                 either = " either" if pair is None else ""
                 out.line(textwrap.fill(f"{r.runtime}: no map{either}: {why}", width=100,
-                                       initial_indent="  ", subsequent_indent="    "))
+                                       initial_indent="  ", subsequent_indent="    ",
+                                   break_on_hyphens=False, break_long_words=False))
                 continue
             if not diffs:
                 out.line(f"  {r.runtime}: the same maps")
                 continue
             kinds = " and ".join(d.kind for d in diffs)
             out.line(textwrap.fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}",
-                                   width=100, initial_indent="  ", subsequent_indent="    "))
+                                   width=100, initial_indent="  ", subsequent_indent="    ",
+                                   break_on_hyphens=False, break_long_words=False))
     elif comparison_error:
         out.line(f"\nother runtimes: not compared: {comparison_error}")
     out.json(data)
