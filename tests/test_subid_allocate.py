@@ -284,3 +284,35 @@ def test_fast_shadow_sort_is_glibc_merge_sort(texts: list[str]) -> None:
     lines = list(SubidFile.parse("".join(t + "\n" for t in texts)).lines)
     assert [x.lineno for x in _shadow_sort(lines)] == \
         [x.lineno for x in _glibc_msort(lines, _range_cmp)]
+
+
+walk_lines = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["a", "b", "é"]), st.integers(0, 400), st.integers(0, 60)).map(
+        lambda t: f"{t[0]}:{t[1]}:{t[2]}"),
+    st.sampled_from(["# a:5:5", "+nis", "junk", "a:0x10:5", "b:-1:3", "a:18446744073709551615:2",
+                     "c:7:7 ", "a:1:2\r"]),
+), max_size=10)
+
+
+@given(walk_lines, st.integers(1, 80))
+@settings(deadline=None)
+def test_allocation_walks_the_records_in_shadow_order(lines: list[str], count: int) -> None:
+    # allocate walks sorted (start, count) pairs; shadow walks whole records sorted by
+    # (start, count, owner bytes) before the first NIS line, the rest in file order.
+    f = SubidFile.parse("\n".join(lines))
+    cut = next((i for i, line in enumerate(f.lines) if line.text[:1] in "+-"), len(f.lines))
+    head = sorted((line.shadow for line in f.lines[:cut] if line.shadow is not None),
+                  key=lambda r: (r.start, r.count, r.owner.encode("utf-8", "surrogateescape")))
+    tail = [line.shadow for line in f.lines[cut:] if line.shadow is not None]
+    want = shadow_find_free_range(head + tail, 100, 500, count)
+    limits = SubidLimits(100, 500, count)
+    try:
+        got: int | None = allocate(f, defs=limits).start
+    except AllocationError:
+        got = None
+    assert got == want
+    new, r = shadow_useradd(f, "n", defs=limits) if got is not None else (None, None)
+    if new is not None:
+        assert r is not None and r.start == got
+        assert new == SubidFile.parse("".join(line.text + "\n" for line in shadow_order(f))
+                                      + f"n:{got}:{count}\n")

@@ -296,3 +296,40 @@ def test_strict_error_pickles_with_its_problems() -> None:
     again = pickle.loads(pickle.dumps(info.value))
     assert str(again) == str(info.value)
     assert [p.reason for p in again.problems] == ["zero-count", "not-a-number"]
+
+
+owner_text = st.text(st.characters(blacklist_characters=":\n", blacklist_categories=["Cs"]),
+                     min_size=1, max_size=6)
+canonical_lines = st.tuples(owner_text, st.integers(0, 2**32 + 5),
+                            st.integers(0, 2**32 + 5)).map(lambda t: f"{t[0]}:{t[1]}:{t[2]}")
+odd_lines = st.lists(line_parts, max_size=6).map("".join)
+
+
+@given(st.lists(st.one_of(canonical_lines, odd_lines, st.sampled_from(
+    ["a:1:1", "a:01:1", "a:1:1 ", "#a:1:1", "+a:1:1", "a:1:1\r", "a:4294967294:1",
+     "a:4294967295:1", "a:1:1:1", "x" * 300 + ":1:1", "é:5:5"])), max_size=12),
+       st.booleans())
+@example(["a:1:1", "b:2:2"], True)
+@example(["a:1:1", "# c", "b:2:2", "bad"], False)
+@settings(deadline=None)
+def test_bulk_parse_builds_the_objects_the_validated_path_builds(
+    lines: list[str], final_newline: bool
+) -> None:
+    import attrs
+
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    f = SubidFile.parse(text, path="p")
+    assert f.text == text
+    slow = [SubidLine._parse_slow(line.text, line.lineno, line.newline, path="p")
+            for line in f.lines]
+    assert list(f.lines) == slow
+    assert [[p.render() for p in a.problems] for a in f.lines] == [
+        [p.render() for p in b.problems] for b in slow]
+    for line in f.lines:
+        assert SubidLine.parse(line.text, line.lineno, line.newline, path="p") == line
+        if line.entry is not None:
+            # The objects built without __init__ pass every validator.
+            attrs.validate(line.entry.range)
+            assert line.entry.range == IDRange(line.entry.start, line.entry.count)
+            assert line.entry.line == line.text
+    assert f.entries == tuple(line.entry for line in slow if line.entry is not None)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import TypeVar
 
 import attrs
@@ -61,6 +62,9 @@ _ULONG_MAX = _U64 - 1
 _UID_T = 2**32
 
 T = TypeVar("T")
+_shadow_of = attrgetter("shadow")
+_start_of = attrgetter("start")
+_count_of = attrgetter("count")
 
 
 class AllocationError(UsernsError, LookupError):
@@ -122,6 +126,16 @@ def _range_cmp(a: SubidLine, b: SubidLine) -> int:
     return (ka > kb) - (ka < kb)
 
 
+def _shadow_sort_order(records: Sequence[RawRange]) -> list[int]:
+    """The positions of ``records`` sorted by shadow's key (start, count, owner's bytes),
+    ties in file order; the owners are compared only when some (start, count) repeats."""
+    keys: list[tuple[int, int] | tuple[int, int, bytes]]
+    keys = list(zip(map(_start_of, records), map(_count_of, records)))
+    if len(set(keys)) < len(keys):
+        keys = [(r.start, r.count, _owner_key(r.owner)) for r in records]
+    return sorted(range(len(keys)), key=keys.__getitem__)  # stable: ties keep file order
+
+
 def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
     """``_glibc_msort(head, _range_cmp)``, in O(n log n) without a Python comparator.
 
@@ -130,13 +144,16 @@ def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
     the right half, then those of the left half", recursively over the same halves the
     merge sort splits the WHOLE list into.
     """
-    keyed = [(_shadow_key(line.shadow), i) for i, line in enumerate(head)
-             if line.shadow is not None]
-    keyed.sort()  # ties keep file order (the index), as the stable merge sort does
-    parsed = [head[i] for _, i in keyed]
-    unparsed_at = [i for i, line in enumerate(head) if line.shadow is None]
-    if not unparsed_at:
+    readings = list(map(_shadow_of, head))
+    if None in readings:
+        parsed_lines = [line for line, r in zip(head, readings) if r is not None]
+        records = [r for r in readings if r is not None]
+    else:
+        parsed_lines, records = head, readings
+    parsed = [parsed_lines[i] for i in _shadow_sort_order(records)]
+    if len(parsed_lines) == len(head):
         return parsed
+    unparsed_at = [i for i, r in enumerate(readings) if r is None]
     order: list[int] = []
 
     def visit(lo: int, hi: int, first: int, last: int) -> None:
@@ -155,10 +172,6 @@ def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
     return parsed + [head[i] for i in order]
 
 
-def _shadow_key(r: RawRange) -> tuple[int, int, bytes]:
-    return (r.start, r.count, _owner_key(r.owner))
-
-
 def shadow_order(file: SubidFile) -> list[SubidLine]:
     """The lines in the order ``commonio_sort`` leaves them (what ``useradd`` writes back).
 
@@ -174,14 +187,18 @@ def shadow_order(file: SubidFile) -> list[SubidLine]:
     return _shadow_sort(head) + lines[cut:]
 
 
-def _records_in_shadow_order(file: SubidFile) -> list[RawRange]:
-    lines = list(file.lines)
+def _pairs_in_shadow_order(file: SubidFile) -> list[tuple[int, int]]:
+    """``(start, count)`` of every record shadow's walk meets, in the order it meets them.
+
+    Records tied on (start, count) differ only in their owner, which the walk never
+    reads, so sorting the pairs gives the walk of shadow's (start, count, owner) order.
+    """
+    lines = file.lines
     cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
-    head = sorted(
-        (line.shadow for line in lines[:cut] if line.shadow is not None),
-        key=lambda r: (r.start, r.count, _owner_key(r.owner)),
-    )
-    return head + [line.shadow for line in lines[cut:] if line.shadow is not None]
+    head = [r for r in map(_shadow_of, lines[:cut]) if r is not None]
+    tail = [r for r in map(_shadow_of, lines[cut:]) if r is not None]
+    pairs = sorted(zip(map(_start_of, head), map(_count_of, head)))
+    return pairs + list(zip(map(_start_of, tail), map(_count_of, tail)))
 
 
 def shadow_find_free_range(
@@ -196,12 +213,16 @@ def shadow_find_free_range(
     >>> shadow_find_free_range(recs, 100000, 600100000, 65536)
     200001
     """
+    return _find_free(((r.start, r.count) for r in records), min, max, count)
+
+
+def _find_free(pairs: Iterable[tuple[int, int]], min: int, max: int, count: int) -> int | None:
+    """:func:`shadow_find_free_range` on ``(start, count)`` pairs."""
     if count == 0 or max < min:
         return None
     low = min
-    for r in records:
-        first = r.start
-        last = (first + r.count - 1) % _U64
+    for first, size in pairs:
+        last = (first + size - 1) % _U64
         high = first
         if high > max + 1:
             high = max + 1
@@ -245,9 +266,13 @@ def allocate(
     limits = _limits(defs, kind)
     if count is not None:
         limits = SubidLimits(limits.min, limits.max, count)
+    return _first_fit(_pairs_in_shadow_order(file), limits)
+
+
+def _first_fit(pairs: Iterable[tuple[int, int]], limits: SubidLimits) -> IDRange:
+    """:func:`allocate` on ``(start, count)`` pairs already in shadow's order."""
     _check_limits(limits)
-    start = shadow_find_free_range(
-        _records_in_shadow_order(file), limits.min, limits.max, limits.count)
+    start = _find_free(pairs, limits.min, limits.max, limits.count)
     if start is None:
         raise AllocationError(
             f"no free range of {limits.count} IDs in {limits.min}…{limits.max}",
@@ -268,8 +293,9 @@ def _has_nis(file: SubidFile) -> bool:
     return any(line.text[:1] in ("+", "-") for line in file.lines)
 
 
-def _walk_holes(records: Iterable[RawRange], min: int, max: int) -> list[tuple[int, int]]:
-    """Every hole ``[lo, hi)`` shadow's walk considers, in walk order.
+def _walk_holes(pairs: Iterable[tuple[int, int]], min: int, max: int) -> list[tuple[int, int]]:
+    """Every hole ``[lo, hi)`` shadow's walk over ``(start, count)`` pairs considers, in
+    walk order.
 
     The holes do not depend on the count asked for, so ``find_free_range`` is "the
     first of these holes of at least ``count`` IDs, at its start".
@@ -278,9 +304,8 @@ def _walk_holes(records: Iterable[RawRange], min: int, max: int) -> list[tuple[i
     if max < min:
         return holes
     low = min
-    for r in records:
-        first = r.start
-        last = (first + r.count - 1) % _U64
+    for first, size in pairs:
+        last = (first + size - 1) % _U64
         high = first if first <= max + 1 else max + 1
         if high > low:
             holes.append((low, high))
@@ -344,7 +369,7 @@ def allocate_many(
     _check_limits(limits)
     got: list[IDRange] = []
     if not _has_nis(file):
-        holes = _walk_holes(_records_in_shadow_order(file), limits.min, limits.max)
+        holes = _walk_holes(_pairs_in_shadow_order(file), limits.min, limits.max)
         i = 0
         pos = holes[0][0] if holes else 0
         for owner in owners:
@@ -440,7 +465,7 @@ def free_space(
     count = limits.count
     fits = 0
     pos = 0
-    for lo, hi in _walk_holes(_records_in_shadow_order(file), limits.min,
+    for lo, hi in _walk_holes(_pairs_in_shadow_order(file), limits.min,
                               min(limits.max, ID_MAX)):
         # First fit with one count fills each hole before the next (see allocate_many).
         start = max(lo, pos)
@@ -496,8 +521,8 @@ def shadow_useradd(
     # c
     n:165536:65536
     """
-    r = allocate(file, defs=defs, kind=kind)
     limits = _limits(defs, kind)
+    r = _first_fit(_pairs_in_shadow_order(file), limits)
     text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
     return SubidFile.parse(text, path=file.path), r
 

@@ -34,10 +34,15 @@ True
 from __future__ import annotations
 
 import enum
+import gc
+import operator
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+import types
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
+from typing import Any, TypeVar
 
 import attrs
 
@@ -72,7 +77,13 @@ _CANONICAL = re.compile(
     r"([^:\s#+\-\x00](?:[^:\x00]*[^:\s\x00])?)"  # owner
     r":(0|[1-9][0-9]{0,9}):([1-9][0-9]{0,9})\Z"  # start, count
 )
+#: one or more canonical lines, each with its newline (an owner holds no newline).
+_CANONICAL_RUN = re.compile(
+    r"(?:[^:\s#+\-\x00](?:[^:\x00\n]*[^:\s\x00])?"
+    r":(?:0|[1-9][0-9]{0,9}):[1-9][0-9]{0,9}\n)*"
+)
 _INT64_MAX = 2**63 - 1
+_entry_of = operator.attrgetter("entry")
 _INT64_MIN = -(2**63)
 
 
@@ -402,14 +413,12 @@ class SubidLine:
               path: str | None = None) -> SubidLine:
         """Read one line (``text`` without its terminator) the three ways."""
         m = _CANONICAL.match(text)
-        if m is not None and len(text) < SHADOW_LINE_MAX // 4:
+        if m is not None and len(text) < _CANONICAL_LEN:
             # The common case, read once: all three readers agree on a canonical line.
-            start, count = int(m[2]), int(m[3])
+            owner, start_text, count_text = m.groups()
+            start, count = int(start_text), int(count_text)
             if start + count - 1 <= ID_MAX:
-                owner = m[1]
-                raw = RawRange(owner, start, count, lineno)
-                entry = SubidEntry(owner, IDRange(start, count), lineno, text)
-                return cls(text, newline, lineno, LineKind.ENTRY, (), raw, raw, entry)
+                return _canonical_line(text, newline, lineno, owner, start, count)
         return cls._parse_slow(text, lineno, newline, path=path)
 
     @classmethod
@@ -432,20 +441,193 @@ class SubidLine:
         """The line exactly as in the file, terminator included."""
         return self.text + self.newline
 
+    def _renumbered(self, lineno: int, newline: str, path: str | None) -> SubidLine:
+        """``SubidLine.parse(self.text, lineno, newline, path=path)``, reusing the readings.
+
+        Only ``lineno`` (and the problems' locations) depend on the position, so a line
+        without problems is copied with the new number; one with problems is re-read.
+        """
+        if self.problems:
+            return SubidLine.parse(self.text, lineno, newline, path=path)
+        if self.lineno == lineno and self.newline == newline:
+            return self
+        shadow = self.shadow
+        docker = self.docker
+        new_shadow = None if shadow is None else _raw_range(
+            shadow.owner, shadow.start, shadow.count, lineno)
+        if docker is shadow:
+            new_docker = new_shadow
+        else:
+            new_docker = None if docker is None else _raw_range(
+                docker.owner, docker.start, docker.count, lineno)
+        entry = self.entry
+        new_entry = None if entry is None else _subid_entry(
+            entry.owner, entry.range, lineno, entry.line)
+        return _subid_line(self.text, newline, lineno, self.kind, self.problems,
+                           new_shadow, new_docker, new_entry)
+
 
 # -- the file -------------------------------------------------------------------------
 
 
-def _split_lines(text: str) -> Iterator[tuple[str, str]]:
-    start = 0
-    n = len(text)
-    while start < n:
-        end = text.find("\n", start)
-        if end < 0:
-            yield text[start:], ""
-            return
-        yield text[start:end], "\n"
-        start = end + 1
+# -- building the objects of a canonical line without re-running the validators ----------
+#
+# A canonical line (``_CANONICAL``, numbers checked to end by ID_MAX) already satisfies
+# every validator of IDRange, and RawRange, SubidEntry and SubidLine have none, so the
+# objects are filled in slot by slot: the same objects, equal to those ``__init__``
+# builds (the tests check it on random lines), at a fraction of the cost.
+
+#: canonical lines shorter than this are surely under shadow's 1024-byte limit
+_CANONICAL_LEN = SHADOW_LINE_MAX // 4
+
+_Setter = Callable[[object, object], None]
+
+
+def _setter(cls: type, name: str) -> _Setter:
+    slot = cls.__dict__.get(name)
+    if isinstance(slot, types.MemberDescriptorType):
+        return slot.__set__  # a slotted class: write the slot directly
+
+    def set_attribute(obj: object, value: object) -> None:
+        object.__setattr__(obj, name, value)
+
+    return set_attribute
+
+
+def _setters(cls: type) -> tuple[_Setter, ...]:
+    return tuple(_setter(cls, a.name) for a in attrs.fields(cls))
+
+
+_new = object.__new__
+_T = TypeVar("_T")
+_setters_of: dict[type, tuple[_Setter, ...]] = {
+    cls: _setters(cls) for cls in (RawRange, IDRange, SubidEntry, SubidLine)}
+_RAW_SET = _setters_of[RawRange]
+_RANGE_SET = _setters_of[IDRange]
+_ENTRY_SET = _setters_of[SubidEntry]
+_LINE_SET = _setters_of[SubidLine]
+
+
+def _raw_range(owner: str, start: int, count: int, lineno: int) -> RawRange:
+    r: RawRange = _new(RawRange)
+    s_owner, s_start, s_count, s_lineno = _RAW_SET
+    s_owner(r, owner)
+    s_start(r, start)
+    s_count(r, count)
+    s_lineno(r, lineno)
+    return r
+
+
+def _id_range(start: int, size: int) -> IDRange:
+    """An IDRange the caller has checked: ``0 <= start``, ``1 <= size``, fits ID_MAX."""
+    r: IDRange = _new(IDRange)
+    s_start, s_size = _RANGE_SET
+    s_start(r, start)
+    s_size(r, size)
+    return r
+
+
+def _subid_entry(owner: str, range: IDRange, lineno: int, line: str | None) -> SubidEntry:
+    e: SubidEntry = _new(SubidEntry)
+    s_owner, s_range, s_lineno, s_line = _ENTRY_SET
+    s_owner(e, owner)
+    s_range(e, range)
+    s_lineno(e, lineno)
+    s_line(e, line)
+    return e
+
+
+def _subid_line(text: str, newline: str, lineno: int, kind: LineKind,
+                problems: tuple[ParseError, ...], shadow: RawRange | None,
+                docker: RawRange | None, entry: SubidEntry | None) -> SubidLine:
+    line: SubidLine = _new(SubidLine)
+    s_text, s_newline, s_lineno, s_kind, s_problems, s_shadow, s_docker, s_entry = _LINE_SET
+    s_text(line, text)
+    s_newline(line, newline)
+    s_lineno(line, lineno)
+    s_kind(line, kind)
+    s_problems(line, problems)
+    s_shadow(line, shadow)
+    s_docker(line, docker)
+    s_entry(line, entry)
+    return line
+
+
+def _canonical_line(text: str, newline: str, lineno: int, owner: str, start: int,
+                    count: int) -> SubidLine:
+    """The line ``SubidLine._parse_slow`` reads from a canonical ``text`` (checked)."""
+    raw = _raw_range(owner, start, count, lineno)
+    entry = _subid_entry(owner, _id_range(start, count), lineno, text)
+    return _subid_line(text, newline, lineno, LineKind.ENTRY, (), raw, raw, entry)
+
+
+def _build(cls: type[_T], count: int, *columns: Iterable[Any]) -> list[_T]:
+    """``count`` instances of the attrs class ``cls``, field ``i`` taken from ``columns[i]``.
+
+    Column by column, so the slots are written by ``map`` in C, not by a Python call per
+    field (the columns must hold at least ``count`` values; ``repeat`` is fine).
+    """
+    objs: list[_T] = list(map(_new, repeat(cls, count)))
+    for set_field, column in zip(_setters_of[cls], columns, strict=True):
+        deque(map(set_field, objs, column), maxlen=0)
+    return objs
+
+
+def _canonical_lines(bodies: Sequence[str], linenos: Sequence[int], owners: Sequence[str],
+                     starts: Sequence[int], counts: Sequence[int], newline: str
+                     ) -> list[SubidLine]:
+    """``_canonical_line`` for many lines at once (every column as long as ``bodies``)."""
+    n = len(bodies)
+    raws = _build(RawRange, n, owners, starts, counts, linenos)
+    ranges = _build(IDRange, n, starts, counts)
+    entries = _build(SubidEntry, n, owners, ranges, linenos, bodies)
+    return _build(SubidLine, n, bodies, repeat(newline), linenos, repeat(LineKind.ENTRY),
+                  repeat(()), raws, raws, entries)
+
+
+def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
+    """The lines of ``block``: canonical lines, each ending in a newline (``_CANONICAL_RUN``)."""
+    bodies = block.split("\n")
+    bodies.pop()  # the block ends in a newline
+    fields = block[:-1].replace("\n", ":").split(":")  # owner, start, count, owner, ...
+    starts = list(map(int, fields[1::3]))
+    counts = list(map(int, fields[2::3]))
+    if (max(map(len, bodies)) >= _CANONICAL_LEN
+            or max(map(operator.add, starts, counts)) - 1 > ID_MAX):
+        return [SubidLine.parse(body, lineno, "\n", path=path)
+                for lineno, body in enumerate(bodies, start=first)]
+    return _canonical_lines(bodies, range(first, first + len(bodies)), fields[0::3],
+                            starts, counts, "\n")
+
+
+def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
+    """Every line of ``text``, each as ``SubidLine.parse`` reads it, canonical runs in bulk."""
+    out: list[SubidLine] = []
+    # Hundreds of thousands of small objects, none of them cyclic: the cyclic garbage
+    # collector would walk them all again and again while they are built.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        pos = 0
+        n = len(text)
+        run = _CANONICAL_RUN.match
+        while pos < n:
+            m = run(text, pos)
+            end = m.end() if m is not None else pos
+            if end > pos:
+                out += _parse_block(text[pos:end], len(out) + 1, path)
+                pos = end
+                continue
+            stop = text.find("\n", pos)  # this line is not canonical: read it alone
+            if stop < 0:
+                out.append(SubidLine.parse(text[pos:], len(out) + 1, "", path=path))
+                break
+            out.append(SubidLine._parse_slow(text[pos:stop], len(out) + 1, "\n", path=path))
+            pos = stop + 1
+    finally:
+        if collecting:
+            gc.enable()
+    return out
 
 
 @attrs.frozen(eq=False)
@@ -467,8 +649,8 @@ class SubidFile:
     _entries: tuple[SubidEntry, ...] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        entries = tuple(line.entry for line in self.lines if line.entry is not None)
-        object.__setattr__(self, "_entries", entries)
+        entries = filter(None, map(_entry_of, self.lines))  # an entry is never false
+        object.__setattr__(self, "_entries", tuple(entries))
 
     # -- construction ---------------------------------------------------------------
 
@@ -487,11 +669,7 @@ class SubidFile:
         """
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8", "surrogateescape")
-        lines = tuple(
-            SubidLine.parse(body, i, nl, path=path)
-            for i, (body, nl) in enumerate(_split_lines(text), start=1)
-        )
-        f = cls(lines, path)
+        f = cls(tuple(_parse_lines(text, path)), path)
         if strict and f.problems:
             raise SubidParseError(f.problems)
         return f
@@ -586,7 +764,7 @@ class SubidFile:
             lineno = len(out) + 1
             if isinstance(piece, SubidLine):
                 if piece.lineno != lineno:
-                    piece = SubidLine.parse(piece.text, lineno, piece.newline, path=self.path)
+                    piece = piece._renumbered(lineno, piece.newline, self.path)
                 out.append(piece)
             else:
                 out.append(SubidLine.parse(piece[0], lineno, piece[1], path=self.path))
