@@ -316,3 +316,36 @@ def test_allocation_walks_the_records_in_shadow_order(lines: list[str], count: i
         assert r is not None and r.start == got
         assert new == SubidFile.parse("".join(line.text + "\n" for line in shadow_order(f))
                                       + f"n:{got}:{count}\n")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "é", "1000"]), st.integers(0, 300),
+                          st.integers(1, 40)), max_size=12),
+       st.integers(1, 60), st.sampled_from(["n", "n m", " n", "n:x"]))
+@settings(deadline=None)
+def test_canonical_files_take_the_short_way_to_the_same_result(
+    entries: list[tuple[str, int, int]], count: int, owner: str
+) -> None:
+    import pickle
+
+    from userns.subid.model import SubidLine
+
+    text = "".join(f"{o}:{s}:{c}\n" for o, s, c in entries)
+    short = SubidFile.parse(text)  # kept as columns until its lines are asked for
+    # The same file built line by line through the validated reader.
+    long = SubidFile(tuple(SubidLine._parse_slow(body, i, "\n")
+                           for i, body in enumerate(text.splitlines(), start=1)))
+    limits = SubidLimits(100, 500, count)
+    try:
+        want = shadow_useradd(long, owner, defs=limits)
+    except AllocationError as e:
+        with pytest.raises(AllocationError) as info:
+            shadow_useradd(short, owner, defs=limits)
+        assert (info.value.reason, str(info.value)) == (e.reason, str(e))
+        return
+    got = shadow_useradd(short, owner, defs=limits)
+    assert got[1] == want[1] == allocate(short, defs=limits) == allocate(long, defs=limits)
+    assert got[0].text == want[0].text
+    assert got[0].lines == want[0].lines
+    assert got[0].entries == want[0].entries and len(got[0]) == len(want[0])
+    assert pickle.loads(pickle.dumps(got[0])).lines == want[0].lines
+    assert short.lines == long.lines and short.text == long.text

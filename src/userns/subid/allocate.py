@@ -28,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -37,7 +37,7 @@ from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
 from ..ranges import IDRange, IDSet
 from .accounts import Accounts
-from .model import RawRange, SubidFile, SubidLine
+from .model import RawRange, SubidFile, SubidLine, _is_canonical
 
 __all__ = [
     "AllocationError",
@@ -193,6 +193,9 @@ def _pairs_in_shadow_order(file: SubidFile) -> list[tuple[int, int]]:
     Records tied on (start, count) differ only in their owner, which the walk never
     reads, so sorting the pairs gives the walk of shadow's (start, count, owner) order.
     """
+    columns = file._columns
+    if columns is not None:  # canonical lines only: no NIS line, every line an entry
+        return sorted(zip(columns[2], columns[3]))
     lines = file.lines
     cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
     head = [r for r in map(_shadow_of, lines[:cut]) if r is not None]
@@ -216,12 +219,15 @@ def shadow_find_free_range(
     return _find_free(((r.start, r.count) for r in records), min, max, count)
 
 
-def _find_free(pairs: Iterable[tuple[int, int]], min: int, max: int, count: int) -> int | None:
-    """:func:`shadow_find_free_range` on ``(start, count)`` pairs."""
+def _find_free(pairs: Iterable[tuple[Any, ...]], min: int, max: int,
+               count: int) -> int | None:
+    """:func:`shadow_find_free_range` on ``(start, count, ...)`` tuples."""
     if count == 0 or max < min:
         return None
     low = min
-    for first, size in pairs:
+    for pair in pairs:
+        first = pair[0]
+        size = pair[1]
         last = (first + size - 1) % _U64
         high = first
         if high > max + 1:
@@ -266,11 +272,14 @@ def allocate(
     limits = _limits(defs, kind)
     if count is not None:
         limits = SubidLimits(limits.min, limits.max, count)
+    if file._columns is not None:  # canonical lines only: shadow's arithmetic never wraps
+        return _checked(_find_free_canonical(_pairs_in_shadow_order(file), limits), limits)
     return _first_fit(_pairs_in_shadow_order(file), limits)
 
 
-def _first_fit(pairs: Iterable[tuple[int, int]], limits: SubidLimits) -> IDRange:
-    """:func:`allocate` on ``(start, count)`` pairs already in shadow's order."""
+def _first_fit(pairs: Iterable[tuple[Any, ...]],
+               limits: SubidLimits) -> IDRange:
+    """:func:`allocate` on ``(start, count, ...)`` tuples already in shadow's order."""
     _check_limits(limits)
     start = _find_free(pairs, limits.min, limits.max, limits.count)
     if start is None:
@@ -522,9 +531,54 @@ def shadow_useradd(
     n:165536:65536
     """
     limits = _limits(defs, kind)
-    r = _first_fit(_pairs_in_shadow_order(file), limits)
-    text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
-    return SubidFile.parse(text, path=file.path), r
+    columns = file._columns
+    if columns is None:
+        r = _first_fit(_pairs_in_shadow_order(file), limits)
+        text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
+        return SubidFile.parse(text, path=file.path), r
+    # Canonical lines only: every line is a record, shadow's order is the stable sort by
+    # (start, count, owner's bytes), and the owners matter only where (start, count) ties.
+    bodies, owners, starts, counts = columns
+    keyed: list[tuple[int, int, int]] | list[tuple[int, int, bytes, int]]
+    keyed = sorted(zip(starts, counts, range(len(bodies))))
+    if len(set(zip(starts, counts))) < len(bodies):
+        keyed = sorted(zip(starts, counts, map(_owner_key, owners), range(len(bodies))))
+    start = _find_free_canonical(keyed, limits)
+    r = _checked(start, limits)
+    new = f"{owner}:{r.start}:{limits.count}"
+    if not _is_canonical(new):
+        text = "".join([bodies[k[-1]] + "\n" for k in keyed])
+        return SubidFile.parse(f"{text}{new}\n", path=file.path), r
+    order = [k[-1] for k in keyed]
+    sorted_columns = ([*[bodies[i] for i in order], new], [*[owners[i] for i in order], owner],
+                      [*[k[0] for k in keyed], r.start], [*[k[1] for k in keyed], r.size])
+    return SubidFile._from_columns(sorted_columns, path=file.path), r
+
+
+def _find_free_canonical(keyed: Iterable[tuple[Any, ...]], limits: SubidLimits) -> int:
+    """:func:`_first_fit`'s start for records of canonical lines (``1 <= count``, no
+    sum reaching 2**64, so shadow's wrapping arithmetic never wraps); raises no-room."""
+    _check_limits(limits)
+    low, max, count = limits.min, limits.max, limits.count
+    if count == 0 or max < low:
+        raise AllocationError(
+            f"no free range of {count} IDs in {limits.min}…{max}", reason="no-room")
+    cap = max + 1
+    for k in keyed:
+        first = k[0]
+        high = first if first < cap else cap
+        if high - low >= count:  # count >= 1, so high > low
+            return low
+        end = first + k[1]  # the last ID + 1, without wrapping
+        if end > low:
+            low = end
+        if low > max:
+            break
+    else:
+        if (max - low) % _U64 + 1 >= count:
+            return low
+    raise AllocationError(
+        f"no free range of {count} IDs in {limits.min}…{max}", reason="no-room")
 
 
 def _find_range(

@@ -585,8 +585,20 @@ def _canonical_lines(bodies: Sequence[str], linenos: Sequence[int], owners: Sequ
                   repeat(()), raws, raws, entries)
 
 
-def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
-    """The lines of ``block``: canonical lines, each ending in a newline (``_CANONICAL_RUN``)."""
+def _is_canonical(text: str) -> bool:
+    """Whether ``text`` (one line, no terminator) takes the fast path of ``SubidLine.parse``."""
+    m = _CANONICAL.match(text)
+    return (m is not None and len(text) < _CANONICAL_LEN
+            and int(m[2]) + int(m[3]) - 1 <= ID_MAX)
+
+
+#: The columns of a run of canonical lines: texts, owners, starts, counts.
+_Columns = tuple[list[str], list[str], list[int], list[int]]
+
+
+def _columns(block: str) -> _Columns | None:
+    """The columns of ``block``, canonical lines each ending in a newline
+    (``_CANONICAL_RUN``), or ``None`` when a line is too long or ends past ID_MAX."""
     bodies = block.split("\n")
     bodies.pop()  # the block ends in a newline
     fields = block[:-1].replace("\n", ":").split(":")  # owner, start, count, owner, ...
@@ -594,9 +606,18 @@ def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
     counts = list(map(int, fields[2::3]))
     if (max(map(len, bodies)) >= _CANONICAL_LEN
             or max(map(operator.add, starts, counts)) - 1 > ID_MAX):
+        return None
+    return bodies, fields[0::3], starts, counts
+
+
+def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
+    """The lines of ``block``: canonical lines, each ending in a newline (``_CANONICAL_RUN``)."""
+    columns = _columns(block)
+    if columns is None:
         return [SubidLine.parse(body, lineno, "\n", path=path)
-                for lineno, body in enumerate(bodies, start=first)]
-    return _canonical_lines(bodies, range(first, first + len(bodies)), fields[0::3],
+                for lineno, body in enumerate(block[:-1].split("\n"), start=first)]
+    bodies, owners, starts, counts = columns
+    return _canonical_lines(bodies, range(first, first + len(bodies)), owners,
                             starts, counts, "\n")
 
 
@@ -644,13 +665,13 @@ class SubidFile:
     [3]
     """
 
-    lines: tuple[SubidLine, ...]
+    _lines: tuple[SubidLine, ...] | None
     path: str | None = None
-    _entries: tuple[SubidEntry, ...] = attrs.field(init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        entries = filter(None, map(_entry_of, self.lines))  # an entry is never false
-        object.__setattr__(self, "_entries", tuple(entries))
+    _entries: tuple[SubidEntry, ...] | None = attrs.field(init=False, repr=False, default=None)
+    # A file of canonical lines only is kept as columns (strings and ints, which the
+    # garbage collector never walks) until its lines are asked for.
+    _columns: _Columns | None = attrs.field(init=False, repr=False, default=None)
+    _text: str | None = attrs.field(init=False, repr=False, default=None)
 
     # -- construction ---------------------------------------------------------------
 
@@ -669,6 +690,14 @@ class SubidFile:
         """
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8", "surrogateescape")
+        m = _CANONICAL_RUN.match(text) if text else None
+        columns = _columns(text) if m is not None and m.end() == len(text) else None
+        if columns is not None:
+            # Every line canonical: no problems, and the lines are built when needed.
+            f = cls(None, path)
+            object.__setattr__(f, "_columns", columns)
+            object.__setattr__(f, "_text", text)
+            return f
         f = cls(tuple(_parse_lines(text, path)), path)
         if strict and f.problems:
             raise SubidParseError(f.problems)
@@ -694,12 +723,43 @@ class SubidFile:
         """A file with one canonical ``owner:start:count`` line per entry."""
         return cls.parse("".join(f"{o}:{s}:{c}\n" for o, s, c in entries), path=path)
 
+    @classmethod
+    def _from_columns(cls, columns: _Columns, *, path: str | None) -> SubidFile:
+        """The file of these canonical lines, each ending in a newline (as ``parse``)."""
+        f = cls(None, path)
+        object.__setattr__(f, "_columns", columns)
+        object.__setattr__(f, "_text", "".join([body + "\n" for body in columns[0]]))
+        return f
+
     # -- views ------------------------------------------------------------------------
+
+    @property
+    def lines(self) -> tuple[SubidLine, ...]:
+        """Every line, in file order."""
+        lines = self._lines
+        if lines is None:
+            assert self._columns is not None
+            bodies, owners, starts, counts = self._columns
+            collecting = gc.isenabled()
+            gc.disable()  # see _parse_lines
+            try:
+                lines = tuple(_canonical_lines(bodies, range(1, len(bodies) + 1), owners,
+                                               starts, counts, "\n"))
+            finally:
+                if collecting:
+                    gc.enable()
+            object.__setattr__(self, "_lines", lines)
+        return lines
 
     @property
     def entries(self) -> tuple[SubidEntry, ...]:
         """The valid entries, in file order."""
-        return self._entries
+        entries = self._entries
+        if entries is None:
+            # an entry is never false
+            entries = tuple(filter(None, map(_entry_of, self.lines)))
+            object.__setattr__(self, "_entries", entries)
+        return entries
 
     @property
     def problems(self) -> tuple[ParseError, ...]:
@@ -714,6 +774,8 @@ class SubidFile:
     @property
     def text(self) -> str:
         """The file's exact text."""
+        if self._text is not None:
+            return self._text
         return "".join(line.raw for line in self.lines)
 
     def to_bytes(self) -> bytes:
@@ -729,15 +791,17 @@ class SubidFile:
         return hash((self.text, self.path))
 
     def __len__(self) -> int:
+        if self._columns is not None:
+            return len(self._columns[0])
         return len(self.lines)
 
     def __iter__(self) -> Iterator[SubidEntry]:
-        return iter(self._entries)
+        return iter(self.entries)
 
     @property
     def owners(self) -> tuple[str, ...]:
         """Each owner once, in order of first appearance."""
-        return tuple(dict.fromkeys(e.owner for e in self._entries))
+        return tuple(dict.fromkeys(e.owner for e in self.entries))
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -749,7 +813,7 @@ class SubidFile:
         uid 1000). Each entry appears once even if it matches both ways.
         """
         uid_text = str(uid) if uid is not None else None
-        return [e for e in self._entries if e.owner == name or e.owner == uid_text]
+        return [e for e in self.entries if e.owner == name or e.owner == uid_text]
 
     def ranges_for(self, name: str | None, uid: int | None = None) -> list[IDRange]:
         """The ranges of :meth:`entries_for`, in FILE order."""
@@ -798,7 +862,7 @@ class SubidFile:
         >>> f.add_range("a", IDRange(105, 10)) is f
         True
         """
-        covered = sorted(e.range for e in self._entries if e.owner == owner)
+        covered = sorted(e.range for e in self.entries if e.owner == owner)
         need = range.start
         for r in covered:
             if r.start <= need < r.stop:
