@@ -273,7 +273,8 @@ def allocate(
     if count is not None:
         limits = SubidLimits(limits.min, limits.max, count)
     if file._columns is not None:  # canonical lines only: shadow's arithmetic never wraps
-        return _checked(_find_free_canonical(_pairs_in_shadow_order(file), limits), limits)
+        packed, width = _packed_order(file._columns)
+        return _checked(_find_free_canonical(packed, width, limits), limits)
     return _first_fit(_pairs_in_shadow_order(file), limits)
 
 
@@ -539,37 +540,61 @@ def shadow_useradd(
     # Canonical lines only: every line is a record, shadow's order is the stable sort by
     # (start, count, owner's bytes), and the owners matter only where (start, count) ties.
     bodies, owners, starts, counts = columns
-    keyed: list[tuple[int, int, int]] | list[tuple[int, int, bytes, int]]
-    keyed = sorted(zip(starts, counts, range(len(bodies))))
+    packed, width = _packed_order(columns)
+    r = _checked(_find_free_canonical(packed, width, limits), limits)
+    mask = (1 << width) - 1
     if len(set(zip(starts, counts))) < len(bodies):
+        # (start, count) ties: the owners' bytes decide, then the file order.
         keyed = sorted(zip(starts, counts, map(_owner_key, owners), range(len(bodies))))
-    start = _find_free_canonical(keyed, limits)
-    r = _checked(start, limits)
+        order = [k[-1] for k in keyed]
+    else:
+        order = [p & mask for p in packed]
     new = f"{owner}:{r.start}:{limits.count}"
     if not _is_canonical(new):
-        text = "".join([bodies[k[-1]] + "\n" for k in keyed])
+        text = "".join([bodies[i] + "\n" for i in order])
         return SubidFile.parse(f"{text}{new}\n", path=file.path), r
-    order = [k[-1] for k in keyed]
     sorted_columns = ([*[bodies[i] for i in order], new], [*[owners[i] for i in order], owner],
-                      [*[k[0] for k in keyed], r.start], [*[k[1] for k in keyed], r.size])
+                      [*[starts[i] for i in order], r.start],
+                      [*[counts[i] for i in order], r.size])
     return SubidFile._from_columns(sorted_columns, path=file.path), r
 
 
-def _find_free_canonical(keyed: Iterable[tuple[Any, ...]], limits: SubidLimits) -> int:
-    """:func:`_first_fit`'s start for records of canonical lines (``1 <= count``, no
-    sum reaching 2**64, so shadow's wrapping arithmetic never wraps); raises no-room."""
+#: a canonical count fits in this many bits (it is at most ID_MAX + 1 = 2**32)
+_COUNT_BITS = 33
+
+
+def _packed_order(columns: tuple[list[str], list[str], list[int], list[int]]
+                  ) -> tuple[list[int], int]:
+    """Each canonical line as one int ``start, count, position`` (bit fields, position
+    ``width`` bits wide), sorted: the order of (start, count, position), which sorts
+    faster than tuples do. Returns the ints and ``width``."""
+    starts, counts = columns[2], columns[3]
+    width = max(1, len(starts).bit_length())
+    shift = _COUNT_BITS + width
+    packed = [(s << shift) | (c << width) | i
+              for i, (s, c) in enumerate(zip(starts, counts))]
+    packed.sort()
+    return packed, width
+
+
+def _find_free_canonical(packed: Iterable[int], width: int, limits: SubidLimits) -> int:
+    """:func:`_first_fit`'s start for records of canonical lines, in :func:`_packed_order`
+    (``1 <= count`` and no sum reaching 2**64, so shadow's wrapping arithmetic never
+    wraps); raises no-room."""
     _check_limits(limits)
     low, max, count = limits.min, limits.max, limits.count
     if count == 0 or max < low:
         raise AllocationError(
             f"no free range of {count} IDs in {limits.min}…{max}", reason="no-room")
     cap = max + 1
-    for k in keyed:
-        first = k[0]
+    shift = _COUNT_BITS + width
+    count_mask = (1 << _COUNT_BITS) - 1
+    for p in packed:
+        first = p >> shift
         high = first if first < cap else cap
         if high - low >= count:  # count >= 1, so high > low
             return low
-        end = first + k[1]  # the last ID + 1, without wrapping
+        end = first + ((p >> width) & count_mask)  # the last ID + 1, without wrapping
         if end > low:
             low = end
         if low > max:
