@@ -47,6 +47,7 @@ from .formats.proc import validate_map_write
 from .maps import Extent, IDMap, IDMapPair
 from .ranges import IDRange, IDSet
 from .subid import Accounts, SubidFile
+from .subid.model import _go_trim  # Go's bytes.TrimSpace, shared with Docker's reader
 
 __all__ = [
     "AUTO_USERNS_MAX_SIZE",
@@ -76,10 +77,6 @@ AUTO_USERNS_MAX_SIZE = 65536
 _UINT32 = 2**32
 _ULONG_MAX = 2**64 - 1
 _INCUS_POSIX = 65536
-_GO_SPACE = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")
 
 
@@ -172,15 +169,6 @@ def _file(source: SubidSource | None) -> SubidFile:
     if source is None:
         return SubidFile.parse("")
     return source if isinstance(source, SubidFile) else SubidFile.parse(source)
-
-
-def _go_trim(text: str) -> str:
-    i, j = 0, len(text)
-    while i < j and text[i] in _GO_SPACE:
-        i += 1
-    while j > i and text[j - 1] in _GO_SPACE:
-        j -= 1
-    return text[i:j]
 
 
 def _kernel_map(triples: Sequence[tuple[int, int, int]]) -> IDMap | str:
