@@ -25,7 +25,7 @@ from typing import Any, Final, overload
 import attrs
 
 from .errors import InvalidIDError, InvalidMapError, InvalidRangeError, UnmappedIDError
-from .ids import ID_MAX, OVERFLOW_ID
+from .ids import ID_MAX, OVERFLOW_ID, check_id
 from .ranges import IDRange, IDSet, Span
 
 __all__ = ["Extent", "IDMap", "IDMapPair"]
@@ -47,10 +47,7 @@ def _valid(value: object) -> bool:
 
 
 def _check_id_field(instance: object, attribute: Any, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"'{attribute.name}' must be an int: {value!r}")
-    if not 0 <= value <= ID_MAX:
-        raise InvalidIDError(f"'{attribute.name}' must be within 0…{ID_MAX}: {value}")
+    check_id(value, f"'{attribute.name}'")
 
 
 def _check_extent_size(instance: Any, attribute: Any, value: int) -> None:
@@ -276,11 +273,12 @@ class IDMap:
             raise self._unmapped(host_id, "to_container")
         return default
 
-    def _unmapped(self, value: object, direction: str) -> Exception:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return TypeError(f"an ID must be an int, not {type(value).__name__}: {value!r}")
-        if not 0 <= value <= ID_MAX:
-            return InvalidIDError(f"ID must be within 0…{ID_MAX}: {value}")
+    def _unmapped(self, value: Any, direction: str) -> Exception:
+        """The error for a lookup that missed: not an ID at all, or a valid ID unmapped."""
+        try:
+            check_id(value, "an ID")
+        except (TypeError, InvalidIDError) as exc:
+            return exc
         return UnmappedIDError(value, direction)
 
     def container_view(self, host_id: int, overflow: int = OVERFLOW_ID) -> int:

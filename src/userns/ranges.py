@@ -25,7 +25,7 @@ from typing import Any, SupportsIndex, TypeAlias
 import attrs
 
 from .errors import InvalidIDError, InvalidRangeError
-from .ids import ID_MAX
+from .ids import ID_MAX, check_id
 
 __all__ = ["IDRange", "IDSet"]
 
@@ -217,8 +217,7 @@ def _as_spans(item: IDRange | IDSet | int) -> tuple[Span, ...]:
     if isinstance(item, IDRange):
         return ((item.start, item.stop),)
     if isinstance(item, int) and not isinstance(item, bool):
-        if not 0 <= item <= ID_MAX:
-            raise InvalidIDError(f"ID must be within 0…{ID_MAX}: {item}")
+        check_id(item)
         return ((item, item + 1),)
     raise TypeError(f"expected an IDRange, IDSet or int, not {type(item).__name__}: {item!r}")
 
