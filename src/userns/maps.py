@@ -99,23 +99,44 @@ class Extent:
         return f"{self.container} {self.host} {self.size}"
 
 
-def _check_side(extents: Sequence[Extent], side: str) -> list[Extent]:
-    """Sort by ``side`` and raise on the first overlap; return the sorted list."""
-    def key(e: Extent) -> int:
-        return e.container if side == "container" else e.host
+def _start(e: Extent, side: str) -> int:
+    return e.container if side == "container" else e.host
 
-    ordered = sorted(extents, key=key)
-    for prev, cur in itertools.pairwise(ordered):
-        if key(prev) + prev.size > key(cur):
-            first, second = sorted((prev, cur), key=extents.index)
-            lo = key(cur)
-            hi = min(key(prev) + prev.size, key(cur) + cur.size)
-            raise InvalidMapError(
-                f"extents '{first}' and '{second}' overlap on the {side} side: "
-                f"{side} IDs {IDRange(lo, hi - lo)}",
-                reason=f"overlap-{side}",
-            )
-    return ordered
+
+def overlapping_pair(
+    extents: Sequence[Extent], side: str, order: Sequence[int] | None = None
+) -> tuple[int, int] | None:
+    """Positions ``(i, j)``, ``i < j``, of two extents that share IDs on ``side``, or ``None``.
+
+    The overlap rule of a map, in one place (``IDMap`` and the ``uid_map`` validator use
+    it): sorted by their start on that side, each extent ends before the next one starts;
+    touching is fine. ``order`` is the positions already sorted that way, if known.
+
+    >>> overlapping_pair([Extent(0, 100, 10), Extent(10, 105, 1)], "host")
+    (0, 1)
+    """
+    if order is None:
+        order = sorted(range(len(extents)), key=lambda i: _start(extents[i], side))
+    for a, b in itertools.pairwise(order):
+        if _start(extents[a], side) + extents[a].size > _start(extents[b], side):
+            return (a, b) if a < b else (b, a)
+    return None
+
+
+def _sorted_checked(extents: Sequence[Extent], side: str) -> list[Extent]:
+    """The extents sorted by ``side``; raise on the first overlap there."""
+    order = sorted(range(len(extents)), key=lambda i: _start(extents[i], side))
+    pair = overlapping_pair(extents, side, order)
+    if pair is not None:
+        first, second = extents[pair[0]], extents[pair[1]]
+        lo = max(_start(first, side), _start(second, side))
+        hi = min(_start(first, side) + first.size, _start(second, side) + second.size)
+        raise InvalidMapError(
+            f"extents '{first}' and '{second}' overlap on the {side} side: "
+            f"{side} IDs {IDRange(lo, hi - lo)}",
+            reason=f"overlap-{side}",
+        )
+    return [extents[i] for i in order]
 
 
 class IDMap:
@@ -155,8 +176,8 @@ class IDMap:
         for e in items:
             if not isinstance(e, Extent):
                 raise TypeError(f"IDMap takes Extent values, not {type(e).__name__}: {e!r}")
-        by_c = _check_side(items, "container")
-        by_h = _check_side(items, "host")
+        by_c = _sorted_checked(items, "container")
+        by_h = _sorted_checked(items, "host")
         put = object.__setattr__
         put(self, "_extents", items)
         put(self, "_c_starts", tuple(e.container for e in by_c))

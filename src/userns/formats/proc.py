@@ -25,12 +25,11 @@ IDMap([Extent(0, 231072, 65536)])
 
 from __future__ import annotations
 
-import itertools
 from bisect import bisect_right
 
 from ..errors import InvalidMapError, Location
 from ..ids import ID_LIMIT, INVALID_ID, MAX_EXTENTS
-from ..maps import Extent, IDMap
+from ..maps import Extent, IDMap, overlapping_pair
 
 __all__ = ["format_proc", "format_proc_padded", "parse_proc", "validate_map_write"]
 
@@ -189,19 +188,17 @@ def _scan(
 
 def _check_overlaps(rows: list[tuple[Extent, int, bytes]], path: str | None) -> None:
     for side in ("container", "host"):
-        order = sorted(rows, key=lambda r: getattr(r[0], side))
-        for prev, cur in itertools.pairwise(order):
-            a, b = prev[0], cur[0]
-            if getattr(a, side) + a.size > getattr(b, side):
-                first, second = sorted((prev, cur), key=lambda r: r[1])
-                raise InvalidMapError(
-                    f"line {second[1]} ('{second[0]}') overlaps line {first[1]} "
-                    f"('{first[0]}') on the {side} side",
-                    reason=f"overlap-{side}",
-                    location=Location(line=second[1], column=1, end_column=len(second[2]) + 1,
-                                      text=second[2].decode("utf-8", "backslashreplace"),
-                                      path=path),
-                )
+        pair = overlapping_pair([e for e, _, _ in rows], side)
+        if pair is None:
+            continue
+        first, second = rows[pair[0]], rows[pair[1]]
+        raise InvalidMapError(
+            f"line {second[1]} ('{second[0]}') overlaps line {first[1]} "
+            f"('{first[0]}') on the {side} side",
+            reason=f"overlap-{side}",
+            location=Location(line=second[1], column=1, end_column=len(second[2]) + 1,
+                              text=second[2].decode("utf-8", "backslashreplace"), path=path),
+        )
 
 
 def parse_proc(data: str | bytes, *, path: str | None = None) -> IDMap:
