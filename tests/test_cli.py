@@ -139,7 +139,7 @@ def test_check_map_refusal_has_caret(capsys: pytest.CaptureFixture[str]) -> None
     )
     code, out, _ = run(capsys, "check", "--map", "0 4294967296 1", "--json")
     assert code == 1
-    assert json.loads(out)["reason"] == "field-too-large"
+    assert json.loads(out)["error"]["reason"] == "field-too-large"
     code, out, _ = run(capsys, "check", "--map", "0 0 4294967295")
     assert code == 0 and out.startswith("ok: the kernel would install 1 extent(s)")
     code, out, _ = run(capsys, "check", "--map", "0 500 10", "--parent", "0 0 100\n100 9000 900")

@@ -27,6 +27,7 @@ kernel, a namespace whose ``gid_map`` was never written maps no group at all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Literal
@@ -59,6 +60,7 @@ __all__ = [
     "Side",
     "UnknownFormatError",
     "convert",
+    "detect_format",
     "get_format",
 ]
 
@@ -201,3 +203,53 @@ def convert(text: str, source: str, target: str, *, side: Side = "both",
     """
     src, dst = get_format(source), get_format(target)
     return dst.format(src.parse(text, path=path, side=side), side=side)
+
+
+# -- guessing a text's format -------------------------------------------------------
+
+_PROC_LINE = re.compile(r"^\s*\d+\s+\d+\s+\d+\s*$")
+_NOTATION = re.compile(r"^[ugb]\d+:k\d+:r\d+")
+_XMOUNT = re.compile(r"^(X-mount\.idmap=)?[ugb]:\d+:\d+:\d+")
+_COLON_TRIPLE = re.compile(r"^[@+ug]*\d+:[@+]?\d+:\d+")
+_NEWUIDMAP = re.compile(r"^(new[ug]idmap\s+)?\d+(\s+\d+\s+\d+\s+\d+)+\s*$")
+
+
+def detect_format(text: str, option: str = "--format") -> str:
+    """Guess the format of a map text; raise :class:`UnknownFormatError` when unsure.
+
+    ``option`` names the command-line option that would say it, for the message.
+
+    >>> detect_format("0 231072 65536"), detect_format("0:231072:65536")
+    ('proc', 'podman')
+    >>> detect_format('[{"containerID": 0, "hostID": 1, "size": 1}]')
+    'oci'
+    """
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise UnknownFormatError("the map is empty", reason="empty")
+    s = "\n".join(lines)
+    first = lines[0]
+    if s.startswith("["):
+        return "oci"
+    if s.startswith("{"):
+        return "oci-config"
+    if first.startswith("lxc.idmap"):
+        return "lxc"
+    if first.split(" ", 1)[0] in ("both", "uid", "gid"):
+        return "incus"
+    if _NOTATION.match(first):
+        return "kernel"
+    if _XMOUNT.match(first):
+        return "xmount"
+    if all(_PROC_LINE.match(ln) for ln in lines):
+        return "proc"
+    if _NEWUIDMAP.match(first):
+        return "newuidmap"
+    if _COLON_TRIPLE.match(first):
+        return "podman"
+    raise UnknownFormatError(
+        f"cannot tell the format of {first[:40]!r}; say it with {option} "
+        f"({', '.join(sorted(FORMATS))})",
+        reason="unknown-format",
+    )

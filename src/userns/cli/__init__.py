@@ -1,0 +1,166 @@
+"""The ``userns`` command line.
+
+Structured like pip: :func:`main` parses, dispatches to one function per command, and
+one place (:func:`main`) turns errors into a short message on stderr and an exit code
+(:mod:`userns.cli._common`: ``EXIT_OK`` 0, ``EXIT_FAILURE`` 1 for an error or findings,
+``EXIT_USAGE`` 2). Every command that reports something takes ``--json`` (keys documented
+in ``docs/cli.md``); with ``--json`` an error is one document too,
+``{"ok": false, "error": {...}}``. ``--debug`` shows the traceback.
+
+Each command group is a module of this package with a ``register(sub)`` function
+(:data:`COMMAND_MODULES`); the commands only call the library and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .. import __version__
+from ..errors import UsernsError
+from ..formats.registry import detect_format
+from ._common import (
+    EXAMPLE_SUBGID,
+    EXAMPLE_SUBUID,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Output,
+    UsageError,
+    prefix_message,
+)
+
+__all__ = [
+    "COMMAND_MODULES",
+    "EXAMPLE_SUBGID",
+    "EXAMPLE_SUBUID",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandError",
+    "UsageError",
+    "build_parser",
+    "detect_format",
+    "main",
+]
+
+#: The modules of this package that add commands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("explain", "maps", "subid", "shift")
+
+
+#: Set by :func:`main` before parsing: with ``--json`` a usage error prints no usage text.
+_JSON_REQUESTED = False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises :class:`UsageError` instead of exiting.
+
+    So :func:`main` reports it like every other error (``--json`` included).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        if not _JSON_REQUESTED:
+            self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``userns`` command."""
+    parser = _Parser(
+        prog="userns",
+        description="Linux user-namespace UID/GID mapping: explain, translate, convert, "
+        "check, allocate, run, shift, unshift, audit, and more (see COMMAND).",
+        epilog="Maps are given as text, @FILE or - (stdin), in any format of "
+        "'userns convert --help'. Exit status: 0 ok, 1 error or findings, 2 usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"userns {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in sub.choices.values():
+        _add_debug(command)
+    return parser
+
+
+def _add_debug(command: argparse.ArgumentParser) -> None:
+    # Also after the command name; SUPPRESS keeps a --debug given before it.
+    command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks")
+    # Nested sub-commands (``userns k8s check``) take it too.
+    for action in command._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_debug(nested)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON, read before it is parsed (usage errors)."""
+    return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+
+
+def _error_document(err: UsernsError) -> dict[str, Any]:
+    loc = err.location
+    return {"ok": False, "error": {
+        "reason": err.reason, "message": err.message,
+        "path": loc.path if loc else None, "line": loc.line if loc else None,
+        "column": loc.column if loc else None}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``userns`` command; return its exit status (0 ok, 1 error/findings, 2 usage)."""
+    args_list = list(argv) if argv is not None else sys.argv[1:]
+    parser = build_parser()
+    as_json = _wants_json(args_list)
+    global _JSON_REQUESTED
+    _JSON_REQUESTED = as_json
+    out = Output(sys.stdout, as_json)
+    debug = "--debug" in args_list
+    try:
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help and --version exit 0
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            raise UsageError("no command given")
+        out = Output(sys.stdout, bool(getattr(args, "json", False)))
+        code: int = args.func(args, out)
+        sys.stdout.flush()
+        return code
+    except KeyboardInterrupt:
+        sys.stderr.write("userns: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours; keep Python quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except UsernsError as err:
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, UsageError) and err.message.startswith("userns"):
+            sys.stderr.write(f"{err.message}\n")
+        else:
+            sys.stderr.write(prefix_message(err.render()) + "\n")
+        out.json(_error_document(err))
+        return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILURE
+    except OSError as err:
+        if debug:
+            traceback.print_exc()
+        name = errno.errorcode.get(err.errno or 0, "")
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"userns: error: {where}{err.strerror or err} ({name})\n")
+        out.json({"ok": False, "error": {"reason": name.lower() or "os-error",
+                                         "message": f"{where}{err.strerror or err}",
+                                         "path": err.filename, "line": None, "column": None}})
+        return EXIT_FAILURE
+

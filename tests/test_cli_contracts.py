@@ -1,0 +1,101 @@
+"""The CLI's contracts a script relies on: exit statuses, one JSON shape for errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from userns.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
+from userns.cli._common import capped
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_exit_status_constants_are_the_documented_numbers() -> None:
+    assert (EXIT_OK, EXIT_FAILURE, EXIT_USAGE) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("argv", [
+    ["translate", "--json", "-m", "0 1 2", "x"],   # a bad argument value
+    ["translate", "--json"],                      # missing arguments
+    ["--json", "explain", "--no-such-option"],    # an unknown option
+])
+def test_usage_errors_are_one_json_document(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == EXIT_USAGE
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert doc["error"]["reason"] == "usage"
+    assert doc["error"]["message"].startswith("userns")
+    assert "usage:" not in err  # no usage text mixed into a JSON run
+
+
+def test_usage_error_without_json_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "translate")
+    assert (code, out) == (EXIT_USAGE, "")
+    assert err.startswith("usage: userns translate")
+    assert "error: the following arguments are required" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--json", "--map", "0 0 0"],                    # refused by the kernel's rules
+    ["translate", "--json", "-m", "@/nonexistent/map", "0"],  # an input error
+    ["convert", "--json", "--to", "oci", "nonsense map"],     # format not recognised
+])
+def test_errors_share_the_success_documents_shape(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, _ = run(capsys, *argv)
+    assert code == EXIT_FAILURE
+    doc = json.loads(out)
+    assert doc["ok"] is False
+    assert set(doc["error"]) == {"reason", "message", "path", "line", "column"}
+
+
+def _root(tmp_path: Path, subuid: str) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "subuid").write_text(subuid)
+    (etc / "subgid").write_text(subuid)
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\nseb:x:1000:1000::/:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\nseb:x:1000:\n")
+    return tmp_path
+
+
+def test_check_fails_on_warning_by_default_not_info(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An owner without a passwd entry is an info finding only.
+    root = _root(tmp_path, "ghost:100000:65536\n")
+    code, out, _ = run(capsys, "check", "--root", str(root), "--json")
+    doc = json.loads(out)
+    severities = {f["severity"] for f in doc["findings"]}
+    assert severities == {"info"}, doc
+    assert code == EXIT_OK
+    code, _, _ = run(capsys, "check", "--root", str(root), "--fail-on", "info")
+    assert code == EXIT_FAILURE
+
+
+def test_every_command_takes_json() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():  # type: ignore[attr-defined]
+        if name == "run":  # passes the child's exit status through; prints nothing itself
+            continue
+        flags = {o for a in command._actions for o in a.option_strings}
+        nested = [a for a in command._actions if a.dest == "subcommand"]
+        assert "--json" in flags or nested, name
+
+
+def test_capped_says_how_many_were_left_out() -> None:
+    shown, more = capped(list(range(25)), 20)
+    assert list(shown) == list(range(20)) and more == "… and 5 more"
+    assert capped(list(range(20)), 20) == (list(range(20)), None)
