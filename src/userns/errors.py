@@ -13,8 +13,10 @@ from __future__ import annotations
 __all__ = [
     "InvalidIDError",
     "InvalidMapError",
+    "InvalidOwnerError",
     "InvalidRangeError",
     "Location",
+    "MountError",
     "ParseError",
     "UnmappedIDError",
     "UsernsError",
@@ -117,6 +119,16 @@ class UsernsError(Exception):
             head = f"{self.location.prefix()}: {head}"
         return f"{head} [{self.reason}]"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # One rule for every subclass, whatever its __init__ takes: rebuild the exception
+        # from its args without calling __init__, then restore its attributes (for an
+        # OSError also errno, strerror and filename, which live outside __dict__).
+        state = dict(self.__dict__)
+        if isinstance(self, OSError):
+            state.update(errno=self.errno, strerror=self.strerror, filename=self.filename,
+                         filename2=self.filename2)
+        return (_rebuild, (type(self), self.args, state))
+
     def render(self) -> str:
         """A multi-line report: the message, then the line with a caret when known."""
         text = str(self)
@@ -125,6 +137,16 @@ class UsernsError(Exception):
             # The first rendered line repeats the prefix already in the message.
             text += "\n" + "\n".join(lines[1:] if self.location.prefix() else lines)
         return text
+
+
+def _rebuild(cls: type[UsernsError], args: tuple[object, ...],
+             state: dict[str, object]) -> UsernsError:
+    """Unpickle a :class:`UsernsError` of any subclass (see ``UsernsError.__reduce__``)."""
+    err = cls.__new__(cls, *args)
+    err.args = args
+    for name, value in state.items():
+        setattr(err, name, value)
+    return err
 
 
 class InvalidIDError(UsernsError, ValueError):
@@ -178,3 +200,80 @@ class UnmappedIDError(UsernsError, LookupError):
         super().__init__(message)
         self.id = id
         self.direction = direction
+
+
+class InvalidOwnerError(UsernsError, ValueError):
+    """An owner name may not be written into ``/etc/subuid`` or ``/etc/subgid``.
+
+    Raised by every writer (``SubidFile.add_range``, the ``shadow_*`` writers,
+    ``add_subid_range``/``edit_subid_file``, ``userns allocate --write``) BEFORE anything
+    is written, so the files stay byte-identical. ``reason`` is ``invalid-owner`` when
+    the text breaks a rule (``rule`` names it: ``colon``, ``control-character``,
+    ``not-portable``, ...) and ``unknown-owner`` when the name is well formed but has no
+    passwd entry and unknown owners were not allowed. ``owner`` is the offending text.
+    Unlike :class:`ParseError` it concerns text about to be written, not text read.
+    """
+
+    reason = "invalid-owner"
+
+    def __init__(self, message: str, *, reason: str | None = None, owner: str = "",
+                 rule: str = "") -> None:
+        super().__init__(message, reason=reason)
+        self.owner = owner
+        self.rule = rule
+
+
+class MountError(UsernsError, OSError):
+    """An idmapped mount could not be made, probed or read (:mod:`userns.mount`).
+
+    Raised by ``idmapped_mount``, ``idmap_in_place``, ``read_idmap`` and by
+    ``prepare_volume(strategy="idmap")`` when the kernel or the filesystem refuses; a probe
+    (``userns.mount.probe``) never raises it but returns the same ``reason`` in its answer.
+    Unlike ``KernelError`` (a map written to ``/proc``), this is about the mount API
+    (``open_tree``, ``mount_setattr``, ``move_mount``, ``statmount``). ``errno`` is the
+    kernel's, ``path`` the path involved and ``step`` the system call that failed.
+
+    Reasons: ``unsupported-arch`` (no syscall numbers known for this CPU),
+    ``no-kernel-support`` (ENOSYS: Linux before 5.12, or a seccomp filter),
+    ``not-found`` (the path does not exist), ``fs-unsupported`` (the filesystem cannot be
+    idmapped: procfs, NFS, 9p, FUSE without the server's opt-in, tmpfs before 6.3),
+    ``already-idmapped`` (the mount is idmapped already), ``not-permitted`` (no
+    ``CAP_SYS_ADMIN`` over the superblock's or the mount namespace's user namespace),
+    ``unmapped-namespace`` (a map is empty: Linux 6.9+ refuses it), ``helper-failed``
+    (the user namespace holding the maps could not be made), ``target-failed`` (attaching
+    the mount at the destination failed), ``maps-unavailable`` (the kernel cannot say
+    what an idmapped mount's maps are: ``statmount`` before Linux 6.15).
+
+    >>> err = MountError("no idmap", reason="fs-unsupported", errno=22, path="/proc")
+    >>> isinstance(err, OSError), err.errno, str(err)
+    (True, 22, 'no idmap [fs-unsupported]')
+    >>> import pickle; pickle.loads(pickle.dumps(err)).reason
+    'fs-unsupported'
+    """
+
+    reason = "mount"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        errno: int | None = None,
+        path: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.errno = errno
+        self.strerror = message
+        self.filename = path
+        self.path = path
+        self.step = step
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_mount_error,
+                (self.message, self.reason, self.errno, self.path, self.step))
+
+
+def _rebuild_mount_error(message: str, reason: str, errno: int | None, path: str | None,
+                         step: str | None) -> MountError:
+    return MountError(message, reason=reason, errno=errno, path=path, step=step)
