@@ -9,7 +9,8 @@ its changes had been made, since changes follow the frame's ``fsync``.
 
 The journal is a directory: ``header.json`` (what shift it belongs to), ``lock`` (held
 with ``flock`` for the run) and one ``*.log`` segment per writer. It is removed when the
-shift completes.
+shift completes, the header first: a journal directory without ``header.json`` is the
+remains of a finished shift, never resumed (see :meth:`Journal.remove`).
 
 >>> rec = Record(0, 0, 100000, 100000, 0o104755, ((CAPABILITY_CODE, b"\\x01"),))
 >>> decode_records(encode_records([(1, 2, rec)])) == {(1, 2): rec}
@@ -57,6 +58,7 @@ _REC = struct.Struct("<QQIIIIIH")
 _XATTR = struct.Struct("<BI")
 _FRAME = struct.Struct("<II")
 _ABSENT = 0xFFFFFFFF
+_HEADER = "header.json"
 
 
 class JournalError(UsernsError, OSError):
@@ -128,6 +130,14 @@ def _read_segments(path: str) -> dict[tuple[int, int], Record]:
             with open(os.path.join(path, name), "rb") as f:
                 out.update(decode_records(f.read()))
     return out
+
+
+def _clear(path: str) -> None:
+    """Unlink the segments (and a torn header's temporary file) of a journal directory,
+    keeping the lock and the header (whose removal is the step that finishes a shift)."""
+    for name in os.listdir(path):
+        if name not in ("lock", _HEADER):
+            os.unlink(os.path.join(path, name))
 
 
 def _fsync_dir(path: str) -> None:
@@ -211,7 +221,7 @@ class Journal:
                                    reason="busy") from None
             raise
         header = {"version": _VERSION, **header}
-        hpath = os.path.join(path, "header.json")
+        hpath = os.path.join(path, _HEADER)
         try:
             with open(hpath, encoding="utf-8") as f:
                 found = json.load(f)
@@ -221,6 +231,15 @@ class Journal:
             os.close(lock_fd)
             raise JournalError(f"cannot read {hpath}: {exc}", reason="bad-journal") from None
         if found is None:
+            # No header: a new journal, or the remains of a finished one whose removal
+            # was cut short. Its segments belong to no shift: clear them first.
+            try:
+                _clear(path)
+            except OSError as exc:
+                os.close(lock_fd)
+                raise JournalError(f"cannot clear the remains of a finished journal in {path}: "
+                                   f"{exc.strerror}; remove the directory",
+                                   reason="journal-unwritable") from exc
             tmp = hpath + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(header, f, sort_keys=True)
@@ -248,7 +267,7 @@ class Journal:
         """The records of an interrupted shift described by ``header`` at ``path``, read
         without taking the journal (for a dry run), or ``None`` when there is none."""
         try:
-            with open(os.path.join(path, "header.json"), encoding="utf-8") as f:
+            with open(os.path.join(path, _HEADER), encoding="utf-8") as f:
                 found = json.load(f)
         except (OSError, ValueError):
             return None
@@ -263,10 +282,21 @@ class Journal:
         return JournalWriter(os.path.join(self.path, name), durable=self.durable)
 
     def remove(self) -> None:
-        """Delete the journal (the shift is complete) and release the lock."""
-        for name in os.listdir(self.path):
-            if name != "lock":
-                os.unlink(os.path.join(self.path, name))
+        """Delete the journal (the shift is complete) and release the lock.
+
+        The header goes first, in one ``unlink`` made durable before anything else: a
+        journal without its header is a finished one (:meth:`open` and :meth:`peek` take
+        it so), so a kill between the later steps cannot leave a journal that resumes
+        with some of its records gone.
+        """
+        hpath = os.path.join(self.path, _HEADER)
+        try:
+            os.unlink(hpath)
+        except FileNotFoundError:
+            pass
+        if self.durable:
+            _fsync_dir(self.path)
+        _clear(self.path)
         os.unlink(os.path.join(self.path, "lock"))
         os.rmdir(self.path)
         if self.durable:
