@@ -70,6 +70,10 @@ class Location:
     def _key(self) -> tuple[object, ...]:
         return (self.line, self.column, self.end_column, self.text, self.path)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        line, column, end_column, text, path = self._key()
+        return (_location, (line, column, end_column, text, path))
+
     def prefix(self) -> str:
         """``path:line:column`` with whatever parts are known (``""`` when none)."""
         parts = [self.path or ("<input>" if self.line is not None else "")]
@@ -93,6 +97,12 @@ class Location:
                 pad = "".join("\t" if ch == "\t" else " " for ch in shown[:start])
                 out.append(f"    {pad}^{'~' * (width - 1)}")
         return "\n".join(out)
+
+
+def _location(line: int | None, column: int | None, end_column: int | None, text: str | None,
+              path: str | None) -> Location:
+    """Unpickle a :class:`Location`."""
+    return Location(line=line, column=column, end_column=end_column, text=text, path=path)
 
 
 class UsernsError(Exception):
@@ -268,12 +278,3 @@ class MountError(UsernsError, OSError):
         self.filename = path
         self.path = path
         self.step = step
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_mount_error,
-                (self.message, self.reason, self.errno, self.path, self.step))
-
-
-def _rebuild_mount_error(message: str, reason: str, errno: int | None, path: str | None,
-                         step: str | None) -> MountError:
-    return MountError(message, reason=reason, errno=errno, path=path, step=step)
