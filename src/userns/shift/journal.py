@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -290,10 +291,8 @@ class Journal:
         with some of its records gone.
         """
         hpath = os.path.join(self.path, _HEADER)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(hpath)
-        except FileNotFoundError:
-            pass
         if self.durable:
             _fsync_dir(self.path)
         _clear(self.path)
