@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -238,3 +239,31 @@ def test_pair() -> None:
     assert pair.container_view(1000, 1000) == (0, OVERFLOW_ID)
     assert pair.inverse().to_host(1000, 982) == (0, 0)
     assert pair.then(IDMapPair.both(IDMap.identity())) == pair
+
+
+# -- IDs that are not ints are refused on the hit path too (issue 12, item 4) -----------
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, True, False])
+def test_translation_refuses_non_int_ids_even_inside_the_map(bad: Any) -> None:
+    m = IDMap.single(0, 0, 65536)  # covers bad on both sides: a hit, not a miss
+    for call in (lambda: m.to_host(bad), lambda: m.to_host(bad, None),
+                 lambda: m.to_container(bad), lambda: m.to_container(bad, None),
+                 lambda: m.to_host_many([0, bad]), lambda: m.to_host_many(iter([bad]), None),
+                 lambda: m.to_container_many([bad]), lambda: m.container_view(bad)):
+        with pytest.raises(TypeError, match="must be an int"):
+            call()
+
+
+def test_translation_of_ints_is_unchanged_by_the_type_check() -> None:
+    m = IDMap([Extent(0, 100000, 10), Extent(10, 300000, 5)])
+    assert m.to_host_many(range(16), None) == [*range(100000, 100010), *range(300000, 300005),
+                                               None]
+    assert m.to_container_many((100001, 300004, 5), None) == [1, 14, None]
+
+
+def test_validate_map_write_refuses_what_is_not_text() -> None:
+    from userns import validate_map_write
+
+    with pytest.raises(TypeError, match="str or bytes, not NoneType"):
+        validate_map_write(None)  # type: ignore[arg-type]

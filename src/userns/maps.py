@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final, overload
+from typing import Any, Final, TypeVar, overload
 
 import attrs
 
@@ -39,6 +39,7 @@ class _Missing:
 
 
 _MISSING: Final = _Missing()
+_T = TypeVar("_T")
 
 
 def _valid(value: object) -> bool:
@@ -261,16 +262,20 @@ class IDMap:
 
     # -- translation --------------------------------------------------------------
 
+    @overload
+    def to_host(self, container_id: int) -> int: ...
+    @overload
+    def to_host(self, container_id: int, default: _T) -> int | _T: ...
     def to_host(self, container_id: int, default: Any = _MISSING) -> Any:
         """The host ID of ``container_id``.
 
         Raises :class:`UnmappedIDError` when the map does not cover it, unless ``default``
         is given, which is then returned; :class:`InvalidIDError` (or ``TypeError``) for
-        what is not an ID at all, ``default`` or not.
+        what is not an ID at all (a float, a bool), ``default`` or not.
         """
         try:
             i = bisect_right(self._c_starts, container_id) - 1
-            if i >= 0 and container_id < self._c_stops[i]:
+            if i >= 0 and container_id < self._c_stops[i] and type(container_id) is int:
                 return container_id + self._c_deltas[i]
         except TypeError:
             raise self._unmapped(container_id, "to_host") from None
@@ -278,15 +283,20 @@ class IDMap:
             raise self._unmapped(container_id, "to_host")
         return default
 
+    @overload
+    def to_container(self, host_id: int) -> int: ...
+    @overload
+    def to_container(self, host_id: int, default: _T) -> int | _T: ...
     def to_container(self, host_id: int, default: Any = _MISSING) -> Any:
         """The container ID of ``host_id``.
 
         Raises :class:`UnmappedIDError` when the map does not cover it, unless ``default``
-        is given, which is then returned.
+        is given, which is then returned; :class:`InvalidIDError` (or ``TypeError``) for
+        what is not an ID at all, ``default`` or not.
         """
         try:
             i = bisect_right(self._h_starts, host_id) - 1
-            if i >= 0 and host_id < self._h_stops[i]:
+            if i >= 0 and host_id < self._h_stops[i] and type(host_id) is int:
                 return host_id + self._h_deltas[i]
         except TypeError:
             raise self._unmapped(host_id, "to_container") from None
@@ -311,11 +321,19 @@ class IDMap:
         result: int = self.to_container(host_id, overflow)
         return result
 
+    @overload
+    def to_host_many(self, container_ids: Iterable[int]) -> list[int]: ...
+    @overload
+    def to_host_many(self, container_ids: Iterable[int], default: _T) -> list[int | _T]: ...
     def to_host_many(self, container_ids: Iterable[int], default: Any = _MISSING) -> list[Any]:
         """:meth:`to_host` over many IDs at once (faster than a loop of calls)."""
         return self._many(container_ids, self._c_starts, self._c_stops, self._c_deltas,
                           default, "to_host")
 
+    @overload
+    def to_container_many(self, host_ids: Iterable[int]) -> list[int]: ...
+    @overload
+    def to_container_many(self, host_ids: Iterable[int], default: _T) -> list[int | _T]: ...
     def to_container_many(self, host_ids: Iterable[int], default: Any = _MISSING) -> list[Any]:
         """:meth:`to_container` over many IDs at once (faster than a loop of calls)."""
         return self._many(host_ids, self._h_starts, self._h_stops, self._h_deltas,
@@ -330,6 +348,13 @@ class IDMap:
         default: Any,
         direction: str,
     ) -> list[Any]:
+        if not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        if {*map(type, ids)} - {int}:
+            # Something that is not an int (a float, a bool) would translate on a hit:
+            # refuse the first one, as the single lookups do. One C-speed pass.
+            x = next(x for x in ids if type(x) is not int)
+            raise self._unmapped(x, direction)
         out: list[Any] = []
         append = out.append
         bisect = bisect_right

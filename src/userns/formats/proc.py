@@ -233,6 +233,10 @@ def validate_map_write(
     >>> validate_map_write("0 0 4294967295").is_identity()
     True
     """
+    if not isinstance(data, (str, bytes, bytearray)):
+        raise TypeError(f"validate_map_write takes the map's text as str or bytes, not "
+                        f"{type(data).__name__}: read the file first (or give parse_proc "
+                        "an IDMap's text)")
     rows = _scan(data, path=path, page_size=page_size, max_extents=max_extents)
     if parent is not None:
         starts = sorted((e.container, e.container + e.size) for e in parent)
