@@ -23,6 +23,17 @@ from userns.subid import (
     remove_subid_range,
 )
 
+#: every owner these tests add: the writers refuse owners that passwd does not know.
+KNOWN = ("alice", "bob", "carol", "dave", "a", "b", "x7", "u7", "tail")
+
+
+@pytest.fixture(autouse=True)
+def _passwd_beside(tmp_path: pathlib.Path) -> None:
+    """A passwd file next to the tests' subid files (where the writers look for it)."""
+    (tmp_path / "passwd").write_text(
+        "".join(f"{n}:x:{1000 + i}:{1000 + i}::/:/bin/sh\n" for i, n in enumerate(KNOWN)))
+
+
 MESSY = (
     b"# managed by hand\n"
     b"\n"

@@ -421,7 +421,9 @@ def test_edit_keeps_owner_and_mode_as_useradd_does(tmp_path: pathlib.Path, mode:
     run = subprocess.run([USERADD, "--prefix", str(tmp_path / "shadow"), "newuser"],
                          capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
-    add_subid_range(mine / "subuid", "newuser", IDRange(165536, 65536))
+    # useradd made "newuser" in the prefix's passwd: the writer checks the owner there.
+    add_subid_range(mine / "subuid", "newuser", IDRange(165536, 65536),
+                    accounts=Accounts.read(tmp_path / "shadow"))
     for name in ("subuid", "subuid-"):
         theirs, ours = (etc / name).stat(), (mine / name).stat()
         assert (ours.st_uid, ours.st_gid, ours.st_mode) == (

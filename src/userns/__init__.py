@@ -11,6 +11,7 @@ from __future__ import annotations
 from .errors import (
     InvalidIDError,
     InvalidMapError,
+    InvalidOwnerError,
     InvalidRangeError,
     Location,
     ParseError,
@@ -39,6 +40,7 @@ __all__ = [
     "IDSet",
     "InvalidIDError",
     "InvalidMapError",
+    "InvalidOwnerError",
     "InvalidRangeError",
     "Location",
     "ParseError",

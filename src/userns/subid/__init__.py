@@ -36,6 +36,7 @@ from .allocate import (
 )
 from .edit import (
     LockError,
+    accounts_beside,
     add_subid_range,
     edit_subid_file,
     lock_file,
@@ -54,6 +55,7 @@ from .model import (
     docker_parse_int,
     shadow_strtoul,
 )
+from .owners import UnknownOwnerWarning, check_owner, owner_problem
 
 __all__ = [
     "Accounts",
@@ -71,15 +73,19 @@ __all__ = [
     "SubidFile",
     "SubidLine",
     "SubidParseError",
+    "UnknownOwnerWarning",
+    "accounts_beside",
     "add_subid_range",
     "allocate",
     "allocate_aligned",
     "allocate_many",
+    "check_owner",
     "docker_parse_int",
     "edit_subid_file",
     "free_space",
     "lint",
     "lock_file",
+    "owner_problem",
     "remove_subid_range",
     "shadow_add_range",
     "shadow_find_free_range",

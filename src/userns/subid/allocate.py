@@ -38,6 +38,7 @@ from ..logindefs import LoginDefs, SubidLimits
 from ..ranges import IDRange, IDSet
 from .accounts import Accounts
 from .model import RawRange, SubidFile, SubidLine, _is_canonical
+from .owners import check_owner
 
 __all__ = [
     "AllocationError",
@@ -531,6 +532,7 @@ def shadow_useradd(
     # c
     n:165536:65536
     """
+    check_owner(owner, badname=True)  # useradd checked the name: the hard rules only
     limits = _limits(defs, kind)
     columns = file._columns
     if columns is None:
@@ -666,6 +668,7 @@ def shadow_add_range(
     Unchanged when ``owner`` already holds the range (nothing is written); otherwise
     the entry is appended at the very end and every line ends in a newline.
     """
+    check_owner(owner, badname=True)  # usermod checked the name: the hard rules only
     if shadow_have_range(file, owner, start, count, accounts=accounts):
         return file
     return _reparse(file, [*file.lines, f"{owner}:{start}:{count}"])

@@ -17,18 +17,25 @@ back byte for byte. A symlinked file is refused (shadow opens with ``O_NOFOLLOW`
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator
 
-from ..errors import UsernsError
+import attrs
+
+from ..errors import InvalidOwnerError, UsernsError
 from ..ranges import IDRange
-from .model import SubidFile
+from .accounts import Accounts
+from .model import SubidFile, SubidParseError
+from .owners import UnknownOwnerWarning, check_owner
 
 __all__ = [
     "LockError",
+    "UnknownOwnerWarning",
+    "accounts_beside",
     "add_subid_range",
     "edit_subid_file",
     "lock_file",
@@ -188,6 +195,72 @@ def write_subid_file(path: str | os.PathLike[str], file: SubidFile, *,
         os.close(dfd)
 
 
+def accounts_beside(path: str | os.PathLike[str]) -> Accounts:
+    """The passwd and group data that belong with the subid file at ``path``: the files
+    ``passwd`` and ``group`` in the same directory (``/etc/subuid``: ``/etc/passwd``).
+    A missing file is an empty database."""
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    texts = []
+    for base in ("passwd", "group"):
+        try:
+            with open(os.path.join(directory, base), encoding="utf-8",
+                      errors="surrogateescape") as fh:
+                texts.append(fh.read())
+        except FileNotFoundError:
+            texts.append("")
+    return Accounts.parse(texts[0], texts[1])
+
+
+@attrs.frozen
+class _OwnerPolicy:
+    """How the owners of the lines an edit adds are checked (see ``owners.py``)."""
+
+    accounts: Accounts
+    passwd: str
+    allow_unknown_owner: bool = False
+    badname: bool = False
+    checked: frozenset[str] = frozenset()
+
+    def check(self, owner: str) -> None:
+        try:
+            check_owner(owner, accounts=self.accounts,
+                        allow_unknown_owner=self.allow_unknown_owner, badname=self.badname)
+        except InvalidOwnerError as err:
+            if err.reason != "unknown-owner":
+                raise
+            raise InvalidOwnerError(
+                f"owner {owner!r} refused: no user of that name or uid in {self.passwd} "
+                "(allow_unknown_owner=True or --allow-unknown-owner writes it anyway); "
+                "nothing was written", reason=err.reason, owner=owner, rule=err.rule,
+            ) from None
+
+    def check_new_lines(self, old: SubidFile, new: SubidFile) -> None:
+        """Refuse ``new`` when a line it adds is not a valid entry, comment or blank
+        line, or adds an owner (not in ``old`` already) that :meth:`check` refuses."""
+        kept = collections.Counter(line.text for line in old.lines)
+        owners = set(self.checked) | {e.owner for e in old.entries}
+        owners |= {line.shadow.owner for line in old.lines if line.shadow is not None}
+        for line in new.lines:
+            if kept[line.text] > 0:
+                kept[line.text] -= 1
+                continue
+            if line.problems:
+                raise SubidParseError(line.problems)
+            entry = line.entry
+            if entry is not None and entry.owner not in owners:
+                self.check(entry.owner)
+                owners.add(entry.owner)
+
+
+def _policy(name: str, accounts: Accounts | None, allow_unknown_owner: bool,
+            badname: bool, checked: frozenset[str] = frozenset()) -> _OwnerPolicy:
+    passwd = os.path.join(os.path.dirname(os.path.abspath(name)), "passwd")
+    if accounts is not None:
+        passwd = "the given accounts"
+    return _OwnerPolicy(accounts if accounts is not None else accounts_beside(name), passwd,
+                        allow_unknown_owner, badname, checked)
+
+
 def edit_subid_file(
     path: str | os.PathLike[str],
     change: Callable[[SubidFile], SubidFile],
@@ -196,32 +269,66 @@ def edit_subid_file(
     missing_ok: bool = False,
     tries: int = LOCK_TRIES,
     delay: float = LOCK_SLEEP,
+    accounts: Accounts | None = None,
+    allow_unknown_owner: bool = False,
+    badname: bool = False,
 ) -> SubidFile:
     """Lock ``path``, apply ``change`` to its model, write it back if the text changed.
 
     Returns the file as it now is. ``missing_ok`` treats a missing file as empty (and
     creates it when the change adds lines).
+
+    Before anything is written, every line the change adds must read cleanly (an
+    entry, a comment or a blank line: else :class:`~userns.subid.SubidParseError`),
+    and every owner it adds that the file did not have must pass
+    :func:`~userns.subid.owners.check_owner` against ``accounts`` (default: the
+    ``passwd``/``group`` files beside ``path``, see :func:`accounts_beside`), else
+    :class:`~userns.InvalidOwnerError`. A refusal leaves the file byte-identical, its
+    mtime too.
     """
     name = os.fspath(path)
+    return _edit(name, change, _policy(name, accounts, allow_unknown_owner, badname),
+                 backup=backup, missing_ok=missing_ok, tries=tries, delay=delay)
+
+
+def _require_directory(name: str) -> None:
     directory = os.path.dirname(os.path.abspath(name))
     if not os.path.isdir(directory):
         raise UsernsError(f"cannot write {name}: the directory {directory} does not exist",
                           reason="no-directory")
+
+
+def _edit(name: str, change: Callable[[SubidFile], SubidFile], policy: _OwnerPolicy, *,
+          backup: bool, missing_ok: bool, tries: int, delay: float) -> SubidFile:
+    _require_directory(name)
     with lock_file(name, tries=tries, delay=delay):
         _checkpoint("read")
         old = SubidFile.read(name, missing_ok=missing_ok)
         new = change(old)
         if new.text == old.text:
             return old
+        policy.check_new_lines(old, new)
         write_subid_file(name, new, backup=backup)
         return SubidFile.parse(new.text, path=name)
 
 
 def add_subid_range(path: str | os.PathLike[str], owner: str, range: IDRange, *,
-                    backup: bool = True, missing_ok: bool = False) -> SubidFile:
-    """Give ``owner`` the IDs of ``range`` in the file at ``path`` (``SubidFile.add_range``)."""
-    return edit_subid_file(path, lambda f: f.add_range(owner, range), backup=backup,
-                           missing_ok=missing_ok)
+                    backup: bool = True, missing_ok: bool = False,
+                    accounts: Accounts | None = None, allow_unknown_owner: bool = False,
+                    badname: bool = False) -> SubidFile:
+    """Give ``owner`` the IDs of ``range`` in the file at ``path`` (``SubidFile.add_range``).
+
+    ``owner`` is checked before the file is locked or read
+    (:func:`~userns.subid.owners.check_owner`; ``accounts`` default to the ``passwd``
+    and ``group`` files beside ``path``): an owner with no passwd entry needs
+    ``allow_unknown_owner=True`` and is then warned about (:class:`UnknownOwnerWarning`).
+    """
+    name = os.fspath(path)
+    _require_directory(name)
+    policy = _policy(name, accounts, allow_unknown_owner, badname, frozenset([owner]))
+    policy.check(owner)
+    return _edit(name, lambda f: f.add_range(owner, range, badname=badname), policy,
+                 backup=backup, missing_ok=missing_ok, tries=LOCK_TRIES, delay=LOCK_SLEEP)
 
 
 def remove_subid_range(path: str | os.PathLike[str], owner: str, range: IDRange, *,

@@ -50,6 +50,8 @@ from ..errors import Location, ParseError
 from ..ids import ID_MAX
 from ..logindefs import ULONG_MAX, NumberReading, shadow_strtoul
 from ..ranges import IDRange
+from .accounts import Accounts
+from .owners import check_owner
 
 __all__ = [
     "LineKind",
@@ -840,28 +842,43 @@ class SubidFile:
             kept[-1] = (self.lines[-1].text, "\n")  # the one byte an append must add
         return kept
 
-    def add_ranges(self, items: Iterable[tuple[str, IDRange]]) -> SubidFile:
+    def add_ranges(self, items: Iterable[tuple[str, IDRange]], *,
+                   accounts: Accounts | None = None, allow_unknown_owner: bool = False,
+                   badname: bool = False) -> SubidFile:
         """A copy with one ``owner:start:count`` line appended per item (as shadow appends).
 
         Every existing line stays byte for byte; only a missing final newline is added.
+        Every owner is checked first (:func:`~userns.subid.owners.check_owner`, with
+        ``accounts``, ``allow_unknown_owner`` and ``badname``): one bad owner raises
+        :class:`~userns.InvalidOwnerError` and nothing is built.
 
         >>> SubidFile.parse("# x\\na:1:2").add_ranges([("b", IDRange(5, 5))]).text
         '# x\\na:1:2\\nb:5:5\\n'
         """
+        items = list(items)
+        for owner, _ in items:
+            check_owner(owner, accounts=accounts, allow_unknown_owner=allow_unknown_owner,
+                        badname=badname)
         new = [(f"{owner}:{r.start}:{r.size}", "\n") for owner, r in items]
         if not new:
             return self
         return self._rebuilt([*self._kept_with_newline(), *new])
 
-    def add_range(self, owner: str, range: IDRange) -> SubidFile:
+    def add_range(self, owner: str, range: IDRange, *, accounts: Accounts | None = None,
+                  allow_unknown_owner: bool = False, badname: bool = False) -> SubidFile:
         """A copy with ``owner:start:count`` appended, unless ``owner`` already holds
         every ID of ``range`` (through one entry or adjacent ones), as shadow's
         ``add_range`` decides; then the same file.
+
+        ``owner`` is checked first, as :meth:`add_ranges` checks it (a refused owner
+        raises :class:`~userns.InvalidOwnerError` even when nothing would be added).
 
         >>> f = SubidFile.parse("a:100:10\\na:110:10\\n")
         >>> f.add_range("a", IDRange(105, 10)) is f
         True
         """
+        check_owner(owner, accounts=accounts, allow_unknown_owner=allow_unknown_owner,
+                    badname=badname)
         covered = sorted(e.range for e in self.entries if e.owner == owner)
         need = range.start
         for r in covered:
@@ -869,7 +886,7 @@ class SubidFile:
                 need = r.stop
             if need >= range.stop:
                 return self
-        return self.add_ranges([(owner, range)])
+        return self.add_ranges([(owner, range)], badname=badname)
 
     def remove_range(self, owner: str, range: IDRange) -> SubidFile:
         """A copy where ``owner`` (exact text) no longer holds any ID of ``range``.
