@@ -11,6 +11,7 @@ This module imports nothing else from the package.
 from __future__ import annotations
 
 __all__ = [
+    "AccessError",
     "InvalidIDError",
     "InvalidMapError",
     "InvalidOwnerError",
@@ -278,3 +279,37 @@ class MountError(UsernsError, OSError):
         self.filename = path
         self.path = path
         self.step = step
+
+
+class AccessError(UsernsError, OSError):
+    """An access analysis (:mod:`userns.access`) could not read the path it was asked about.
+
+    Raised by ``userns.access.walk``/``analyze``/``read_inode`` when a component cannot be
+    read from the host (``io``: it does not exist, or the caller may not ``lstat`` it),
+    when a component on the way is not a directory (``not-a-directory``), when symlinks
+    loop (``loop``), when the path is not under the walk's start (``outside-start``), or
+    when an access ACL is not in the kernel's format (``bad-acl``). A refusal the
+    analysed identity would meet is never an error: it is a verdict. Unlike
+    :class:`MountError` it concerns reading a tree, not making mounts. ``errno`` is the
+    host's, ``path`` the component involved.
+
+    >>> err = AccessError("cannot read /x: No such file", reason="io", path="/x", errno=2)
+    >>> isinstance(err, OSError), err.errno, str(err)
+    (True, 2, 'cannot read /x: No such file [io]')
+    """
+
+    reason = "access"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        errno: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.errno = errno
+        self.strerror = message
+        self.filename = path
+        self.path = path

@@ -428,8 +428,9 @@ def _fs_refusal(fs_type: str) -> str:
     if fs_type == "tmpfs":
         return "tmpfs takes idmapped mounts only from Linux 6.3"
     if fs_type == "overlay":
-        return ("overlayfs takes idmapped mounts only from Linux 5.19 (and not over "
-                "layers that refuse them)")
+        return ("an overlayfs mount itself cannot be idmapped; idmap its layers instead "
+                "(Linux 5.19 and later take idmapped lower and upper layers) and mount the "
+                "overlay over them")
     return f"the {fs_type} filesystem does not support idmapped mounts on this kernel"
 
 
@@ -585,19 +586,11 @@ def probe(path: str | os.PathLike[str], *, cache: bool = True) -> Probe:
 
 def _probe_now(where: str, info: MountInfo) -> Probe:
     try:
-        with MapNamespace(_probe_pair()) as ns:
-            try:
-                fd = _open_tree(where, recursive=False)
-            except OSError as e:
-                raise _explain(e, "open_tree", where, info) from e
-            try:
-                _setattr_idmap(fd, ns.fd, recursive=False)
-            except OSError as e:
-                raise _explain(e, "mount_setattr", where, info) from e
-            finally:
-                os.close(fd)  # the detached copy goes with its last descriptor
+        fd = _clone_idmapped(where, _probe_pair(), recursive=False, namespace=None,
+                             info=info)
     except MountError as e:
         return Probe.from_error(where, e, info)
+    os.close(fd)  # the detached copy goes with its last descriptor
     return Probe(path=where, ok=True, reason="ok",
                  message=f"{where} ({info.fs_type}, mounted at {info.mount_point}) can be "
                          "idmapped", fs_type=info.fs_type, mount_point=info.mount_point)
@@ -607,23 +600,29 @@ def _probe_now(where: str, info: MountInfo) -> Probe:
 
 
 def _clone_idmapped(src: str, pair: IDMapPair, *, recursive: bool,
-                    namespace: MapNamespace | None) -> int:
-    """A detached, idmapped copy of the mount at ``src``: its descriptor."""
+                    namespace: MapNamespace | None, info: MountInfo | None = None) -> int:
+    """A detached, idmapped copy of the mount at ``src``: its descriptor.
+
+    The copy comes first: a caller without the privilege to mount learns it from
+    ``open_tree`` (EPERM) before a namespace is made for nothing.
+    """
     _numbers()
+    if info is None:
+        with contextlib.suppress(MountError):
+            info = mount_info(src)
     try:
-        info: MountInfo | None = mount_info(src)
-    except MountError:
-        info = None
-    with _namespace(pair, namespace) as ns:
-        try:
-            fd = _open_tree(src, recursive=recursive)
-        except OSError as e:
-            raise _explain(e, "open_tree", src, info) from e
-        try:
+        fd = _open_tree(src, recursive=recursive)
+    except OSError as e:
+        raise _explain(e, "open_tree", src, info) from e
+    try:
+        with _namespace(pair, namespace) as ns:
             _setattr_idmap(fd, ns.fd, recursive=recursive)
-        except OSError as e:
-            os.close(fd)
-            raise _explain(e, "mount_setattr", src, info, recursive) from e
+    except OSError as e:
+        os.close(fd)
+        raise _explain(e, "mount_setattr", src, info, recursive) from e
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
