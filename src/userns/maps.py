@@ -203,6 +203,16 @@ class IDMap:
         """A map from ``(container, host, size)`` tuples."""
         return cls(Extent(c, h, s) for c, h, s in triples)
 
+    def to_triples(self) -> list[list[int]]:
+        """The extents as ``[container, host, size]`` lists, in order: JSON-ready.
+
+        >>> IDMap.single(0, 231072, 65536).to_triples()
+        [[0, 231072, 65536]]
+        >>> IDMap.from_triples(IDMap.single(5, 6, 7).to_triples()) == IDMap.single(5, 6, 7)
+        True
+        """
+        return [[e.container, e.host, e.size] for e in self._extents]
+
     @classmethod
     def identity(cls, size: int = ID_MAX + 1, *, start: int = 0) -> IDMap:
         """IDs ``[start, start + size)`` mapped to themselves.

@@ -213,7 +213,7 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 
 def triples(m: IDMap | None) -> list[list[int]] | None:
-    return None if m is None else [[e.container, e.host, e.size] for e in m]
+    return None if m is None else m.to_triples()
 
 
 # -- explain ----------------------------------------------------------------------------

@@ -101,14 +101,11 @@ class RuntimeMaps:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict: maps as ``[container, host, size]`` triples."""
-        def triples(m: IDMap | None) -> list[list[int]] | None:
-            return None if m is None else [[e.container, e.host, e.size] for e in m]
-
         return {
             "runtime": self.runtime,
             "ok": self.ok,
-            "uid_map": triples(self.uid),
-            "gid_map": triples(self.gid),
+            "uid_map": None if self.uid is None else self.uid.to_triples(),
+            "gid_map": None if self.gid is None else self.gid.to_triples(),
             "uid_lines": list(self.uid_lines),
             "gid_lines": list(self.gid_lines),
             "data_root": self.data_root,
