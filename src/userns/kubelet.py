@@ -677,6 +677,9 @@ def pool_findings(pool: Pool, *, subuid: SubidFile | None = None,
     n = pool.ids_per_pod
     # The largest pool end whose last slot stays below 4294967295.
     safe_length = max(0, (_U32 - n - pool.first) // n * n)
+    fix = (f"give the kubelet account a subuid/subgid range of at most {safe_length} IDs "
+           f"from {pool.first}" if pool.source == "default"
+           else f"give the kubelet range a count of at most {safe_length}")
     wrapped = pool.wrapped_slots() if pool.stop > _U32 else []
     if wrapped:
         names = ", ".join(f"slot {s.index} → host {s.host_first}…{s.host_first + s.length - 1}"
@@ -687,8 +690,7 @@ def pool_findings(pool: Pool, *, subuid: SubidFile | None = None,
             "pool-wraps", Severity.SECURITY,
             f"the pool {pool.first}+{pool.length} ends at {pool.stop}, past 2^32: kubelet "
             f"computes slot IDs in 32 bits, so {len(wrapped)} slot(s) wrap to low host IDs"
-            f"{root}: {names}{more}; give the kubelet range a count of at most "
-            f"{safe_length}"))
+            f"{root}: {names}{more}; {fix}"))
     # The one slot that holds 4294967295 (or straddles 2^32), if the pool reaches it.
     last = (_U32 - 1) // n - pool.offset
     if 0 <= last < pool.slots:
@@ -697,8 +699,7 @@ def pool_findings(pool: Pool, *, subuid: SubidFile | None = None,
             "slot-refused", Severity.ERROR,
             f"slot {s.index} (host {s.first}…{s.first + s.length - 1}) holds 4294967295: "
             "the kernel refuses its uid_map, so a pod given it never starts "
-            "(FailedCreatePodSandBox, kubernetes issue 139916); give the kubelet range a "
-            f"count of at most {safe_length}"))
+            f"(FailedCreatePodSandBox, kubernetes issue 139916); {fix}"))
     ids = pool.host_ids()
     for file, kind in ((subuid, "subuid"), (subgid, "subgid")):
         if file is None:
