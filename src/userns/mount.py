@@ -438,7 +438,8 @@ def _explain(e: OSError, step: str, path: str, info: MountInfo | None,
              recursive: bool = False) -> MountError:
     """The errno of one step as a :class:`MountError` with its cause and fix."""
     fs = info.fs_type if info is not None else "?"
-    fallback = "; use strategy='shift' (shift_tree) for this volume instead"
+    fallback = ("; shift the tree instead (prepare_volume(strategy='shift'), or "
+                "'userns volume --strategy shift')")
     if e.errno == _errno.ENOSYS:
         return MountError(
             f"{step} is not available (ENOSYS): idmapped mounts need Linux 5.12 or later "
