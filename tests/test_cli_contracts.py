@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,15 +86,24 @@ def test_check_fails_on_warning_by_default_not_info(
     assert code == EXIT_FAILURE
 
 
+def _leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                nested = _leaf_commands(command, f"{prefix}{name} ")
+                out.extend(nested or [(f"{prefix}{name}", command)])
+    return out
+
+
 def test_every_command_takes_json() -> None:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    for name, command in sub.choices.items():  # type: ignore[attr-defined]
+    leaves = _leaf_commands(build_parser())
+    assert len(leaves) >= 9
+    for name, command in leaves:
         if name == "run":  # passes the child's exit status through; prints nothing itself
             continue
         flags = {o for a in command._actions for o in a.option_strings}
-        nested = [a for a in command._actions if a.dest == "subcommand"]
-        assert "--json" in flags or nested, name
+        assert "--json" in flags, name
 
 
 def test_capped_says_how_many_were_left_out() -> None:
