@@ -243,3 +243,60 @@ def test_names_we_accept_useradd_accepts(tmp_path: pathlib.Path) -> None:
         run = subprocess.run([USERADD, "--prefix", str(tmp_path), "-M", name],
                              capture_output=True, text=True, check=False)
         assert run.returncode != 0, name
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from userns.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(("owner", "rule"), HOSTILE)
+def test_cli_allocate_write_refuses_and_changes_neither_file(tmp_path: pathlib.Path,
+                                                             owner: str, rule: str) -> None:
+    import json
+
+    (tmp_path / "etc").mkdir()
+    etc = _etc(tmp_path / "etc", ["alice"])
+    before = _snapshot(etc)
+    code, out, err = _cli("allocate", "--root", str(tmp_path), "--write", "--", owner)
+    assert code == 1 and "[invalid-owner]" in err and "Traceback" not in err
+    code, out, _ = _cli("allocate", "--root", str(tmp_path), "--write", "--json",
+                        "--allow-unknown-owner", "--", owner)
+    doc = json.loads(out)
+    assert (code, doc["ok"], doc["error"]["reason"]) == (1, False, "invalid-owner")
+    assert _snapshot(etc) == before
+
+
+def test_cli_allocate_unknown_owner(tmp_path: pathlib.Path) -> None:
+    import json
+
+    (tmp_path / "etc").mkdir()
+    etc = _etc(tmp_path / "etc", ["alice"])
+    before = _snapshot(etc)
+    code, _, err = _cli("allocate", "ghost", "--root", str(tmp_path), "--write")
+    assert code == 1 and "[unknown-owner]" in err
+    assert _snapshot(etc) == before
+    code, out, _ = _cli("allocate", "ghost", "--root", str(tmp_path))  # no --write: warned
+    assert code == 0 and "warning: 'ghost' has no passwd entry" in out
+    code, out, _ = _cli("allocate", "ghost", "--root", str(tmp_path), "--write", "--json",
+                        "--allow-unknown-owner")
+    doc = json.loads(out)
+    assert code == 0 and doc["written"] and "ghost" in doc["warnings"][0]
+    for name in ("subuid", "subgid"):
+        assert (etc / name).read_bytes().endswith(b"\nghost:165536:65536\n")
+    code, _, err = _cli("allocate", "a@b", "--root", str(tmp_path), "--write",
+                        "--allow-unknown-owner")
+    assert code == 1 and "not-portable" not in err and "--badname" in err
+    code, _, _ = _cli("allocate", "a@b", "--root", str(tmp_path), "--write", "--badname",
+                      "--allow-unknown-owner")
+    assert code == 0

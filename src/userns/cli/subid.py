@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from typing import Any
 
 from ..errors import UsernsError
@@ -78,11 +79,29 @@ def _check_map(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_allocate(args: argparse.Namespace, out: Output) -> int:
     from ..ranges import IDRange
-    from ..subid import add_subid_range, allocate, allocate_aligned
+    from ..subid import (
+        UnknownOwnerWarning,
+        add_subid_range,
+        allocate,
+        allocate_aligned,
+        check_owner,
+    )
 
     system = System(args)
     defs = system.login_defs()
     kinds = ("uid", "gid") if args.kind == "both" else (args.kind,)
+    # The owner is checked before anything is allocated or written, against the passwd
+    # the command reads (--root, --passwd): a refusal leaves both files untouched.
+    accounts = system.accounts()
+    warned: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownOwnerWarning)
+        check_owner(args.user, accounts=accounts, badname=args.badname,
+                    allow_unknown_owner=args.allow_unknown_owner or not args.write)
+    warned += [str(w.message) for w in caught if issubclass(w.category, UnknownOwnerWarning)]
+    if warned and not args.write:
+        warned = [f"{args.user!r} has no passwd entry: --write would refuse it "
+                  "(--allow-unknown-owner writes it anyway)"]
     chosen: dict[str, IDRange] = {}
     for kind in kinds:
         f = system.subid(kind)
@@ -101,13 +120,19 @@ def cmd_allocate(args: argparse.Namespace, out: Output) -> int:
             chosen[kind] = allocate(f, args.count, defs=defs, kind=kind)
     for kind, r in chosen.items():
         out.line(f"sub{kind}: {args.user}:{r.start}:{r.size}   ({r})")
+    for message in warned:
+        out.line(f"warning: {message}")
     if args.write:
         for kind, r in chosen.items():
             path = system.subuid_path if kind == "uid" else system.subgid_path
             existed = os.path.exists(path)
-            add_subid_range(path, args.user, r, missing_ok=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnknownOwnerWarning)  # said once above
+                add_subid_range(path, args.user, r, missing_ok=True, accounts=accounts,
+                                allow_unknown_owner=args.allow_unknown_owner,
+                                badname=args.badname)
             out.line(f"wrote {path}" + (f" (backup {path}-)" if existed else " (new file)"))
-    out.json({"user": args.user, "written": bool(args.write),
+    out.json({"user": args.user, "written": bool(args.write), "warnings": warned,
               "ranges": {k: {"start": r.start, "count": r.size} for k, r in chosen.items()}})
     return 0
 
@@ -143,6 +168,11 @@ def register(sub: Any) -> None:
     p.add_argument("--write", action="store_true",
                    help="add the ranges to the files (locked, atomic, with a backup)")
     p.add_argument("--force", action="store_true", help="even if the user has ranges already")
+    p.add_argument("--allow-unknown-owner", action="store_true",
+                   help="with --write: write an owner that passwd does not know (warned)")
+    p.add_argument("--badname", action="store_true",
+                   help="accept user names beyond shadow's portable set, as useradd "
+                   "--badname (never ':', white space, control or non-ASCII characters)")
     add_system_options(p)
     add_json(p)
     p.set_defaults(func=cmd_allocate)
