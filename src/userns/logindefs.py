@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import attrs
 
+from ._foreign import C_SPACE, ULONG_MAX, NumberReading, shadow_strtoul
 from .errors import Location, ParseError
 
 __all__ = [
@@ -53,61 +54,6 @@ DEFAULTS: dict[str, int] = {
 }
 
 _BUF = 1024  # getdef.c: char buf[1024]; fgets reads at most 1023 bytes at a time
-_C_SPACE = " \t\n\v\f\r"
-#: ``unsigned long`` on the 64-bit Linux shadow is built for.
-ULONG_MAX = 2**64 - 1
-
-
-@attrs.frozen
-class NumberReading:
-    """How ``strtoul(text, &end, 0)`` read a field: value, base, and where it stopped.
-
-    ``ok`` is shadow's ``getulong`` verdict (non-empty, all consumed, no overflow).
-    """
-
-    value: int
-    base: int
-    ok: bool
-
-
-def shadow_strtoul(text: str) -> NumberReading:
-    """Read ``text`` as shadow 4.13's ``getulong`` does: ``strtoul(text, &end, 0)``.
-
-    Leading C white space, an optional sign (a minus negates modulo 2**64), ``0x`` hex,
-    a leading ``0`` octal; ``ok`` only if the whole text was consumed without overflow.
-
-    >>> shadow_strtoul("0x186a0"), shadow_strtoul("0100000").value, shadow_strtoul("-1").value
-    (NumberReading(value=100000, base=16, ok=True), 32768, 18446744073709551615)
-    >>> shadow_strtoul("100000 ").ok, shadow_strtoul(" 100000").ok, shadow_strtoul("08").ok
-    (False, True, False)
-    """
-    n = len(text)
-    i = 0
-    while i < n and text[i] in _C_SPACE:
-        i += 1
-    negative = False
-    if i < n and text[i] in "+-":
-        negative = text[i] == "-"
-        i += 1
-    base = 10
-    if text[i : i + 2] in ("0x", "0X") and i + 2 < n and text[i + 2] in "0123456789abcdefABCDEF":
-        base = 16
-        i += 2
-    elif i < n and text[i] == "0":
-        base = 8
-    digits = "0123456789abcdefABCDEF" if base == 16 else "01234567" if base == 8 else "0123456789"
-    j = i
-    while j < n and text[j] in digits:
-        j += 1
-    if j == i:
-        return NumberReading(0, base, False)
-    value = int(text[i:j], base)
-    if value > ULONG_MAX:
-        return NumberReading(ULONG_MAX, base, False)
-    if negative:
-        value = -value % (ULONG_MAX + 1)
-    return NumberReading(value, base, j == n and text != "")
-
 
 
 @attrs.frozen
@@ -169,7 +115,7 @@ class LoginDefs:
         lines: dict[str, int] = {}
         texts: dict[str, str] = {}
         for lineno, chunk in _chunks(text):
-            body = chunk.rstrip(_C_SPACE)
+            body = chunk.rstrip(C_SPACE)
             name_at = len(body) - len(body.lstrip(" \t"))
             rest = body[name_at:]
             if not rest or rest.startswith("#"):

@@ -46,9 +46,9 @@ from typing import Any, TypeVar
 
 import attrs
 
+from .._foreign import C_SPACE, NumberReading, go_parse_int, go_trim_space, shadow_strtoul
 from ..errors import Location, ParseError
 from ..ids import ID_MAX
-from ..logindefs import ULONG_MAX, NumberReading, shadow_strtoul
 from ..ranges import IDRange
 from .accounts import Accounts
 from .owners import check_owner
@@ -67,12 +67,6 @@ __all__ = [
 
 #: shadow's ``subordinate_parse`` refuses lines of this many bytes or more.
 SHADOW_LINE_MAX = 1024
-_C_SPACE = " \t\n\v\f\r"
-# Go's unicode.IsSpace, which bytes.TrimSpace uses.
-_GO_SPACE = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 #: owner:start:count with no white space at the ends, no sign, no leading zero, not a
 #: comment or NIS line: read the same by the strict syntax, shadow and Docker.
 _CANONICAL = re.compile(
@@ -84,9 +78,7 @@ _CANONICAL_RUN = re.compile(
     r"(?:[^:\s#+\-\x00](?:[^:\x00\n]*[^:\s\x00])?"
     r":(?:0|[1-9][0-9]{0,9}):[1-9][0-9]{0,9}\n)*"
 )
-_INT64_MAX = 2**63 - 1
 _entry_of = operator.attrgetter("entry")
-_INT64_MIN = -(2**63)
 
 
 class SubidParseError(ParseError):
@@ -190,7 +182,7 @@ class SubidEntry:
         )
 
 
-# -- the three number readers ---------------------------------------------------------
+# -- Docker's number reader (the C and Go rules are in userns._foreign) ----------------
 
 
 def docker_parse_int(text: str) -> int:
@@ -208,29 +200,10 @@ def docker_parse_int(text: str) -> int:
     >>> docker_parse_int("99999999999999999999junk")
     9223372036854775807
     """
-    negative = text[:1] == "-"
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body:
-        return 0
-    value = 0
-    for c in body:
-        if not "0" <= c <= "9":
-            return 0  # syntax error (an earlier overflow would have returned already)
-        value = value * 10 + (ord(c) - 48)
-        if value > ULONG_MAX:
-            break  # ParseUint's range error: the maximum, whatever follows
-    if negative:
-        return -value if value <= -_INT64_MIN else _INT64_MIN
-    return value if value <= _INT64_MAX else _INT64_MAX
+    return go_parse_int(text, 64)[0]
 
 
-def _go_trim(text: str) -> str:
-    i, j = 0, len(text)
-    while i < j and text[i] in _GO_SPACE:
-        i += 1
-    while j > i and text[j - 1] in _GO_SPACE:
-        j -= 1
-    return text[i:j]
+_go_trim = go_trim_space  # the name userns.runtimes imports (until it imports _foreign)
 
 
 # -- one line -------------------------------------------------------------------------
@@ -256,7 +229,7 @@ def _shadow_reads(text: str, lineno: int) -> RawRange | None:
 
 def _docker_reads(text: str, lineno: int) -> RawRange | None:
     """What moby's ``ParseSubIDFilter`` makes of a line (``None``: it skips it)."""
-    body = _go_trim(text)
+    body = go_trim_space(text)
     if not body:
         return None
     parts = body.split(":")
@@ -280,7 +253,7 @@ def _strict_number(
     if field == "":
         return None, [_problem("empty-field", f"the {name} is empty", lineno, text,
                                offset, offset, path)]
-    if field != field.strip(_C_SPACE + "\x85\xa0"):
+    if field != field.strip(C_SPACE + "\x85\xa0"):
         return None, [_problem("whitespace", f"white space around the {name} {field!r}: "
                                "shadow skips a trailing space, Docker reads a leading one as 0",
                                lineno, text, offset, end, path)]
@@ -319,7 +292,7 @@ def _strict(text: str, lineno: int, path: str | None) -> tuple[
     LineKind, tuple[str, int, int] | None, list[ParseError]
 ]:
     """Classify a line and list what the strict syntax has against it."""
-    stripped = text.strip(_C_SPACE)
+    stripped = text.strip(C_SPACE)
     if "\x00" in text:
         col = text.index("\x00")
         return LineKind.INVALID, None, [_problem("nul-byte", "a NUL byte in the line",
@@ -363,7 +336,7 @@ def _strict(text: str, lineno: int, path: str | None) -> tuple[
     problems: list[ParseError] = []
     if not owner:
         problems.append(_problem("empty-owner", "the owner is empty", lineno, text, 0, 0, path))
-    elif owner != owner.strip(_C_SPACE + "\x85\xa0"):
+    elif owner != owner.strip(C_SPACE + "\x85\xa0"):
         problems.append(_problem("owner-whitespace", f"white space around the owner {owner!r}",
                                  lineno, text, 0, len(owner), path))
     start_at = len(owner) + 1
