@@ -120,3 +120,42 @@ def test_shift_and_kernel_sit_below_the_faces() -> None:
         for name, line, _ in _imports(path):
             faces = {"userns.cli", "userns.display", "userns.access", "userns.doctor"}
             assert not _under(name, faces), f"{_module_name(path)}:{line} imports {name}"
+
+
+# -- the architecture page's import table is the real one ------------------------------
+
+ARCHITECTURE = SRC.parent / "docs" / "architecture.md"
+_BEGIN, _END = "<!-- imports: begin -->", "<!-- imports: end -->"
+
+
+def _unit(module: str) -> str:
+    """The unit a module belongs to: ``userns.formats.oci`` -> ``formats``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def import_table() -> str:
+    """The Markdown table of which unit imports which, lazy imports marked."""
+    edges: dict[str, dict[str, bool]] = {}
+    for path in MODULES:
+        here = _unit(_module_name(path))
+        for name, _, func in _imports(path):
+            if not name.startswith("userns.") or name == "userns.__version__":
+                continue
+            there = _unit(name)
+            if there != here:
+                lazy = edges.setdefault(here, {}).get(there, True)
+                edges[here][there] = lazy and func is not None
+    rows = ["| module | imports (lazily: in italics) |", "|---|---|"]
+    for here in sorted(edges):
+        cells = [f"*{m}*" if lazy else m for m, lazy in sorted(edges[here].items())]
+        rows.append(f"| `{here}` | {', '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def test_the_architecture_page_shows_the_real_imports() -> None:
+    text = ARCHITECTURE.read_text()
+    shown = text.split(_BEGIN, 1)[1].split(_END, 1)[0].strip()
+    assert shown == import_table(), (
+        "docs/architecture.md's import table is stale; regenerate it with "
+        "tests.test_layers.import_table()")
