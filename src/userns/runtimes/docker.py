@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from .._foreign import go_parse_int
 from ..maps import IDMap
 from ..ranges import IDRange
 from ..subid import Accounts, SubidFile
-from ._base import _GO_INT, Note, RuntimeConfigError, RuntimeMaps, SubidSource, _file, _kernel_map
+from ._base import Note, RuntimeConfigError, RuntimeMaps, SubidSource, _file, _kernel_map
 
 __all__ = [
     "docker_remap",
@@ -17,10 +18,8 @@ __all__ = [
 
 def _go_parse_int32(text: str) -> int | None:
     """``strconv.ParseInt(s, 10, 32)``: the value, or None on any error."""
-    if not _GO_INT.match(text):
-        return None
-    value = int(text)
-    return value if -(2**31) <= value < 2**31 else None
+    value, error = go_parse_int(text, 32)
+    return None if error else value
 
 
 def _q(text: str) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .._foreign import go_trim_space as _go_trim  # Go's strings.TrimSpace
 from ..authorize import newgidmap_decision, newuidmap_decision
 from ..maps import Extent, IDMap
 from ..ranges import IDRange, IDSet
 from ..subid import Accounts, SubidFile
-from ..subid.model import _go_trim  # Go's bytes.TrimSpace, shared with Docker's reader
 from ._base import (
     _GO_INT,
     AUTO_USERNS_MAX_SIZE,

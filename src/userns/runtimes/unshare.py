@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
+from .._foreign import c_strtoul, util_linux_strtoul
 from ..authorize import newgidmap_decision, newuidmap_decision
 from ..maps import IDMap
 from ..subid import Accounts, SubidFile
-from ._base import _UINT32, _ULONG_MAX, Note, RuntimeMaps, SubidSource, _file, _kernel_map
+from ._base import _UINT32, Note, RuntimeMaps, SubidSource, _file, _kernel_map
 
 __all__ = [
     "unshare_maps",
 ]
-
-
-def _c_strtoul(text: str) -> int:
-    """C ``strtoul(s, NULL, 10)``: the leading number, 0 when there is none."""
-    m = re.match(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)", text)
-    if m is None:
-        return 0
-    value = int(m.group(2))
-    if value > _ULONG_MAX:
-        return _ULONG_MAX
-    return (-value) & _ULONG_MAX if m.group(1) == "-" else value
-
-
-def _strtoul_or_err(text: str) -> int | None:
-    """util-linux ``strtoul_or_err``: all of ``text`` one base-10 number, else None."""
-    m = re.fullmatch(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)", text)
-    if m is None or int(m.group(2)) > _ULONG_MAX:
-        return None  # garbage, or ERANGE
-    value = int(m.group(2))
-    return (-value) & _ULONG_MAX if m.group(1) == "-" else value
 
 
 def _unshare_read_subid(
@@ -43,12 +22,12 @@ def _unshare_read_subid(
         if ":" not in text:
             continue
         owner, rest = text.split(":", 1)
-        if owner != name and _c_strtoul(owner) != uid:
+        if owner != name and c_strtoul(owner, 10).value != uid:
             continue
         if ":" not in rest:
             continue
         first, second = rest.split(":", 1)
-        outer, count = _strtoul_or_err(first), _strtoul_or_err(second)
+        outer, count = util_linux_strtoul(first), util_linux_strtoul(second)
         if outer is None:
             return None, line.lineno, f"unshare: failed to parse subid map: '{first}'"
         if count is None:

@@ -203,9 +203,6 @@ def docker_parse_int(text: str) -> int:
     return go_parse_int(text, 64)[0]
 
 
-_go_trim = go_trim_space  # the name userns.runtimes imports (until it imports _foreign)
-
-
 # -- one line -------------------------------------------------------------------------
 
 
