@@ -561,3 +561,24 @@ def test_mount_error_is_a_userns_error_and_an_oserror() -> None:
     again = pickle.loads(pickle.dumps(err))
     assert (again.reason, again.errno, again.path, again.step) == (
         "not-permitted", 1, "/x", "open_tree")
+
+
+# -- the pages' examples -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["reference/mount.md", "howto/volume-idmap-or-shift.md"])
+def test_page_examples_run(page: str) -> None:
+    import doctest
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
+    blocks = re.findall(r"^```pycon\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    assert blocks
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner()
+    globs: dict[str, object] = {}
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"{page}[{i}]", page, 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        assert result.failed == 0, "".join(report)

@@ -4,12 +4,17 @@ Grammar (``libmount/src/hook_idmap.c``)::
 
     value   = mapping *( " " mapping )
     mapping = [ ("u" | "g" | "b") ":" ] id-mount ":" id-host ":" id-range
+    (id-mount: the ID on disk; id-host: the ID seen through the mount)
 
-``u`` makes a uid mapping, ``g`` a gid mapping, ``b`` or no prefix both. ``id-mount`` is
-the ID seen in the mount (the container side), ``id-host`` the ID on the filesystem
-(the host side). libmount writes the uid entries, in order, as the ``uid_map`` of a new
-user namespace and the gid entries as its ``gid_map``; a kind with no entry gets no map
-at all (every ID of that kind unmapped: an empty :class:`IDMap` here).
+``u`` makes a uid mapping, ``g`` a gid mapping, ``b`` or no prefix both. The names are
+mount(8)'s; the meaning is the direction of the mount: the first ID is the one stored on
+the filesystem (the container side of the map: :attr:`Extent.container`), the second the
+ID seen through the mount (the host side: :attr:`Extent.host`). So ``u:1000:0:1`` shows
+files that uid 1000 owns on disk as owned by 0, and a file made through the mount by 0
+is stored as 1000 (``Documentation/filesystems/idmappings.rst``). libmount writes the uid
+entries, in order, as the ``uid_map`` of a new user namespace and the gid entries as its
+``gid_map``; a kind with no entry gets no map at all (every ID of that kind unmapped: an
+empty :class:`IDMap` here, which Linux 6.9 and later refuse for a mount).
 
 Accepted as well: a leading ``X-mount.idmap=``, and ``\\040`` between mappings (how
 ``/etc/fstab`` writes a space). Refused: the other form of the option, a path to a user
@@ -18,8 +23,11 @@ value (libmount fails with EINVAL), and what libmount lets through unchecked: ju
 a mapping (it uses ``sscanf`` without checking the end: ``0:0:1junk`` maps ``0:0:1``)
 and signs (``sscanf("%u")`` reads ``-1`` as 4294967295).
 
->>> parse_xmount("u:1000:0:1 g:1001:1:2 5000:1000:2").uid
+>>> pair = parse_xmount("u:1000:0:1 g:1001:1:2 5000:1000:2")
+>>> pair.uid
 IDMap([Extent(1000, 0, 1), Extent(5000, 1000, 2)])
+>>> pair.uid.to_host(1000)    # owned by 1000 on disk, seen as 0 through the mount
+0
 >>> format_xmount(IDMapPair.both(IDMap.single(0, 231072, 65536)))
 'b:0:231072:65536'
 """
