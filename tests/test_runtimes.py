@@ -33,6 +33,7 @@ from userns.runtimes import (
     podman_rootless_map,
     unshare_maps,
 )
+from userns.severity import Severity
 from userns.subid import Accounts, SubidFile
 
 from .test_newuidmap import GID, UID, USER, run_as_user, tools_available
@@ -140,14 +141,14 @@ def test_docker_misread_start_makes_container_root_host_root() -> None:
     r = docker_remap("seb: 100000:65536\n", "seb:100000:65536\n", "seb", accounts=ACC)
     assert t(r.uid) == [(0, 0, 65536)]  # container root IS host root
     assert r.uid is not None and r.uid.to_host(0) == 0
-    sec = [n for n in r.notes if n.severity == "security"]
+    sec = [n for n in r.notes if n.severity == Severity.SECURITY]
     assert [(n.reason, n.file, n.lineno) for n in sec] == [("docker-misread", "subuid", 1)]
 
 
 def test_docker_misread_count_fails_at_container_start() -> None:
     r = docker_remap("seb:100000:65536x\n", "seb:100000:65536\n", "seb", accounts=ACC)
     assert r.uid is None and r.error is not None and r.error.reason == "kernel-refused"
-    assert [n.severity for n in r.notes] == ["warning"]
+    assert [n.severity for n in r.notes] == [Severity.WARNING]
 
 
 def test_docker_creates_dockremap_after_roots_ranges_only() -> None:

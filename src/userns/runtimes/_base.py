@@ -11,6 +11,7 @@ import attrs
 from ..errors import UsernsError
 from ..formats.proc import validate_map_write
 from ..maps import IDMap, IDMapPair
+from ..severity import Severity
 from ..subid import SubidFile
 
 __all__ = [
@@ -44,23 +45,28 @@ class RuntimeConfigError(UsernsError, ValueError):
     reason = "runtime-config"
 
 
+def _severity(value: Severity | str) -> Severity:
+    return Severity.of(value)
+
+
 @attrs.frozen
 class Note:
     """One thing a runtime does with the files that the user should know.
 
-    ``reason`` is a stable code; ``severity`` is ``info``, ``warning``, ``security`` or
-    ``error``; ``file`` (``subuid``/``subgid``) and ``lineno`` say where, when known.
+    ``reason`` is a stable code; ``severity`` a :class:`~userns.severity.Severity`
+    (given as one or by its name: ``"info"``, ``"warning"``, ``"error"``,
+    ``"security"``); ``file`` (``subuid``/``subgid``) and ``lineno`` say where, when known.
     """
 
     reason: str
     message: str
-    severity: str = "info"
+    severity: Severity = attrs.field(default=Severity.INFO, converter=_severity)
     file: str | None = None
     lineno: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
-        return {"reason": self.reason, "message": self.message, "severity": self.severity,
+        return {"reason": self.reason, "message": self.message, "severity": str(self.severity),
                 "file": self.file, "line": self.lineno}
 
 

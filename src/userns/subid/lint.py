@@ -39,7 +39,6 @@ overlaps alice's [100000, 165536) (line 1)
 
 from __future__ import annotations
 
-import enum
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
@@ -48,6 +47,7 @@ import attrs
 from ..errors import Location
 from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
+from ..severity import Severity
 from .accounts import Accounts
 from .model import SubidEntry, SubidFile, SubidLine
 
@@ -59,18 +59,6 @@ FULL_RANGE = 65536
 #: How far back the overlap sweep looks for example partners (counts are always exact).
 _EXAMPLE_SCAN = 64
 _WARNING_SYNTAX = frozenset({"comment-read-as-entry", "nis-line", "carriage-return"})
-
-
-class Severity(enum.IntEnum):
-    """How bad a finding is; ordered, so ``max()`` gives the worst."""
-
-    INFO = 0
-    WARNING = 1
-    ERROR = 2
-    SECURITY = 3
-
-    def __str__(self) -> str:
-        return self.name.lower()
 
 
 @attrs.frozen
