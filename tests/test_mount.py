@@ -582,3 +582,13 @@ def test_page_examples_run(page: str) -> None:
         result = runner.run(test, out=report.append, clear_globs=False)
         globs = test.globs
         assert result.failed == 0, "".join(report)
+
+
+def test_mount_info_without_a_statx_mount_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before Linux 5.8 statx has no mount ID: the device and the longest mount point decide.
+    import userns.mount as m
+
+    paths = ["/", "/proc", "/proc/self/fd", "/sys/kernel", str(Path(__file__).parent)]
+    by_id = [m.mount_info(p) for p in paths]
+    monkeypatch.setattr(m, "_statx_mount_id", lambda path, mask: None)
+    assert [m.mount_info(p) for p in paths] == by_id

@@ -39,7 +39,7 @@ import os
 import platform
 import struct
 from collections.abc import Iterator
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import attrs
 
@@ -48,6 +48,9 @@ from .errors import MountError, UsernsError
 from .formats.proc import parse_proc
 from .kernel import write_map
 from .maps import IDMap, IDMapPair
+
+if TYPE_CHECKING:
+    from .shift import ShiftReport
 
 __all__ = [
     "REASONS",
@@ -183,7 +186,8 @@ def _umount_detach(path: str | os.PathLike[str]) -> None:
 # -- the user namespace holding the maps -----------------------------------------------
 
 
-def _wait_forever(report: Report) -> NoReturn:  # pragma: no cover - runs in the child
+def _never_told_go(report: Report) -> NoReturn:  # pragma: no cover - never runs
+    # The holder child is never told to go: closing the pipe makes it exit.
     os._exit(0)
 
 
@@ -210,7 +214,7 @@ class MapNamespace:
     @staticmethod
     def _create(pair: IDMapPair) -> int:
         try:
-            child = NamespaceChild(_wait_forever)
+            child = NamespaceChild(_never_told_go)
         except (ChildFailure, OSError) as e:
             raise MountError(
                 f"cannot create the user namespace that holds the mount's maps: {e}; user "
@@ -314,18 +318,34 @@ def mount_info(path: str | os.PathLike[str]) -> MountInfo:
     """
     try:
         mnt_id = _statx_mount_id(path, _STATX_MNT_ID)
+        st = os.stat(path)
     except OSError as e:
         raise _not_found(path, e) from e
+    real = os.path.realpath(path)
+    best: MountInfo | None = None
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             fields = line.split()
-            if mnt_id is not None and int(fields[0]) != mnt_id:
-                continue
             sep = fields.index("-")
             opts = tuple(fields[5].split(","))
-            return MountInfo(mount_id=int(fields[0]), mount_point=_unescape(fields[4]),
-                             fs_type=fields[sep + 1], source=_unescape(fields[sep + 2]),
-                             idmapped="idmapped" in opts, options=opts)
+            row = MountInfo(mount_id=int(fields[0]), mount_point=_unescape(fields[4]),
+                            fs_type=fields[sep + 1], source=_unescape(fields[sep + 2]),
+                            idmapped="idmapped" in opts, options=opts)
+            if mnt_id is not None:
+                if row.mount_id == mnt_id:
+                    return row
+                continue
+            # No mount ID from statx (before Linux 5.8): the last mount of this device
+            # whose mount point is the longest prefix of the path.
+            major, minor = (int(x) for x in fields[2].split(":"))
+            if os.makedev(major, minor) != st.st_dev:
+                continue
+            point = row.mount_point.rstrip("/") + "/"
+            if (real + "/").startswith(point) and (
+                    best is None or len(row.mount_point) >= len(best.mount_point)):
+                best = row
+    if best is not None:
+        return best
     raise MountError(f"{os.fspath(path)!r} is on no mount of this mount namespace "
                      f"(mount ID {mnt_id})", reason="not-found", path=os.fspath(path))
 
@@ -511,7 +531,7 @@ class Probe:
 
 
 _KERNEL: Probe | None = None
-_CACHE: dict[tuple[int, int], Probe] = {}
+_CACHE: dict[tuple[int, int, str, bool], Probe] = {}
 
 
 def probe_kernel() -> Probe:
@@ -577,7 +597,9 @@ def probe(path: str | os.PathLike[str], *, cache: bool = True) -> Probe:
         return Probe.from_error(where, e)
     except OSError as e:
         return Probe.from_error(where, _not_found(where, e))
-    key = (st.st_dev, info.mount_id)
+    # Mount IDs are reused after an unmount: the type and the flag guard against a stale
+    # answer for a new mount under an old ID.
+    key = (st.st_dev, info.mount_id, info.fs_type, info.idmapped)
     if cache and key in _CACHE:
         return attrs.evolve(_CACHE[key], path=where)
     answer = _probe_now(where, info)
@@ -715,7 +737,7 @@ class VolumeResult:
     why: str
     served_at: str
     probe: Probe
-    shift: Any = None  # a userns.shift.ShiftReport when strategy is "shift"
+    shift: ShiftReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
