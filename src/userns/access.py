@@ -223,6 +223,7 @@ class Inode:
     readonly: ReadOnly | None = None
     noexec: bool = False
     mount_map: IDMapPair | None = None
+    mount_point: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -262,7 +263,7 @@ class Inode:
                 {"tag": e.tag_name, "id": e.id, "perm": rwx(e.perm)} for e in self.acl.entries],
             "immutable": self.immutable, "append_only": self.append_only,
             "readonly": self.readonly, "noexec": self.noexec,
-            "idmapped": self.mount_map is not None,
+            "idmapped": self.mount_map is not None, "mount_point": self.mount_point,
         }
 
 
@@ -281,7 +282,8 @@ class Verdict:
     ``CAP_DAC_READ_SEARCH``, ``CAP_FOWNER``, ``no-exec-bit``, ``read-only``,
     ``immutable``, ``append-only``, ``noexec-mount``, ``sticky``, ``unmapped-owner``,
     ``unmapped-caller`` (idmapped mounts), ``search`` (a directory on the way),
-    ``protected-symlink``, ``owner-of-entry``/``owner-of-directory`` (sticky exemptions).
+    ``protected-symlink``, ``owner-of-entry``/``owner-of-directory`` (sticky exemptions),
+    ``mount-point`` (a mount point cannot be removed).
 
     >>> Verdict(False, "other", _errno.EACCES, "x").to_dict()["errno"]
     'EACCES'
@@ -487,8 +489,20 @@ def follow_verdict(link: Inode, parent: Inode, who: Identity, protected: bool) -
                "(fs.protected_symlinks)")
 
 
+def _search_first(d: Inode, who: Identity) -> Verdict | None:
+    """The path walk looks into ``d`` before anything else is checked (``may_lookup``)."""
+    s = permission(d, who, MAY_EXEC)
+    if s.allowed:
+        return None
+    return _no("search", f"{d.path} cannot be searched: {s.detail}", s.errno or _errno.EACCES)
+
+
 def create_verdict(d: Inode, who: Identity) -> Verdict:
-    """``may_create`` (after ``mnt_want_write``): write and search on the directory."""
+    """``may_create``: the walk searches the directory, then ``mnt_want_write`` (read-only
+    mounts), then write and search on the directory."""
+    refused = _search_first(d, who)
+    if refused is not None:
+        return refused
     if d.readonly is not None:
         return _no("read-only", f"{d.path} is on a read-only {d.readonly}", _errno.EROFS)
     if d.mount_map is not None and (
@@ -507,6 +521,9 @@ def delete_verdict(d: Inode, who: Identity) -> Verdict:
     sticky directory only the directory's owner may (or ``CAP_FOWNER`` over the entry,
     which depends on the entry: :func:`unlink_verdict` answers for one entry).
     """
+    refused = _search_first(d, who)
+    if refused is not None:
+        return refused
     if d.readonly is not None:
         return _no("read-only", f"{d.path} is on a read-only {d.readonly}", _errno.EROFS)
     v = permission(d, who, MAY_WRITE | MAY_EXEC)
@@ -552,6 +569,11 @@ def unlink_verdict(d: Inode, victim: Inode, who: Identity) -> Verdict:
     if victim.append_only or victim.immutable:
         what = "immutable" if victim.immutable else "append-only"
         return _no(what, f"{victim.path} is {what}: it cannot be removed", _errno.EPERM)
+    if victim.mount_point:
+        # The kernel checks the directory the mount covers, which the host cannot see
+        # without unmounting; the mounted root stands in for it here.
+        return _no("mount-point", f"{victim.path} is a mount point: it cannot be removed "
+                   "while mounted", _errno.EBUSY)
     return v
 
 
@@ -826,7 +848,11 @@ def read_inode(
                               reason="bad-acl", path=path) from e
     flags = _flags(path, kind)
     table = _read_mounts(proc) if mounts is None else mounts
-    m = table.get(_mount_id(path, proc) or -1)
+    mnt_id = _mount_id(path, proc)
+    m = table.get(mnt_id or -1)
+    parent = os.path.dirname(path.rstrip("/")) or "/"
+    mount_point = path.rstrip("/") != "" and mnt_id is not None and kind == "directory" \
+        and _mount_id(parent, proc) != mnt_id
     readonly: ReadOnly | None = None
     if m is not None:
         readonly = "filesystem" if m.super_ro else "mount" if m.mount_ro else None
@@ -837,7 +863,7 @@ def read_inode(
             readonly = None
     return Inode(path, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, acl,
                  bool(flags & _FS_IMMUTABLE_FL), bool(flags & _FS_APPEND_FL), readonly,
-                 bool(m is not None and m.noexec), mount_map)
+                 bool(m is not None and m.noexec), mount_map, mount_point)
 
 
 @attrs.frozen
