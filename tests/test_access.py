@@ -35,7 +35,6 @@ import subprocess
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
