@@ -294,8 +294,9 @@ class Tree:
     def path(self, e: dict[str, Any]) -> str:
         return self.base + e["rel"]
 
-    def build(self) -> None:
-        os.mkdir(self.base, 0o700)
+    def build(self, *, keep_root: bool = False) -> None:
+        if not keep_root:
+            os.mkdir(self.base, 0o700)
         for e in self.entries:
             p = self.path(e)
             if e["kind"] == "dir" and e["rel"]:
@@ -315,6 +316,21 @@ class Tree:
                 _setflags(self.path(e), _getflags(self.path(e)) | e["flags"])
 
     def teardown(self) -> None:
+        self.teardown_flags()
+        shutil.rmtree(self.base)
+
+    def rebuild_inside(self) -> None:
+        """Rebuild everything but the root directory (a mount's source stays mounted)."""
+        self.teardown_flags()
+        for name in os.listdir(self.base):
+            p = os.path.join(self.base, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.unlink(p)
+        self.build(keep_root=True)
+
+    def teardown_flags(self) -> None:
         for dirpath, dirnames, filenames in os.walk(self.base):
             for name in [*dirnames, *filenames, None]:
                 p = dirpath if name is None else os.path.join(dirpath, name)
@@ -324,7 +340,6 @@ class Tree:
                     flags = _getflags(p)
                     if flags & (_IMMUTABLE | _APPEND):
                         _setflags(p, flags & ~(_IMMUTABLE | _APPEND))
-        shutil.rmtree(self.base)
 
     def snapshot(self) -> list[tuple[Any, ...]]:
         out = []
@@ -372,14 +387,18 @@ json.dump(out, sys.stdout)
 
 
 def kernel_answers(work: str, pair: IDMapPair, ident: tuple[int, int, tuple[int, ...]],
-                   paths: list[str], victims: list[str]) -> dict[str, list[int | None]]:
-    """Ask the kernel, from inside a user namespace with ``pair``, as ``ident``."""
+                   paths: list[str], victims: list[str],
+                   same: dict[str, str] | None = None) -> dict[str, list[int | None]]:
+    """Ask the kernel, from inside a user namespace with ``pair``, as ``ident``.
+
+    ``same`` maps a path to the one to look at for its type (its on-disk source)."""
     uid, gid, groups = ident
+    src = same or {}
     spec_path = os.path.join(work, "spec.json")
     spec = {"uid": uid, "gid": gid, "groups": list(groups),
-            "paths": [[p, os.path.isdir(p)] for p in paths],
-            "victims": [[p, os.path.isdir(p) and not os.path.islink(p)] for p in
-                        sorted(victims, key=lambda p: -p.count("/"))]}
+            "paths": [[p, os.path.isdir(src.get(p, p))] for p in paths],
+            "victims": [[p, os.path.isdir(src.get(p, p)) and not os.path.islink(src.get(p, p))]
+                        for p in sorted(victims, key=lambda p: -p.count("/"))]}
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     os.chmod(spec_path, 0o644)
@@ -435,13 +454,18 @@ class Tally:
 
 def run_differential(tree: Tree, tally: Tally, maps: dict[str, IDMapPair],
                      idents: list[tuple[int, int, tuple[int, ...]]],
-                     *, rebuild: Callable[[], None] | None = None) -> None:
+                     *, rebuild: Callable[[], None] | None = None,
+                     model: Tree | None = None, **walk_kw: Any) -> None:
+    """The kernel asked about ``tree``'s paths; the model reads ``model``'s (the on-disk
+    source of an idmapped ``tree``, say), entry for entry."""
     paths = [tree.path(e) for e in tree.entries]
-    walks = {p: walk(p) for p in paths}
-    before = tree.snapshot()
+    read_from = model or tree
+    walks = {tree.path(e): walk(read_from.path(e), **walk_kw) for e in tree.entries}
+    same = {tree.path(e): read_from.path(e) for e in tree.entries}
+    before = read_from.snapshot()
     for mname, pair in maps.items():
         for ident in idents:
-            kern = kernel_answers(os.path.dirname(tree.base), pair, ident, paths, paths)
+            kern = kernel_answers(os.path.dirname(tree.base), pair, ident, paths, paths, same)
             who = Identity(pair, ident[0], ident[1], ident[2])
             for p in paths:
                 tally.compare(decide_walk(walks[p], who), kern[p], f"[{mname} {ident}] {p}")
@@ -451,7 +475,7 @@ def run_differential(tree: Tree, tally: Tally, maps: dict[str, IDMapPair],
             else:
                 tree.teardown()
                 tree.build()
-            assert tree.snapshot() == before
+            assert read_from.snapshot() == before
 
 
 @contextlib.contextmanager
@@ -622,3 +646,48 @@ def _readonly_body() -> None:
 @needs_root
 def test_readonly_noexec_mount_agrees_with_the_kernel() -> None:
     _readonly_body()
+
+
+@in_private_mountns
+def _idmapped_body() -> None:
+    from userns.errors import MountError
+    from userns.mount import idmapped_mount
+
+    on_mount = IDMapPair.both(IDMap.single(0, 231072, 65536))
+    tally = Tally()
+    with shared_base() as base:
+        src = Tree(os.path.join(base, "src"), 11, size=70)
+        src.build()
+        view = os.path.join(base, "view")
+        os.mkdir(view, 0o755)
+        try:
+            idmapped_mount(src.base, view, on_mount)
+        except MountError as e:
+            src.teardown()
+            pytest.skip(f"no idmapped mount of {src.base}: {e}")
+        shown = Tree.__new__(Tree)
+        shown.__dict__.update(base=view, entries=src.entries)
+        try:
+            # read through the mount: on-disk IDs come back with the mount's maps
+            top = walk(view).components[-1]
+            assert top.mount_map == on_mount and top.mount_point
+            assert (top.uid, top.seen_uid) == (0, 231072)
+            # the model reads the on-disk source with the map; the kernel goes through it
+            run_differential(shown, tally, MAPS, [(0, 0, ()), (33, 33, ()),
+                                                  (1000, 33, (0, 100))],
+                             rebuild=src.rebuild_inside, model=src, mount_map=on_mount,
+                             mount_at=src.base)
+        finally:
+            subprocess.run(["umount", "-l", view], check=False)
+            src.teardown()
+    for rule in ("unmapped-owner", "unmapped-caller"):
+        assert tally.rules.get(rule, 0) > 0, rule
+    assert not tally.disagreements, "\n".join(tally.disagreements[:40])
+    os.write(1, (tally.report("idmapped mount") + "\n").encode())
+
+
+@pytest.mark.kernel
+@needs_userns
+@needs_root
+def test_idmapped_mount_agrees_with_the_kernel() -> None:
+    _idmapped_body()

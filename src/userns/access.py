@@ -80,18 +80,24 @@ __all__ = [
     "MAY_EXEC",
     "MAY_READ",
     "MAY_WRITE",
+    "UNMAPPED",
     "AccessResult",
     "Component",
     "Identity",
     "Inode",
     "Verdict",
+    "Walk",
+    "access_verdict",
     "analyze",
+    "analyze_many",
     "create_verdict",
     "decide",
+    "decide_walk",
     "delete_verdict",
     "follow_verdict",
     "permission",
     "read_inode",
+    "rwx",
     "unlink_verdict",
     "walk",
 ]
@@ -238,6 +244,8 @@ class Inode:
         """The owner the permission check compares with (``i_uid_into_vfsuid``)."""
         if self.mount_map is None:
             return self.uid
+        if self.uid < 0:
+            return None
         seen: int | None = self.mount_map.uid.to_host(self.uid, None)
         return seen
 
@@ -245,12 +253,16 @@ class Inode:
     def seen_gid(self) -> int | None:
         if self.mount_map is None:
             return self.gid
+        if self.gid < 0:
+            return None
         seen: int | None = self.mount_map.gid.to_host(self.gid, None)
         return seen
 
     def _seen_acl_id(self, entry_id: int, kind: str) -> int | None:
         if self.mount_map is None:
             return entry_id
+        if entry_id < 0:
+            return None
         m = self.mount_map.uid if kind == "uid" else self.mount_map.gid
         seen: int | None = m.to_host(entry_id, None)
         return seen
@@ -822,11 +834,17 @@ def read_inode(
     *,
     mount_map: IDMapPair | None = None,
     mounts: Mapping[int, Any] | None = None,
+    idmaps: dict[int, IDMapPair] | None = None,
     proc: str = "/proc",
 ) -> Inode:
     """Read one component: ``lstat``, the access ACL, the immutable/append-only flags
     (``FS_IOC_GETFLAGS``, left clear where they cannot be read), the mount's read-only
     and noexec flags (``/proc/self/mountinfo``).
+
+    A component on an idmapped mount (and no ``mount_map`` given) gets that mount's maps
+    (:func:`userns.mount.read_idmap`, cached in ``idmaps`` by mount ID), and its owner
+    and ACL IDs are turned back into on-disk IDs; an owner the mount does not map (the
+    host reads the overflow ID) becomes :data:`UNMAPPED`.
 
     >>> read_inode("/").kind
     'directory'
@@ -861,9 +879,54 @@ def read_inode(
             readonly = "mount" if os.statvfs(path).f_flag & os.ST_RDONLY else None
         except OSError:
             readonly = None
-    return Inode(path, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, acl,
+    uid, gid = st.st_uid, st.st_gid
+    if mount_map is None and m is not None and m.idmapped and mnt_id is not None:
+        mount_map = _idmap_of(path, mnt_id, idmaps)
+        uid, gid, acl = _on_disk(mount_map, uid, gid, acl)
+    return Inode(path, kind, stat.S_IMODE(st.st_mode), uid, gid, acl,
                  bool(flags & _FS_IMMUTABLE_FL), bool(flags & _FS_APPEND_FL), readonly,
                  bool(m is not None and m.noexec), mount_map, mount_point)
+
+
+#: The owner of an inode whose on-disk ID an idmapped mount does not map (it reads as the
+#: overflow ID through the mount; the kernel treats it as invalid).
+UNMAPPED = -1
+
+
+def _idmap_of(path: str, mnt_id: int, cache: dict[int, IDMapPair] | None) -> IDMapPair:
+    if cache is not None and mnt_id in cache:
+        return cache[mnt_id]
+    from .errors import MountError
+    from .mount import read_idmap
+
+    try:
+        pair = read_idmap(path)
+    except MountError as e:
+        raise AccessError(f"{path} is on an idmapped mount whose maps cannot be read "
+                          f"({e.message}); give them as mount_map", reason="idmap-unknown",
+                          path=path, errno=e.errno) from e
+    if pair is None:  # pragma: no cover - mountinfo said idmapped a moment ago
+        raise AccessError(f"{path}: the mount stopped being idmapped while it was read",
+                          reason="idmap-unknown", path=path)
+    if cache is not None:
+        cache[mnt_id] = pair
+    return pair
+
+
+def _on_disk(pair: IDMapPair, uid: int, gid: int,
+             acl: PosixACL | None) -> tuple[int, int, PosixACL | None]:
+    """IDs read through an idmapped mount, back to what is stored on disk."""
+    def back(m: Any, seen: int) -> int:
+        if seen >= 0xFFFFFFFF:  # an ACL entry the mount does not map reads as (uid_t)-1
+            return UNMAPPED
+        disk: int | None = m.to_container(seen, None)
+        return UNMAPPED if disk is None else disk
+
+    if acl is not None:
+        acl = PosixACL(tuple(
+            attrs.evolve(e, id=back(pair.uid if e.tag == _ACL_USER else pair.gid, e.id))
+            if e.id is not None else e for e in acl.entries))
+    return back(pair.uid, uid), back(pair.gid, gid), acl
 
 
 @attrs.frozen
@@ -892,6 +955,7 @@ def walk(
     *,
     start: str = "/",
     mount_map: IDMapPair | None = None,
+    mount_at: str | None = None,
     proc: str = "/proc",
 ) -> Walk:
     """Read every component from ``start`` down to ``path``, following symlinks as the
@@ -899,16 +963,26 @@ def walk(
 
     ``start`` is where the container reaches the tree (its bind mount's source, say):
     directories above it are not looked at. ``mount_map`` is the idmapped mount the
-    container reaches the tree through, applied to every component under ``start``.
+    container reaches the tree through, mounted at ``mount_at`` (default: ``start``): give
+    the on-disk path, and every component at or under ``mount_at`` is seen through the
+    map (``mount_at`` itself is then a mount point). Without ``mount_map``, a component
+    that is on an idmapped mount gets that mount's maps (:func:`read_inode`); the host
+    may be unable to read such a tree where the mount leaves owners unmapped: walk the
+    mount's source with ``mount_map`` instead.
     """
     text = os.path.abspath(os.fspath(path))
     start = os.path.abspath(start)
     if os.path.commonpath([start, text]) != start:
         raise AccessError(f"{text} is not under {start}", reason="outside-start", path=text)
     mounts = _read_mounts(proc)
+    idmaps: dict[int, IDMapPair] = {}
+    at = os.path.abspath(mount_at) if mount_at is not None else start
 
     def read(p: str) -> Inode:
-        return read_inode(p, mount_map=mount_map, mounts=mounts, proc=proc)
+        mapped = mount_map is not None and os.path.commonpath([at, p]) == at
+        ino = read_inode(p, mount_map=mount_map if mapped else None, mounts=mounts,
+                         idmaps=idmaps, proc=proc)
+        return attrs.evolve(ino, mount_point=True) if mapped and p == at else ino
 
     comps: list[Inode] = [read(start)]
     via: list[int | None] = [None]
@@ -965,14 +1039,16 @@ def analyze(
     *,
     start: str = "/",
     mount_map: IDMapPair | None = None,
+    mount_at: str | None = None,
     proc: str = "/proc",
 ) -> AccessResult:
     """Read the components of ``path`` (:func:`walk`) and :func:`decide` for ``who``.
 
-    ``mount_map`` (optional) is the idmapped mount the container reaches ``start``
-    through; this function does not detect one by itself.
+    ``mount_map`` (optional) is the idmapped mount the container reaches ``mount_at``
+    (default ``start``) through, given over the on-disk path; a path that is itself on an
+    idmapped mount is read with that mount's maps (see :func:`walk`).
     """
-    w = walk(path, start=start, mount_map=mount_map, proc=proc)
+    w = walk(path, start=start, mount_map=mount_map, mount_at=mount_at, proc=proc)
     return decide_walk(w, who)
 
 
