@@ -26,18 +26,27 @@ IDRange(296608, 70000)
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
-from operator import attrgetter
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from operator import attrgetter, eq
+from typing import TypeVar
 
 import attrs
 
+from .._foreign import ULONG_MAX
 from ..errors import UsernsError
 from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
 from ..ranges import IDRange, IDSet
 from .accounts import Accounts
-from .model import RawRange, SubidFile, SubidLine, _is_canonical
+from .model import (
+    CanonicalColumns,
+    RawRange,
+    SubidFile,
+    SubidLine,
+    _is_canonical,
+    canonical_file,
+)
 from .owners import check_owner
 
 __all__ = [
@@ -59,7 +68,6 @@ __all__ = [
 ]
 
 _U64 = 2**64
-_ULONG_MAX = _U64 - 1
 _UID_T = 2**32
 
 T = TypeVar("T")
@@ -188,15 +196,29 @@ def shadow_order(file: SubidFile) -> list[SubidLine]:
     return _shadow_sort(head) + lines[cut:]
 
 
-def _pairs_in_shadow_order(file: SubidFile) -> list[tuple[int, int]]:
+def _canonical_order(columns: CanonicalColumns) -> list[int]:
+    """The positions of canonical lines in shadow's order: by start, count and owner's
+    bytes, ties in file order (``commonio_sort``'s merge sort is stable)."""
+    starts = columns.starts
+    order = sorted(range(len(starts)), key=starts.__getitem__)  # stable: ties keep file order
+    in_order = list(map(starts.__getitem__, order))
+    if any(map(eq, in_order, islice(in_order, 1, None))):
+        # A start repeats: its count, then its owner's bytes decide.
+        keys = zip(starts, columns.counts, map(_owner_key, columns.owners), range(len(starts)))
+        order = [key[-1] for key in sorted(keys)]
+    return order
+
+
+def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
     """``(start, count)`` of every record shadow's walk meets, in the order it meets them.
 
     Records tied on (start, count) differ only in their owner, which the walk never
     reads, so sorting the pairs gives the walk of shadow's (start, count, owner) order.
     """
-    columns = file._columns
+    columns = file.canonical_columns
     if columns is not None:  # canonical lines only: no NIS line, every line an entry
-        return sorted(zip(columns[2], columns[3]))
+        order = _canonical_order(columns)
+        return zip(map(columns.starts.__getitem__, order), map(columns.counts.__getitem__, order))
     lines = file.lines
     cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
     head = [r for r in map(_shadow_of, lines[:cut]) if r is not None]
@@ -220,27 +242,46 @@ def shadow_find_free_range(
     return _find_free(((r.start, r.count) for r in records), min, max, count)
 
 
-def _find_free(pairs: Iterable[tuple[Any, ...]], min: int, max: int,
+def _holes(pairs: Iterable[tuple[int, int]], lowest: int,
+           highest: int) -> Iterator[tuple[int, int]]:
+    """Every hole ``[lo, hi)`` shadow's ``find_free_range`` walk meets, in walk order.
+
+    The walk (the one copy of it), over ``(start, count)`` records in shadow's order:
+    ``low`` starts at ``lowest`` (MIN); the hole before a record is
+    ``[low, min(start, highest + 1))`` when it is not empty; then ``low`` moves to the
+    record's last ID + 1 (``unsigned long``: it wraps) if that is higher, and the walk
+    ends once ``low`` passes ``highest`` (MAX); after the last record the hole is
+    ``[low, highest + 1)``. The holes do not depend on the count asked for:
+    ``find_free_range`` returns the start of the first one that is big enough.
+
+    >>> list(_holes([(100, 10), (150, 5), (140, 2)], 100, 199))
+    [(110, 150), (155, 200)]
+    """
+    if highest < lowest:
+        return
+    low = lowest
+    cap = highest + 1
+    for first, size in pairs:
+        high = first if first < cap else cap
+        if high > low:
+            yield low, high
+        end = (first + size) % _U64  # the last ID + 1, in unsigned long
+        if end > low:
+            low = end
+            if low > highest:
+                return
+    yield low, cap
+
+
+def _find_free(pairs: Iterable[tuple[int, int]], lowest: int, highest: int,
                count: int) -> int | None:
-    """:func:`shadow_find_free_range` on ``(start, count, ...)`` tuples."""
-    if count == 0 or max < min:
+    """:func:`shadow_find_free_range` on ``(start, count)`` pairs: the first hole of at
+    least ``count`` IDs."""
+    if count == 0:
         return None
-    low = min
-    for pair in pairs:
-        first = pair[0]
-        size = pair[1]
-        last = (first + size - 1) % _U64
-        high = first
-        if high > max + 1:
-            high = max + 1
-        if high > low and high - low >= count:
+    for low, high in _holes(pairs, lowest, highest):
+        if high - low >= count:
             return low
-        if low < (last + 1) % _U64:
-            low = (last + 1) % _U64
-        if low > max:
-            return None
-    if (max - low) % _U64 + 1 >= count:
-        return low
     return None
 
 
@@ -273,15 +314,11 @@ def allocate(
     limits = _limits(defs, kind)
     if count is not None:
         limits = SubidLimits(limits.min, limits.max, count)
-    if file._columns is not None:  # canonical lines only: shadow's arithmetic never wraps
-        packed, width = _packed_order(file._columns)
-        return _checked(_find_free_canonical(packed, width, limits), limits)
     return _first_fit(_pairs_in_shadow_order(file), limits)
 
 
-def _first_fit(pairs: Iterable[tuple[Any, ...]],
-               limits: SubidLimits) -> IDRange:
-    """:func:`allocate` on ``(start, count, ...)`` tuples already in shadow's order."""
+def _first_fit(pairs: Iterable[tuple[int, int]], limits: SubidLimits) -> IDRange:
+    """:func:`allocate` on ``(start, count)`` pairs already in shadow's order."""
     _check_limits(limits)
     start = _find_free(pairs, limits.min, limits.max, limits.count)
     if start is None:
@@ -302,30 +339,6 @@ def _window(limits: SubidLimits) -> IDSet:
 def _has_nis(file: SubidFile) -> bool:
     """A NIS line: entries after it are walked unsorted, and so are new ones."""
     return any(line.text[:1] in ("+", "-") for line in file.lines)
-
-
-def _walk_holes(pairs: Iterable[tuple[int, int]], min: int, max: int) -> list[tuple[int, int]]:
-    """Every hole ``[lo, hi)`` shadow's walk over ``(start, count)`` pairs considers, in
-    walk order.
-
-    The holes do not depend on the count asked for, so ``find_free_range`` is "the
-    first of these holes of at least ``count`` IDs, at its start".
-    """
-    holes: list[tuple[int, int]] = []
-    if max < min:
-        return holes
-    low = min
-    for first, size in pairs:
-        last = (first + size - 1) % _U64
-        high = first if first <= max + 1 else max + 1
-        if high > low:
-            holes.append((low, high))
-        if low < (last + 1) % _U64:
-            low = (last + 1) % _U64
-        if low > max:
-            return holes
-    holes.append((low, max + 1))
-    return holes
 
 
 def _checked(start: int, limits: SubidLimits, owner: str | None = None) -> IDRange:
@@ -380,7 +393,7 @@ def allocate_many(
     _check_limits(limits)
     got: list[IDRange] = []
     if not _has_nis(file):
-        holes = _walk_holes(_pairs_in_shadow_order(file), limits.min, limits.max)
+        holes = list(_holes(_pairs_in_shadow_order(file), limits.min, limits.max))
         i = 0
         pos = holes[0][0] if holes else 0
         for owner in owners:
@@ -476,8 +489,7 @@ def free_space(
     count = limits.count
     fits = 0
     pos = 0
-    for lo, hi in _walk_holes(_pairs_in_shadow_order(file), limits.min,
-                              min(limits.max, ID_MAX)):
+    for lo, hi in _holes(_pairs_in_shadow_order(file), limits.min, min(limits.max, ID_MAX)):
         # First fit with one count fills each hole before the next (see allocate_many).
         start = max(lo, pos)
         if count and hi - start >= count:
@@ -534,78 +546,27 @@ def shadow_useradd(
     """
     check_owner(owner, badname=True)  # useradd checked the name: the hard rules only
     limits = _limits(defs, kind)
-    columns = file._columns
+    columns = file.canonical_columns
     if columns is None:
         r = _first_fit(_pairs_in_shadow_order(file), limits)
         text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
         return SubidFile.parse(text, path=file.path), r
-    # Canonical lines only: every line is a record, shadow's order is the stable sort by
-    # (start, count, owner's bytes), and the owners matter only where (start, count) ties.
-    bodies, owners, starts, counts = columns
-    packed, width = _packed_order(columns)
-    r = _checked(_find_free_canonical(packed, width, limits), limits)
-    mask = (1 << width) - 1
-    if len(set(zip(starts, counts))) < len(bodies):
-        # (start, count) ties: the owners' bytes decide, then the file order.
-        keyed = sorted(zip(starts, counts, map(_owner_key, owners), range(len(bodies))))
-        order = [k[-1] for k in keyed]
-    else:
-        order = [p & mask for p in packed]
+    # Canonical lines only: every line is a record, and shadow's order is the stable
+    # sort by (start, count, owner's bytes); the new line goes last.
+    order = _canonical_order(columns)
+    starts = list(map(columns.starts.__getitem__, order))
+    counts = list(map(columns.counts.__getitem__, order))
+    r = _first_fit(zip(starts, counts), limits)
+    texts = list(map(columns.texts.__getitem__, order))
     new = f"{owner}:{r.start}:{limits.count}"
     if not _is_canonical(new):
-        text = "".join([bodies[i] + "\n" for i in order])
-        return SubidFile.parse(f"{text}{new}\n", path=file.path), r
-    sorted_columns = ([*[bodies[i] for i in order], new], [*[owners[i] for i in order], owner],
-                      [*[starts[i] for i in order], r.start],
-                      [*[counts[i] for i in order], r.size])
-    return SubidFile._from_columns(sorted_columns, path=file.path), r
-
-
-#: a canonical count fits in this many bits (it is at most ID_MAX + 1 = 2**32)
-_COUNT_BITS = 33
-
-
-def _packed_order(columns: tuple[list[str], list[str], list[int], list[int]]
-                  ) -> tuple[list[int], int]:
-    """Each canonical line as one int ``start, count, position`` (bit fields, position
-    ``width`` bits wide), sorted: the order of (start, count, position), which sorts
-    faster than tuples do. Returns the ints and ``width``."""
-    starts, counts = columns[2], columns[3]
-    width = max(1, len(starts).bit_length())
-    shift = _COUNT_BITS + width
-    packed = [(s << shift) | (c << width) | i
-              for i, (s, c) in enumerate(zip(starts, counts))]
-    packed.sort()
-    return packed, width
-
-
-def _find_free_canonical(packed: Iterable[int], width: int, limits: SubidLimits) -> int:
-    """:func:`_first_fit`'s start for records of canonical lines, in :func:`_packed_order`
-    (``1 <= count`` and no sum reaching 2**64, so shadow's wrapping arithmetic never
-    wraps); raises no-room."""
-    _check_limits(limits)
-    low, max, count = limits.min, limits.max, limits.count
-    if count == 0 or max < low:
-        raise AllocationError(
-            f"no free range of {count} IDs in {limits.min}…{max}", reason="no-room")
-    cap = max + 1
-    shift = _COUNT_BITS + width
-    count_mask = (1 << _COUNT_BITS) - 1
-    for p in packed:
-        first = p >> shift
-        high = first if first < cap else cap
-        if high - low >= count:  # count >= 1, so high > low
-            return low
-        end = first + ((p >> width) & count_mask)  # the last ID + 1, without wrapping
-        if end > low:
-            low = end
-        if low > max:
-            break
-    else:
-        if (max - low) % _U64 + 1 >= count:
-            return low
-    raise AllocationError(
-        f"no free range of {count} IDs in {limits.min}…{max}", reason="no-room")
+        return SubidFile.parse("\n".join([*texts, new]) + "\n", path=file.path), r
+    owners = list(map(columns.owners.__getitem__, order))
+    texts.append(new)
+    owners.append(owner)
+    starts.append(r.start)
+    counts.append(r.size)
+    return canonical_file(CanonicalColumns(texts, owners, starts, counts), path=file.path), r
 
 
 def _find_range(
@@ -719,7 +680,7 @@ def shadow_userdel(file: SubidFile, owner: str) -> SubidFile:
     >>> shadow_userdel(SubidFile.parse("a:1:1\\nb:2:2\\na:5:0"), "a").text
     'b:2:2\\n'
     """
-    return shadow_remove_range(file, owner, 0, _ULONG_MAX)
+    return shadow_remove_range(file, owner, 0, ULONG_MAX)
 
 
 def shadow_usermod(
