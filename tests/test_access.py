@@ -35,6 +35,7 @@ import subprocess
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -691,3 +692,74 @@ def _idmapped_body() -> None:
 @needs_root
 def test_idmapped_mount_agrees_with_the_kernel() -> None:
     _idmapped_body()
+
+
+# -- the CLI -----------------------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from userns.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "access", "/etc", "/", "-m", "0 231072 65536", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert [r["path"] for r in doc["results"]] == ["/etc", "/"]
+    etc = doc["results"][0]
+    assert set(etc["may"]) == {"read", "write", "exec"}
+    assert isinstance(etc["create"], bool) and isinstance(etc["delete"], bool)
+    assert [c["path"] for c in etc["components"]] == ["/", "/etc"]
+    assert etc["why"].startswith("container uid 0 may ")
+    assert doc["identity"]["host_uid"] == 231072
+
+
+def test_cli_text_and_file_verdicts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    f.chmod(0o640)
+    code, out, _ = _cli(capsys, "access", str(f), "-m", "0 0 4294967295", "--uid", "33",
+                        "--gid", "33", "--groups", "0,100")
+    assert code == 0
+    assert "container uid 33 (gid 33, groups 0,100) = host uid 33" in out
+    assert "capabilities: none" in out
+    row = next(line for line in out.splitlines() if line.startswith("  " + str(f)))
+    assert "0640" in row and "read" in row
+    code, out, _ = _cli(capsys, "access", str(f), "-m", "0 0 4294967295", "--json")
+    r = json.loads(out)["results"][0]
+    assert r["create"] is None and r["delete"] is None
+
+
+def test_cli_user_from_a_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "subuid").write_text("dockremap:231072:65536\n")
+    (etc / "subgid").write_text("dockremap:231072:65536\n")
+    (etc / "passwd").write_text("root:x:0:0::/root:/bin/sh\ndockremap:x:999:999::/:/bin/false\n")
+    (etc / "group").write_text("root:x:0:\ndockremap:x:999:\n")
+    code, out, _ = _cli(capsys, "access", "/", "--user", "dockremap", "--root", str(tmp_path),
+                        "--json")
+    assert code == 0
+    assert json.loads(out)["uid_map"] == [[0, 231072, 65536]]
+
+
+@pytest.mark.parametrize("argv", [
+    ["access", "/", "--json"],                                          # no map
+    ["access", "/", "-m", "0 0 1", "--user", "x", "--json"],            # both
+    ["access", "/", "-m", "0 0 1", "--groups", "a", "--json"],          # bad group
+])
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, _ = _cli(capsys, *argv)
+    assert code == 2 and json.loads(out)["error"]["reason"] == "usage"
+
+
+def test_cli_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, "access", "/nonexistent-userns/x", "-m", "0 0 1", "--json")
+    assert code == 1 and json.loads(out)["error"]["reason"] == "io"
+    code, out, _ = _cli(capsys, "access", "/", "-m", "0 231072 65536", "--uid", "70000",
+                        "--json")
+    assert code == 1 and json.loads(out)["error"]["reason"] == "unmapped"

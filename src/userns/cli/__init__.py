@@ -53,7 +53,8 @@ __all__ = [
 ]
 
 #: The modules of this package that add commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("explain", "maps", "subid", "shift", "k8s", "doctor", "mount")
+COMMAND_MODULES: tuple[str, ...] = (
+    "explain", "maps", "subid", "shift", "k8s", "doctor", "mount", "access")
 
 
 #: Set by :func:`main` before parsing: with ``--json`` a usage error prints no usage text.
