@@ -11,7 +11,7 @@ import random
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,7 +111,11 @@ def test_ratio_and_compare(bench: None) -> None:
     assert Ratio.of([0.25]).text() == "4.00x slower"
     assert Ratio.of([12.345]).text() == "12.3x faster"
     order: list[str] = []
-    out = compare({n: (lambda n=n: order.append(n)) for n in "abc"}, rounds=3)
+
+    def note(name: str) -> Callable[[], None]:
+        return lambda: order.append(name)
+
+    out = compare({n: note(n) for n in "abc"}, rounds=3)
     assert order == list("abc" "bca" "cab")  # interleaved, rotating
     assert all(len(t.times) == 3 for t in out.values())
     # per-unit ratio: 10 units in 2 s against 1 unit in 1 s is 5x faster

@@ -201,8 +201,10 @@ def test_detect_format() -> None:
 
 
 def cli(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "userns", *argv], capture_output=True,
-                          text=True, timeout=120, **kw)  # type: ignore[call-overload]
+    done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, "-m", "userns", *argv], capture_output=True, text=True, timeout=120,
+        **kw)
+    return done
 
 
 def test_subprocess_explain_and_exit_codes() -> None:

@@ -8,6 +8,7 @@ import pickle
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,16 +48,17 @@ def _unmapped_owners_report(tmp: Path) -> object:
     pytest.skip("needs root to give a file an owner outside the map")
 
 
-def _factories(tmp: Path) -> dict[str, Callable[[type[UsernsError]], UsernsError]]:
+def _factories(tmp: Path) -> dict[str, Callable[[Any], UsernsError]]:
     located = ParseError("bad field", reason="syntax",
                          location=Location(line=2, column=3, end_column=5, text="0 x 1",
                                            path="uid_map"))
     return {
-        "UnmappedIDError": lambda cls: cls(7, "to_container"),  # type: ignore[call-arg]
-        "SubidParseError": lambda cls: cls([located, located]),  # type: ignore[call-arg]
-        "ChildFailure": lambda cls: cls("exec", 2, "nosuchcommand"),  # type: ignore[call-arg]
-        "UnmappedOwnersError": lambda cls: cls(_unmapped_owners_report(tmp)),  # type: ignore[call-arg]
-        "ShiftError": lambda cls: cls("stopped", _unmapped_owners_report(tmp),  # type: ignore[call-arg]
+        "UnmappedIDError": lambda cls: cls(7, "to_container"),
+        "SubidParseError": lambda cls: cls([located, located]),
+        "ChildFailure": lambda cls: cls("exec", 2, "nosuchcommand"),
+        "UnmappedOwnersError": lambda cls: cls(_unmapped_owners_report(tmp)),
+        "OutsideLinksError": lambda cls: cls(_unmapped_owners_report(tmp)),
+        "ShiftError": lambda cls: cls("stopped", _unmapped_owners_report(tmp),
                                       reason="stopped"),
     }
 
@@ -89,7 +91,7 @@ def _same(a: UsernsError, b: UsernsError) -> None:
     assert set(vars(a)) == set(vars(b))
     for name in vars(a):
         assert _norm(getattr(a, name)) == _norm(getattr(b, name)), name
-    if isinstance(a, OSError):
+    if isinstance(a, OSError) and isinstance(b, OSError):
         assert (a.errno, a.strerror, a.filename) == (b.errno, b.strerror, b.filename)
 
 

@@ -61,7 +61,8 @@ def _probe() -> str | None:
     try:
         NamespaceChild(_wait_forever).abort()
     except ChildFailure as f:
-        return f"user namespaces unavailable here: unshare(CLONE_NEWUSER): {os.strerror(f.errno)}"
+        why = os.strerror(f.errno or 0)
+        return f"user namespaces unavailable here: unshare(CLONE_NEWUSER): {why}"
     return None
 
 
@@ -109,7 +110,7 @@ def test_own_maps_match_the_proc_text() -> None:
     for kind in ("uid", "gid"):
         with open(f"/proc/self/{kind}_map") as f:
             text = f.read()
-        assert read_map("self", kind) == validate_map_write(text)  # type: ignore[arg-type]
+        assert read_map("self", kind) == validate_map_write(text)
     assert own_maps() == read_maps(os.getpid())
 
 

@@ -43,7 +43,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -214,7 +214,7 @@ def _serve(requests: int, answers: int, files: Files) -> None:  # pragma: no cov
     gc.freeze()  # keep the collector from touching (and copying) the pages pytest left
     while True:
         try:
-            data, probe = _receive(requests)  # type: ignore[misc]
+            data, probe = cast("tuple[Any, Any]", _receive(requests))
         except EOFError:
             return
         try:
@@ -420,7 +420,7 @@ def compare_translation(m: IDMap, probe: Probe, got: KernelAnswer) -> list[str]:
     if None in hosts:
         want_errno, want_status = errno.EINVAL, (0, 0, 0, 0)  # unchanged: still host root
     else:
-        r, e, s = (int(h) for h in hosts)
+        r, e, s = (int(h) for h in hosts if h is not None)
         want_errno, want_status = None, (r, e, s, e)  # fsuid follows euid
     TALLY["setresuid"] += 1
     if (got.setresuid_errno, got.status_uids) != (want_errno, want_status):
@@ -572,7 +572,7 @@ def extents(draw: st.DrawFn) -> list[tuple[int, int, int]]:
     n = draw(st.integers(1, 7))
     out: list[tuple[int, int, int]] = []
     for _ in range(n):
-        if out and draw(st.booleans()):
+        if out and bool(draw(st.booleans())):
             c, h, s = out[-1]
             shift_c = draw(_SHIFT)
             shift_h = draw(_SHIFT)

@@ -97,7 +97,7 @@ def test_adjacent_extents_are_fine_and_order_is_kept() -> None:
 def test_extent_rejects(args: tuple[int, int, int], exc: type[Exception], reason: str) -> None:
     with pytest.raises(exc) as info:
         Extent(*args)
-    assert info.value.reason == reason
+    assert getattr(info.value, "reason", None) == reason
 
 
 def test_identity_is_initial_namespace_map() -> None:
@@ -127,7 +127,7 @@ def test_unmapped_errors() -> None:
     with pytest.raises(TypeError, match="an ID must be an int, not str: '0'"):
         m.to_host_many(["0"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="an ID must be an int, not str: '5'"):
-        m.to_host("5")  # type: ignore[arg-type]
+        m.to_host("5")  # type: ignore[call-overload]
     # Not an ID at all is an error even with a default (it is not "unmapped").
     with pytest.raises(InvalidIDError):
         m.container_view(ID_MAX + 1)
@@ -146,7 +146,7 @@ def test_repr_is_python() -> None:
     assert m[1] == Extent(1, 100000, 65536)
     assert m.size == 65537
     with pytest.raises(AttributeError):
-        m._extents = ()  # type: ignore[misc]
+        m._extents = ()
 
 
 # -- properties against a dict --------------------------------------------------------

@@ -105,5 +105,5 @@ def test_saved_outputs_are_current(executed: Any) -> None:
 if __name__ == "__main__":
     import nbformat as _nbformat
 
-    _nbformat.write(execute(), NOTEBOOK)
+    _nbformat.write(execute(), NOTEBOOK)  # type: ignore[no-untyped-call]
     print(f"refreshed {NOTEBOOK.name}")

@@ -209,7 +209,7 @@ def test_set_str_and_edges() -> None:
     with pytest.raises(InvalidIDError):
         IDSet.of(ID_MAX + 1)
     with pytest.raises(AttributeError):
-        s._spans = ()  # type: ignore[misc]
+        s._spans = ()
 
 
 # -- find_free ----------------------------------------------------------------------
