@@ -28,6 +28,8 @@ from .journal import JournalError
 from .report import (
     AuditReport,
     AuditState,
+    OutsideLink,
+    OutsideLinksError,
     OwnerChange,
     PathError,
     Progress,
@@ -43,6 +45,8 @@ __all__ = [
     "AuditReport",
     "AuditState",
     "JournalError",
+    "OutsideLink",
+    "OutsideLinksError",
     "OwnerChange",
     "PathError",
     "Policy",

@@ -29,6 +29,8 @@ from .journal import Journal, JournalError, JournalWriter, Record
 from .report import (
     AuditReport,
     AuditState,
+    OutsideLink,
+    OutsideLinksError,
     OwnerChange,
     PathError,
     Progress,
@@ -173,6 +175,7 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     unmapped: dict[tuple[str, int], list[Any]] = {}
     mounts: list[str] = []
     errors: list[PathError] = []
+    outside: list[tuple[str, int, int]] = []
     stopped = False
     for s in summaries:
         for k in total:
@@ -184,9 +187,10 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             slot[1] = (slot[1] + examples)[:3]
         mounts += s["skipped_mounts"]
         errors += s["errors"]
+        outside += s["outside_links"]
         stopped = stopped or s["stopped"]
     total.update(owner_changes=owner, unmapped=unmapped, skipped_mounts=mounts,
-                 errors=errors, stopped=stopped)
+                 errors=errors, stopped=stopped, outside_links=outside)
     return total
 
 
@@ -206,6 +210,7 @@ def _report(root: str, merged: dict[str, Any], **extra: Any) -> ShiftReport:
         acls=merged["acls"],
         owner_changes=owner,
         unmapped=unmapped,
+        outside_links=tuple(OutsideLink(*o) for o in sorted(merged["outside_links"])),
         skipped_mounts=tuple(sorted(merged["skipped_mounts"])),
         errors=tuple(merged["errors"]),
         **extra,
@@ -217,7 +222,8 @@ class _Shift:
 
     def __init__(self, root: str, uid_map: IDMap, gid_map: IDMap, policy: Policy,
                  overflow: tuple[int, int], cross_mounts: bool, stop: bool,
-                 progress: Callable[[Progress], None] | None) -> None:
+                 progress: Callable[[Progress], None] | None,
+                 include_outside_links: bool = False) -> None:
         self.root = root
         self.uid_map, self.gid_map = uid_map, gid_map
         self.policy = policy
@@ -225,6 +231,7 @@ class _Shift:
         self.cross_mounts = cross_mounts
         self.stop = stop
         self.user_progress = progress
+        self.include_outside_links = include_outside_links
         self.done_u: IDSet | None = None
         self.done_g: IDSet | None = None
         self.records: dict[tuple[int, int], Record] = {}
@@ -244,7 +251,8 @@ class _Shift:
         return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
                       journal=journal, record_plain=self.record_plain,
                       cross_mounts=self.cross_mounts, stop_on_error=self.stop,
-                      part=part, parts=parts, progress=progress, exclude=self.exclude)
+                      part=part, parts=parts, progress=progress, exclude=self.exclude,
+                      include_outside_links=self.include_outside_links)
 
     def progress(self, phase: str, done: int, total: int | None = None) -> None:
         if self.user_progress is not None:
@@ -410,6 +418,7 @@ def shift_tree(
     on_error: OnError = "stop",
     workers: int | None = None,
     durable: bool = True,
+    include_outside_links: bool = False,
 ) -> ShiftReport:
     """Re-own every inode under ``root`` from ``source`` host IDs to ``target`` host IDs.
 
@@ -430,6 +439,12 @@ def shift_tree(
     ``progress`` gets :class:`Progress` values. ``workers`` processes share the walk
     (default: two when there are two CPUs).
 
+    A hard-linked inode with a name outside the tree (its link count is larger than the
+    names found under ``root``) is never changed by default: changing it would change
+    the file outside. Policy ``error`` refuses the tree (:class:`OutsideLinksError`,
+    nothing changed); ``skip``/``overflow`` leave such inodes and list them in
+    ``outside_links``; ``include_outside_links=True`` re-owns them anyway.
+
     >>> import tempfile, os
     >>> from userns import IDMap, IDMapPair
     >>> with tempfile.TemporaryDirectory() as d:
@@ -443,7 +458,7 @@ def shift_tree(
         return _shift_once(root, target, source=source, policy=policy, overflow=overflow,
                            dry_run=dry_run, progress=progress, journal=journal,
                            cross_mounts=cross_mounts, on_error=on_error, workers=nworkers,
-                           durable=durable)
+                           durable=durable, include_outside_links=include_outside_links)
 
     try:
         return once(workers)
@@ -467,6 +482,7 @@ def _shift_once(
     on_error: OnError = "stop",
     workers: int | None = None,
     durable: bool = True,
+    include_outside_links: bool = False,
 ) -> ShiftReport:
     policy = check_policy(policy)
     if on_error not in ("stop", "continue"):
@@ -476,7 +492,7 @@ def _shift_once(
     root_path = os.fspath(root)
     ovf = overflow if overflow is not None else _overflow_ids()
     run = _Shift(root_path, uid_map, gid_map, policy, ovf, cross_mounts,
-                 on_error == "stop", progress)
+                 on_error == "stop", progress, include_outside_links)
     u_done, g_done = (t.idempotent_set() for t in run.translators())
     run.record_plain = u_done is None or g_done is None
     nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
@@ -544,7 +560,8 @@ def _shift_once(
         def decide(merged: dict[str, Any]) -> bool:
             if dry_run:
                 return False
-            return not (merged["unmapped"] or coord.unmapped or merged["stopped"])
+            return not (merged["unmapped"] or coord.unmapped or merged["stopped"]
+                        or (policy == "error" and merged["outside_links"]))
 
         if nworkers == 1 or dry_run:
             extra["workers"] = 1
@@ -565,6 +582,13 @@ def _shift_once(
                 jr.remove()
                 jr = None
             raise UnmappedOwnersError(report)
+        if policy == "error" and merged["outside_links"]:
+            report = _report(root_path, merged, complete=False, **extra)
+            if not jr.resumed:
+                root_writer.close()
+                jr.remove()
+                jr = None
+            raise OutsideLinksError(report)
         if merged["errors"] or merged["stopped"]:
             report = _report(root_path, merged, complete=False, **extra)
             if on_error == "stop":
@@ -648,5 +672,6 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     return AuditReport(
         root=os.fspath(root), entries=walker.entries, uids=dict(walker.uids),
         gids=dict(walker.gids), outside=tuple(outside), state=state,
+        outside_links=tuple(OutsideLink(*o) for o in walker.outside_links),
         skipped_mounts=tuple(walker.skipped_mounts), errors=tuple(walker.errors),
     )

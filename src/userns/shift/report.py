@@ -18,6 +18,8 @@ from ..errors import UsernsError
 __all__ = [
     "AuditReport",
     "AuditState",
+    "OutsideLink",
+    "OutsideLinksError",
     "OwnerChange",
     "PathError",
     "Progress",
@@ -98,6 +100,27 @@ class OwnerChange:
 
 
 @attrs.frozen
+class OutsideLink:
+    """A hard-linked inode with a name outside the tree: ``links`` is its link count,
+    ``inside`` the names the walk found under the root, ``path`` the first of them.
+    A shift leaves it alone (changing it would change the file outside) unless told
+    to include outside links.
+
+    >>> OutsideLink("/srv/vol/innocent", 2, 1).outside
+    1
+    """
+
+    path: str
+    links: int
+    inside: int
+
+    @property
+    def outside(self) -> int:
+        """How many of its names are outside the tree."""
+        return self.links - self.inside
+
+
+@attrs.frozen
 class ShiftReport:
     """What a shift did (or, with ``dry_run``, would do).
 
@@ -107,6 +130,8 @@ class ShiftReport:
     back, capability values rewritten and ACL values shifted. ``complete`` is true when
     the whole tree is done and the journal removed; ``already_complete`` when the root's
     mark said this very shift had already finished, and nothing was done.
+    ``outside_links`` lists hard-linked inodes with a name outside the tree, left alone
+    (unless the shift was told to include them).
     """
 
     root: str
@@ -120,6 +145,7 @@ class ShiftReport:
     acls: int = 0
     owner_changes: tuple[OwnerChange, ...] = ()
     unmapped: tuple[UnmappedID, ...] = ()
+    outside_links: tuple[OutsideLink, ...] = ()
     skipped_mounts: tuple[str, ...] = ()
     errors: tuple[PathError, ...] = ()
     resumed: bool = False
@@ -140,7 +166,8 @@ class AuditReport:
 
     ``uids``/``gids`` count inodes per owner; ``outside`` lists IDs that are neither a
     container ID nor a host ID of the map, with example paths; ``state`` says whether
-    the tree looks unshifted, shifted or mixed.
+    the tree looks unshifted, shifted or mixed. ``outside_links`` lists hard-linked
+    inodes with a name outside the tree (a shift leaves them alone).
     """
 
     root: str
@@ -149,6 +176,7 @@ class AuditReport:
     gids: dict[int, int]
     outside: tuple[UnmappedID, ...]
     state: AuditState
+    outside_links: tuple[OutsideLink, ...] = ()
     skipped_mounts: tuple[str, ...] = ()
     errors: tuple[PathError, ...] = ()
 
@@ -185,3 +213,26 @@ class UnmappedOwnersError(UsernsError, LookupError):
                          "nothing was changed (use policy 'skip' or 'overflow')")
         self.report = report
 
+
+
+class OutsideLinksError(UsernsError, LookupError):
+    """The preflight (policy ``error``) found hard-linked inodes with a name outside the
+    tree: changing them would change files outside it. Nothing was changed. Unlike
+    :class:`UnmappedOwnersError` the maps are fine; the tree is not self-contained.
+    ``report.outside_links`` lists them; ``include_outside_links=True`` (the CLI's
+    ``--include-outside-links``) re-owns them anyway, policy ``skip`` leaves them.
+    """
+
+    reason = "outside-links"
+
+    def __init__(self, report: ShiftReport) -> None:
+        links = report.outside_links
+        shown = ", ".join(f"{o.path} ({o.links} links, {o.inside} inside)" for o in links[:5])
+        more = "" if len(links) <= 5 else f" and {len(links) - 5} more"
+        one = len(links) == 1
+        super().__init__(f"{len(links)} hard-linked {'inode has' if one else 'inodes have'} "
+                         f"a name outside the tree: {shown}{more}; changing "
+                         f"{'it' if one else 'them'} would change files outside "
+                         "it; nothing was changed (remove the links, use policy 'skip' to "
+                         "leave them, or include_outside_links to re-own them anyway)")
+        self.report = report

@@ -263,6 +263,7 @@ class Walker:
         part: int = 0,
         parts: int = 1,
         progress: Callable[[str, int], None] | None = None,
+        include_outside_links: bool = False,
     ) -> None:
         self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
         self.root_path = root_path
@@ -277,6 +278,7 @@ class Walker:
         self.part = part
         self.parts = parts
         self.progress = progress
+        self.include_outside_links = include_outside_links
         self.cache = _DirCache()
         self.plans: list[_Plan] = []
         self.pending = 0
@@ -299,6 +301,8 @@ class Walker:
         self.uids: Counter[int] = Counter()
         self.gids: Counter[int] = Counter()
         self.examples: dict[tuple[str, int], list[str]] = {}
+        #: ``(path, link count, names inside)`` of inodes with a name outside the tree
+        self.outside_links: list[tuple[str, int, int]] = []
 
     @classmethod
     def for_audit(cls, path: str, *, cross_mounts: bool = False) -> Walker:
@@ -492,6 +496,9 @@ class Walker:
         records = self.records
         journal = self.journal if self.record_plain else None
         seen: set[tuple[int, int]] = set()
+        # (st_dev, st_ino) -> [names found, node, first name, stat] of a hard-linked inode
+        # not all of whose names have been found yet
+        links: dict[tuple[int, int], list[Any]] = {}
         ucache, gcache = self.uid.cache, self.gid.cache
         uunm, gunm = self.uid.unmapped, self.gid.unmapped
         utr, gtr = self.uid, self.gid
@@ -567,8 +574,22 @@ class Walker:
                     key = (st.st_dev, st.st_ino)
                     if key in seen:
                         self.hardlinks += 1
-                        continue
-                    seen.add(key)
+                        # A hard-linked inode is held back until as many names as its
+                        # link count are found: only then is it wholly inside the tree.
+                        held = links.get(key)
+                        if held is None:
+                            continue
+                        held[0] += 1
+                        if held[0] < st.st_nlink:
+                            continue
+                        del links[key]  # every name is inside: change it now, by this one
+                    else:
+                        seen.add(key)
+                        # (a directory's link count counts its subdirectories: it can
+                        # land here when swapped in after the listing)
+                        if st.st_nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
+                            links[key] = [1, node, name, st]
+                            continue
                 count += 1
                 if count % PROGRESS_EVERY == 0 and self.progress is not None:
                     self.progress("scan", count)
@@ -674,6 +695,58 @@ class Walker:
                 self.pending += len(plain) + len(special) + 1
                 if stream and self.pending >= BATCH:
                     self._flush_apply()
+        self._late_links(links)
+
+    def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
+        """The hard-linked inodes with a name outside the tree (fewer names found than
+        their link count): reported and left alone, unless the caller opted in or the
+        journal already has their record (an interrupted run that had opted in)."""
+        for key, (found, node, name, st) in links.items():
+            if not self.include_outside_links and not (self.records and key in self.records):
+                self.outside_links.append((self._path(node, name), st.st_nlink, found))
+                continue
+            try:
+                fd = self.cache.fd(node)
+                now = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except (OSError, _Changed) as exc:
+                if not (isinstance(exc, OSError) and exc.errno == errno_mod.ENOENT):
+                    self._error(node, name, "stat", exc)
+                continue
+            if (now.st_dev, now.st_ino) != key:
+                continue  # replaced since the listing: the next run gets it
+            self.entries += 1
+            rec = self.records.get(key) if self.records else None
+            if rec is not None:
+                need = self._resumed(rec, now)
+                if need is not None:
+                    self._count_change(need._replace(old_uid=now.st_uid, old_gid=now.st_gid))
+            else:
+                base = f"/proc/self/fd/{fd}/{name}"
+
+                def read(attr: str, base: str = base) -> bytes | None:
+                    try:
+                        return os.getxattr(base, attr, follow_symlinks=False)
+                    except OSError as exc:
+                        if exc.errno == errno_mod.ENODATA:
+                            return None
+                        raise
+
+                try:
+                    names = b"" if stat_mod.S_ISLNK(now.st_mode) else _lister()(fd, name)
+                    need = self._special(node, name, now, names, read)
+                except (OSError, XattrFormatError) as exc:
+                    self._error(node, name, "examine", exc)
+                    continue
+                if need is not None:
+                    self._count_change(need)
+                    if self.journal is not None:
+                        self.journal.add(key[0], key[1], need)
+            if need is None:
+                self.unchanged += 1
+                continue
+            self.plans.append((node, None, [], [(name, key[0], key[1], need)]))
+            self.planned += 1
+            self.pending += 1
 
     # -- changing -----------------------------------------------------------------
 
@@ -776,7 +849,7 @@ class Walker:
 
     def run_audit(self) -> None:
         """Count owners of every inode (hard links once), read-only."""
-        seen: set[tuple[int, int]] = set()
+        links: dict[tuple[int, int], list[Any]] = {}  # key -> [names found, nlink, path]
         stack: list[Node] = [self.root]
         root_st = os.fstat(self.root.fd)
         self.entries += 1
@@ -812,10 +885,13 @@ class Walker:
                         stack.append(Node(node, e.name, st.st_dev, st.st_ino))
                     elif st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
-                        if key in seen:
+                        held = links.get(key)
+                        if held is not None:
                             self.hardlinks += 1
+                            held[0] += 1
+                            held[1] = st.st_nlink
                             continue
-                        seen.add(key)
+                        links[key] = [1, st.st_nlink, self._path(node, e.name)]
                     self.entries += 1
                     for kind, value, counter in (("uid", st.st_uid, self.uids),
                                                  ("gid", st.st_gid, self.gids)):
@@ -823,6 +899,9 @@ class Walker:
                         ex = self.examples.setdefault((kind, value), [])
                         if len(ex) < 3:
                             ex.append(self._path(node, e.name))
+            self.outside_links = sorted((path, nlink, found)
+                                        for found, nlink, path in links.values()
+                                        if found < nlink)
         finally:
             self.cache.close()
 
@@ -841,5 +920,5 @@ class Walker:
             "capabilities": self.capabilities, "acls": self.acls, "planned": self.planned,
             "owner_changes": dict(self.owner_changes), "unmapped": self.unmapped,
             "skipped_mounts": self.skipped_mounts, "errors": self.errors,
-            "stopped": self.stopped,
+            "stopped": self.stopped, "outside_links": self.outside_links,
         }
