@@ -763,3 +763,24 @@ def test_cli_errors_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _cli(capsys, "access", "/", "-m", "0 231072 65536", "--uid", "70000",
                         "--json")
     assert code == 1 and json.loads(out)["error"]["reason"] == "unmapped"
+
+
+# -- the docs ----------------------------------------------------------------------------
+
+
+def test_howto_examples_run() -> None:
+    """docs/howto/why-nobody.md: its pycon examples run as written."""
+    import doctest
+    import re
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "howto" / "why-nobody.md"
+    blocks = re.findall(r"^```pycon\n(.*?)^```$", page.read_text(), re.MULTILINE | re.DOTALL)
+    assert len(blocks) >= 4
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner()
+    globs: dict[str, object] = {}
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"why-nobody.md[{i}]", str(page), 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        assert result.failed == 0, "".join(report)

@@ -116,8 +116,10 @@ def cmd_access(args: argparse.Namespace, out: Output) -> int:
         if r.create is not None and r.delete is not None:
             out.line(f"  create entries: {_verdict(r.create)}; delete entries: "
                      f"{_verdict(r.delete)}")
+            shown = {r.why.split(": ", 1)[-1]}  # the summary line says it already
             for v in (r.create, r.delete):
-                if not v.allowed:
+                if not v.allowed and v.detail not in shown:
+                    shown.add(v.detail)
                     out.line(f"    {v.detail}")
         out.line(f"  {r.why}")
     out.json({"identity": who.to_dict(), "uid_map": triples(pair.uid),
