@@ -37,6 +37,9 @@ import attrs
 from ..errors import UsernsError
 from ..maps import IDMap, IDMapPair
 from ._text import FormatSideError, Side, pick_side
+from .idmap_option import format_idmap_option, parse_idmap_option
+from .incus_idmap import format_incus_idmap, parse_incus_idmap
+from .kubelet import format_kubelet_userns, parse_kubelet_userns
 from .lxc import (
     format_lxc,
     format_raw_idmap,
@@ -171,6 +174,17 @@ _ALL = (
            _one(format_notation)),
     Format("xmount", "mount(8) X-mount.idmap value '[u|g|b:]mount:host:range ...'", "pair",
            ("x-mount.idmap", "mount"), False, _pair_parse(parse_xmount), format_xmount),
+    Format("kubelet", "kubelet's per-pod userns file {\"uidMappings\": [{\"hostId\", "
+           "\"containerId\", \"length\"}], \"gidMappings\": [...]}", "pair",
+           ("kubelet-userns", "userns-file"), True, _pair_parse(parse_kubelet_userns),
+           format_kubelet_userns),
+    Format("incus-idmap", "Incus volatile.idmap.next / volatile.last_state.idmap JSON "
+           "[{\"Isuid\", \"Isgid\", \"Hostid\", \"Nsid\", \"Maprange\"}]", "pair",
+           ("volatile.idmap.next", "volatile.idmap.current", "volatile.last_state.idmap"),
+           True, _pair_parse(parse_incus_idmap), format_incus_idmap),
+    Format("idmap-option", "crun/Podman mount option 'idmap=uids=0-1-10#10-11-10;gids=...'",
+           "pair", ("crun-idmap", "podman-idmap"), False, _pair_parse(parse_idmap_option),
+           format_idmap_option),
 )
 
 #: Every format by its name.
@@ -230,6 +244,12 @@ def detect_format(text: str, option: str = "--format") -> str:
         raise UnknownFormatError("the map is empty", reason="empty")
     s = "\n".join(lines)
     first = lines[0]
+    if s.startswith("[") and '"isuid"' in s[:200].lower():
+        return "incus-idmap"
+    if s.startswith("{") and '"hostid"' in s.lower() and '"length"' in s.lower():
+        return "kubelet"
+    if first.startswith(("idmap=", "uids=", "gids=")) or first == "idmap":
+        return "idmap-option"
     if s.startswith("["):
         return "oci"
     if s.startswith("{"):
