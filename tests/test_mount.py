@@ -592,3 +592,21 @@ def test_mount_info_without_a_statx_mount_id(monkeypatch: pytest.MonkeyPatch) ->
     by_id = [m.mount_info(p) for p in paths]
     monkeypatch.setattr(m, "_statx_mount_id", lambda path, mask: None)
     assert [m.mount_info(p) for p in paths] == by_id
+
+
+@needs_tmpfs_idmap
+@in_private_mountns
+def test_the_namespace_holder_is_forked_without_util_linux_unshare() -> None:
+    import userns.mount as m
+
+    m.shutil.which = lambda name, *a, **k: None  # type: ignore[assignment]  # this child only
+    src = _mount_tmpfs(BASE / "src")
+    (src / "f").write_text("x")
+    os.chown(src / "f", 2, 3)
+    (BASE / "dst").mkdir()
+    idmapped_mount(src, BASE / "dst", PAIR)
+    st = os.stat(BASE / "dst" / "f")
+    assert (st.st_uid, st.st_gid) == (PAIR.uid.to_host(2), PAIR.gid.to_host(3))
+    kids = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    if kids.exists():  # every holder was reaped
+        assert kids.read_text().strip() == ""

@@ -37,7 +37,10 @@ import ctypes
 import errno as _errno
 import os
 import platform
+import shutil
 import struct
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -191,6 +194,71 @@ def _never_told_go(report: Report) -> NoReturn:  # pragma: no cover - never runs
     os._exit(0)
 
 
+class _Holder:
+    """A child process alone in a new user namespace, waiting to be released.
+
+    Where util-linux ``unshare`` is on PATH it is spawned (``unshare --user cat``, waiting
+    on a pipe): ``subprocess`` starts it with ``vfork``, whose cost does not grow with this
+    process's memory as a ``fork`` does (a Python process holding a large tree in memory
+    takes tens of milliseconds to fork). Otherwise the child is forked
+    (:class:`~userns._kernel_spawn.NamespaceChild`).
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._child: NamespaceChild | None = None
+        exe = shutil.which("unshare")
+        try:
+            if exe is not None:
+                self._proc = subprocess.Popen(
+                    [exe, "--user", "--", "cat"], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+                    env={"PATH": os.defpath, "LC_ALL": "C"})
+                self.pid = self._proc.pid
+                self._wait_unshared()
+            else:
+                self._child = NamespaceChild(_never_told_go)
+                self.pid = self._child.pid
+        except (ChildFailure, OSError) as e:
+            self.release()
+            raise MountError(
+                f"cannot create the user namespace that holds the mount's maps: {e}; user "
+                "namespaces may be disabled (kernel.unprivileged_userns_clone, "
+                "user.max_user_namespaces)",
+                reason="helper-failed", errno=getattr(e, "errno", None),
+                step="unshare") from e
+
+    def _wait_unshared(self) -> None:
+        assert self._proc is not None
+        own = os.stat("/proc/self/ns/user").st_ino
+        deadline = time.monotonic() + 5.0
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(f"/proc/{self.pid}/ns/user").st_ino != own:
+                    return
+            if self._proc.poll() is not None:
+                said = (self._proc.stderr.read() if self._proc.stderr else b"").decode(
+                    errors="replace").strip()
+                raise OSError(_errno.EPERM, f"unshare --user failed: {said}")
+            if time.monotonic() > deadline:
+                raise OSError(_errno.ETIMEDOUT, "unshare --user did not start")
+            time.sleep(0.0001)
+
+    def release(self) -> None:
+        """Let the child exit, and reap it."""
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()
+            self._proc.wait()
+            if self._proc.stderr is not None:
+                self._proc.stderr.close()
+            self._proc = None
+        if self._child is not None:
+            self._child.abort()
+            self._child = None
+
+
 class MapNamespace:
     """A user namespace that holds ``pair`` and nothing else: its descriptor for
     ``mount_setattr``. No process stays in it (the child that made it is reaped).
@@ -213,19 +281,11 @@ class MapNamespace:
 
     @staticmethod
     def _create(pair: IDMapPair) -> int:
+        holder = _Holder()
         try:
-            child = NamespaceChild(_never_told_go)
-        except (ChildFailure, OSError) as e:
-            raise MountError(
-                f"cannot create the user namespace that holds the mount's maps: {e}; user "
-                "namespaces may be disabled (kernel.unprivileged_userns_clone, "
-                "user.max_user_namespaces)",
-                reason="helper-failed", errno=getattr(e, "errno", None),
-                step="unshare") from e
-        try:
-            write_map(child.pid, pair.uid, "uid")
-            write_map(child.pid, pair.gid, "gid")
-            return os.open(f"/proc/{child.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            write_map(holder.pid, pair.uid, "uid")
+            write_map(holder.pid, pair.gid, "gid")
+            return os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         except UsernsError as e:
             raise MountError(
                 f"cannot write the maps of the mount's user namespace: {e.message}",
@@ -236,7 +296,7 @@ class MapNamespace:
                              reason="helper-failed", errno=e.errno,
                              step="open-ns") from e
         finally:
-            child.abort()  # the namespace lives on through the descriptor
+            holder.release()  # the namespace lives on through the descriptor
 
     def close(self) -> None:
         """Close the descriptor (mounts made with it keep their maps)."""
