@@ -238,8 +238,8 @@ def run(*, sizes: Sequence[int], rounds: int, tmpfs_dir: Path | None = None,
         f"process: a fresh `python -c` each (imports included; the mount's also enters a "
         f"private mount namespace); {rounds} interleaved rounds, order rotating.",
         f"in-library: in one forked child in a private mount namespace; {calls} mount calls "
-        "per round (each makes and drops a user namespace for the maps: a fork, two map "
-        "writes, an open), the median per round against that round's shift_tree call "
+        "per round (each makes and drops a user namespace for the maps: a spawned "
+        "`unshare --user`, two map writes, an open), the median per round against that round's shift_tree call "
         "(two worker processes on two CPUs, journal, syncfs). `namespace reused`: the same "
         "call given one MapNamespace; `MapNamespace alone`: making and closing one.",
     ]

@@ -8,7 +8,8 @@ account is ``Documentation/filesystems/idmappings.rst``.
 
 The steps, one small function each (as containerd's ``mount_idmapped_linux.go`` does):
 
-1. a user namespace holding the maps: a forked child unshares and waits, both maps are
+1. a user namespace holding the maps: a child unshares and waits (util-linux
+   ``unshare --user cat`` started by ``vfork``, else a forked child), both maps are
    written with :func:`userns.kernel.write_map`, its ``/proc/PID/ns/user`` is opened and
    the child is reaped (:class:`MapNamespace`; reuse one for repeated mounts);
 2. ``open_tree(OPEN_TREE_CLONE)``: a detached copy of the source mount (``AT_RECURSIVE``:
