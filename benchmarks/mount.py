@@ -239,9 +239,10 @@ def run(*, sizes: Sequence[int], rounds: int, tmpfs_dir: Path | None = None,
         f"private mount namespace); {rounds} interleaved rounds, order rotating.",
         f"in-library: in one forked child in a private mount namespace; {calls} mount calls "
         "per round (each makes and drops a user namespace for the maps: a spawned "
-        "`unshare --user`, two map writes, an open), the median per round against that round's shift_tree call "
-        "(two worker processes on two CPUs, journal, syncfs). `namespace reused`: the same "
-        "call given one MapNamespace; `MapNamespace alone`: making and closing one.",
+        "`unshare --user`, two map writes, an open), the median per round against that "
+        "round's shift_tree call (two worker processes on two CPUs, journal, syncfs). "
+        "`namespace reused`: the same call given one MapNamespace; `MapNamespace alone`: "
+        "making and closing one.",
     ]
     return sec
 
