@@ -187,10 +187,13 @@ def run(*, sizes: Sequence[int], rounds: int, tmpfs_dir: Path | None = None,
                         os.sync()
                     shifted[0] = name == "shift"
 
-                timed = compare({
-                    "mount": lambda root=root, dst=dst: _proc(MOUNT_CODE, str(root), str(dst)),
-                    "shift": lambda root=root: _proc(SHIFT_CODE, str(root)),
-                }, rounds=rounds, setup=setup)
+                def mount(root: Path = root, dst: Path = dst) -> None:
+                    _proc(MOUNT_CODE, str(root), str(dst))
+
+                def shift(root: Path = root) -> None:
+                    _proc(SHIFT_CODE, str(root))
+
+                timed = compare({"mount": mount, "shift": shift}, rounds=rounds, setup=setup)
                 _restore(root, info)
                 lib = _in_library(root, dst, info, rounds, calls)
                 case = f"{fmt_count(info.entries)} entries, tmpfs"

@@ -597,9 +597,7 @@ def test_mount_info_without_a_statx_mount_id(monkeypatch: pytest.MonkeyPatch) ->
 @needs_tmpfs_idmap
 @in_private_mountns
 def test_the_namespace_holder_is_forked_without_util_linux_unshare() -> None:
-    import userns.mount as m
-
-    m.shutil.which = lambda name, *a, **k: None  # type: ignore[assignment]  # this child only
+    setattr(shutil, "which", lambda *a, **k: None)  # noqa: B010  (in this child only)
     src = _mount_tmpfs(BASE / "src")
     (src / "f").write_text("x")
     os.chown(src / "f", 2, 3)
