@@ -608,3 +608,24 @@ def test_the_namespace_holder_is_forked_without_util_linux_unshare() -> None:
     kids = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
     if kids.exists():  # every holder was reaped
         assert kids.read_text().strip() == ""
+
+
+@needs_tmpfs_idmap
+@in_private_mountns
+def test_prepare_volume_auto_falls_back_when_a_submount_refuses() -> None:
+    # The probe looks at the top mount (tmpfs: yes); the recursive idmap meets procfs below.
+    vol = _mount_tmpfs(BASE / "vol")
+    (vol / "f").write_text("x")
+    os.chown(vol / "f", 33, 33)
+    (vol / "proc").mkdir()
+    _run("mount", "-t", "proc", "proc", str(vol / "proc"))
+    (BASE / "dst").mkdir()
+    result = prepare_volume(vol, PAIR, to=BASE / "dst", recursive=True, workers=1,
+                            journal=str(BASE / "journal"))
+    assert result.strategy == "shift", result
+    assert result.probe.reason == "fs-unsupported" and "mount below" in result.probe.message
+    assert os.stat(vol / "f").st_uid == PAIR.uid.to_host(33)
+    assert os.stat(BASE / "dst" / "f").st_uid == PAIR.uid.to_host(33)
+    assert result.shift is not None and str(vol / "proc") in result.shift.skipped_mounts
+    with pytest.raises(MountError):
+        prepare_volume(vol, PAIR, strategy="idmap", to=BASE / "dst", recursive=True)

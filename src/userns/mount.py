@@ -753,6 +753,7 @@ def idmap_in_place(
     over ``path``. With ``replace`` (the default) and ``path`` the root of a mount, the
     mount underneath is detached first (lazily: open files keep working), so one mount
     stays at ``path``, as ``systemd-nspawn`` does it; otherwise the copy stacks on top.
+    Mounts below ``path`` go with the detached original unless ``recursive`` copies them.
     """
     where = os.fspath(path)
     fd = _clone_idmapped(where, pair, recursive=recursive, namespace=namespace)
@@ -784,6 +785,10 @@ def _plain_bind(src: str, dst: str) -> None:
 
 
 # -- the auto path ---------------------------------------------------------------------
+
+
+#: Refusals after which ``prepare_volume(strategy="auto")`` shifts instead.
+_FALL_BACK = frozenset({"fs-unsupported", "already-idmapped", "not-permitted"})
 
 
 @attrs.frozen
@@ -838,14 +843,22 @@ def prepare_volume(
         raise MountError(answer.message, reason=answer.reason, errno=answer.errno,
                          path=where, step="probe")
     if strategy != "shift" and answer.ok:
-        if to is None:
-            idmap_in_place(where, pair, recursive=recursive)
+        try:
+            if to is None:
+                idmap_in_place(where, pair, recursive=recursive)
+            else:
+                idmapped_mount(where, target, pair, recursive=recursive)
+        except MountError as e:
+            # The probe looks at the top mount only: a mount below it (recursive) may
+            # still refuse. Auto falls back; a destination problem is not the volume's.
+            if strategy == "idmap" or e.reason not in _FALL_BACK:
+                raise
+            answer = Probe.from_error(where, e)
         else:
-            idmapped_mount(where, target, pair, recursive=recursive)
-        why = (f"idmapped mount: {answer.message}; nothing on disk changed"
-               if strategy == "auto" else "idmapped mount, as asked")
-        return VolumeResult(path=where, strategy="idmap", why=why, served_at=target,
-                            probe=answer)
+            why = (f"idmapped mount: {answer.message}; nothing on disk changed"
+                   if strategy == "auto" else "idmapped mount, as asked")
+            return VolumeResult(path=where, strategy="idmap", why=why, served_at=target,
+                                probe=answer)
     report = shift_tree(where, pair, **shift_options)
     if to is not None and not report.dry_run:
         _plain_bind(where, target)
