@@ -119,8 +119,6 @@ ReadOnly = Literal["filesystem", "mount"]
 
 _ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20)
-_WANT_NAMES = {MAY_READ: "read", MAY_WRITE: "write", MAY_EXEC: "exec",
-               MAY_WRITE | MAY_EXEC: "write and search"}
 
 
 def rwx(bits: int) -> str:
