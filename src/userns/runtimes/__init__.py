@@ -45,7 +45,14 @@ from ._base import (
     RuntimeMaps,
 )
 from .compare import Comparison, Difference, compare_runtimes
-from .docker import docker_remap, docker_remapped_root
+from .daemon import (
+    DaemonConfig,
+    Setting,
+    check_data_root,
+    detect_docker_version,
+    read_daemon_config,
+)
+from .docker import DOCKER_VERSIONS, DockerRules, docker_remap, docker_remapped_root, docker_rules
 from .incus import incus_maps
 from .podman import (
     podman_auto,
@@ -59,20 +66,28 @@ from .unshare import unshare_maps
 __all__ = [
     "AUTO_USERNS_MAX_SIZE",
     "AUTO_USERNS_MIN_SIZE",
+    "DOCKER_VERSIONS",
     "Comparison",
+    "DaemonConfig",
     "Difference",
+    "DockerRules",
     "Note",
     "RuntimeConfigError",
     "RuntimeMaps",
+    "Setting",
+    "check_data_root",
     "compare_runtimes",
+    "detect_docker_version",
     "docker_remap",
     "docker_remapped_root",
+    "docker_rules",
     "incus_maps",
     "podman_auto",
     "podman_auto_available",
     "podman_auto_size",
     "podman_maps",
     "podman_rootless_map",
+    "read_daemon_config",
     "unshare_maps",
 ]
 
