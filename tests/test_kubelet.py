@@ -513,3 +513,77 @@ def test_cli_check_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
                                                for f in doc["findings"]) else 1)
     assert doc["pool"] is None or doc["pool"]["length"] % doc["pool"]["ids_per_pod"] == 0 \
         or doc["ok"] is False
+
+
+# -- the how-to page is what the commands print ---------------------------------------------
+
+HOWTO = pathlib.Path(__file__).resolve().parent.parent / "docs" / "howto" / "kubernetes-node.md"
+POD_A = "0b5a6f7e-1c1d-4a5e-9f00-3a1e2d4c5b6a"
+POD_B = "7d1c9e2a-52b1-4f38-8c7e-0e6b1a2f3c4d"
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_howto_outputs_are_real(tmp_path: pathlib.Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    blocks = re.findall(r"^```text\n(.*?)^```$", HOWTO.read_text(encoding="utf-8"),
+                        re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 6
+    real = _can_bind_over_etc()
+
+    def want(block: str) -> str:
+        # Without a real getsubids to run, the 'real' lines cannot appear.
+        return "".join(line for line in block.splitlines(keepends=True)
+                       if real or not line.startswith("real "))
+
+    root = make_root(tmp_path / "node", "", getsubids=False)
+    (root / "usr/bin").mkdir(parents=True)
+    if GETSUBIDS is not None:
+        (root / "usr/bin/getsubids").symlink_to(GETSUBIDS)
+    else:
+        (root / "usr/bin/getsubids").write_text("#!/bin/sh\n")
+        (root / "usr/bin/getsubids").chmod(0o755)
+    code, out = _cli(capsys, "allocate", "kubelet", "--root", str(root), "--count", "7208960",
+                     "--align", "65536", "--write")
+    assert code == 0 and out.startswith(blocks[0])
+    code, out = _cli(capsys, "k8s", "check", "--root", str(root))
+    assert (code, out) == (0, want(blocks[1]))
+    for uid, host in ((POD_A, 626982912), (POD_B, 196608)):
+        d = root / "var/lib/kubelet/pods" / uid
+        d.mkdir(parents=True)
+        (d / "userns").write_text(userns_file(host))
+    code, out = _cli(capsys, "k8s", "check", "--root", str(root))
+    assert (code, out) == (1, want(blocks[2]))
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root))
+    assert (code, out) == (1, blocks[3])
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--pool", "131072:627048448")
+    assert (code, out) == (0, blocks[4])
+    pr = make_root(tmp_path / "pr", "kubelet:327680:4294836224\n")
+    code, out = _cli(capsys, "k8s", "check", "--root", str(pr), "--no-getsubids")
+    assert (code, out) == (1, blocks[5])
+
+
+@pytest.mark.parametrize("page", ["reference/kubelet.md", "reference/doctor.md"])
+def test_reference_examples_run(page: str) -> None:
+    import doctest
+    import re
+
+    path = HOWTO.parent.parent / page
+    blocks = re.findall(r"^```pycon\n(.*?)^```$", path.read_text(encoding="utf-8"),
+                        re.MULTILINE | re.DOTALL)
+    assert blocks
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner()
+    globs: dict[str, object] = {}
+    for i, block in enumerate(blocks, 1):
+        test = parser.get_doctest(block, globs, f"{page}[{i}]", str(path), 0)
+        report: list[str] = []
+        result = runner.run(test, out=report.append, clear_globs=False)
+        globs = test.globs
+        assert result.attempted > 0
+        assert result.failed == 0, f"{page} block {i} failed\n" + "".join(report)
