@@ -101,7 +101,7 @@ def test_seed_remapped_root_reads_but_cannot_write_host_etc() -> None:
     r = decide([SLASH, _d("/etc", 0o755), _f("/etc/hosts", 0o644)], _root())
     assert (r.read.allowed, r.write.allowed) == (True, False)
     assert r.read.rule == "other" and r.write.rule == "other"
-    assert "outside the map (inside it looks like 65534)" in r.write.detail
+    assert "outside the map (inside it looks like 65534, nobody)" in r.write.detail
     assert "CAP_DAC_OVERRIDE does not count" in r.write.detail
     d = decide([SLASH, _d("/etc", 0o755)], _root())
     assert d.create is not None and d.delete is not None

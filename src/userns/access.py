@@ -47,9 +47,9 @@ the entry or the directory, or hold ``CAP_FOWNER`` over the entry (``check_stick
 (True, False, 'other')
 >>> import textwrap; print(textwrap.fill(r.why, 80))
 container uid 0 may read but not write or execute /etc/hosts: the owner, host
-uid 0, is outside the map (inside it looks like 65534), so the group and other
-bits decide: r--; CAP_DAC_OVERRIDE does not count: the owner's host uid 0 and
-gid 0 are outside the map
+uid 0, is outside the map (inside it looks like 65534, nobody), so the group and
+other bits decide: r--; CAP_DAC_OVERRIDE does not count: the owner's host uid 0
+and gid 0 are outside the map
 >>> mine = Inode("/srv/x", "file", 0o000, 231105, 231105)    # container uid 33's file
 >>> decide([Inode("/", "directory", 0o755, 0, 0), mine], root).write.rule
 'CAP_DAC_OVERRIDE'
@@ -321,14 +321,14 @@ def _no(rule: str, detail: str, code: int = _errno.EACCES) -> Verdict:
 
 
 def _owner_phrase(ino: Inode, who: Identity) -> str:
-    """``the owner, host uid 0, is outside the map (inside it looks like 65534)``..."""
+    """``the owner, host uid 0, is outside the map (inside it looks like 65534, nobody)``..."""
     uid = ino.seen_uid
     if uid is None:
         return f"the owner, on-disk uid {ino.uid}, is not mapped by the idmapped mount"
     inside = who.maps.uid.to_container(uid, None)
     if inside is None:
         return (f"the owner, host uid {uid}, is outside the map "
-                f"(inside it looks like {OVERFLOW_ID})")
+                f"(inside it looks like {OVERFLOW_ID}, nobody)")
     return f"the owner is host uid {uid} (container uid {inside})"
 
 
