@@ -814,3 +814,29 @@ def test_howto_examples_run() -> None:
         result = runner.run(test, out=report.append, clear_globs=False)
         globs = test.globs
         assert result.failed == 0, "".join(report)
+
+
+@in_private_mountns
+def _howto_output_body() -> None:
+    import io
+    import re
+
+    from userns.cli import main
+
+    _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/srv")
+    os.mkdir("/srv/data", 0o755)
+    os.chown("/srv/data", 1000, 1000)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["access", "/srv/data", "-m", "0 231072 65536"]) == 0
+    page = Path(__file__).resolve().parent.parent / "docs" / "howto" / "why-nobody.md"
+    shown = re.search(r"^```text\n(.*?)^```$", page.read_text(), re.MULTILINE | re.DOTALL)
+    assert shown is not None
+    assert buf.getvalue() == shown[1]
+
+
+@needs_root
+@pytest.mark.skipif(not os.path.isdir("/srv"), reason="no /srv to mount a tmpfs over")
+def test_howto_output_is_the_real_output() -> None:
+    """The how-to's text block is what ``userns access`` prints (on a private tmpfs /srv)."""
+    _howto_output_body()
