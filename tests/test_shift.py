@@ -563,10 +563,15 @@ def test_at_most_three_syscalls_per_plain_file(tmp_path: Path) -> None:
 def test_the_same_shift_twice_is_a_noop(tree: str) -> None:
     shift_tree(tree, OVERLAP, workers=1)
     once = snapshot(tree)
-    again = shift_tree(tree, OVERLAP, workers=2)
-    assert again.already_complete and again.changed == 0
+    again = shift_tree(tree, OVERLAP, workers=2)  # the mark says done: a verifying walk
+    assert again.verified and again.complete and again.changed == 0
+    assert again.entries == 42 and not again.already_complete
     assert snapshot(tree) == once  # not 5 -> 1005 -> 2005
-    assert shift_tree(tree, OVERLAP, dry_run=True).already_complete
+    trusted = shift_tree(tree, OVERLAP, trust_mark=True)
+    assert trusted.already_complete and not trusted.verified and trusted.entries == 0
+    plan = shift_tree(tree, OVERLAP, dry_run=True)
+    assert plan.verified and plan.owner_changes == ()
+    assert shift_tree(tree, OVERLAP, dry_run=True, trust_mark=True).already_complete
     unshift_tree(tree, OVERLAP, workers=1)  # a different shift: runs
     assert snapshot(tree)[b"plain"][1:3] == (1, 2)
 

@@ -35,6 +35,7 @@ from .report import (
     PathError,
     Progress,
     ShiftError,
+    ShiftMark,
     ShiftReport,
     UnmappedID,
     UnmappedOwnersError,
@@ -89,25 +90,36 @@ def _marker_key(header: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _read_marker(fd: int) -> dict[str, Any] | None:
+    """The root's mark as written by :func:`_set_marker`, or ``None``."""
+    try:
+        data = json.loads(os.getxattr(fd, MARKER))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _marker_done(fd: int, st: os.stat_result, key: str | None) -> bool:
     """True when the root says this very shift finished on it (and its owner agrees)."""
     if key is None:
         return False
-    try:
-        data = json.loads(os.getxattr(fd, MARKER))
-    except (OSError, ValueError):
-        return False
-    return bool(data.get("shift") == key and data.get("owner") == [st.st_uid, st.st_gid])
+    data = _read_marker(fd)
+    return bool(data and data.get("shift") == key and data.get("owner") == [st.st_uid,
+                                                                             st.st_gid])
 
 
-def _set_marker(fd: int, key: str | None, owner: tuple[int, int]) -> None:
+def _set_marker(fd: int, key: str | None, owner: tuple[int, int],
+                header: dict[str, Any] | None = None) -> None:
     """Mark the root before its own change, the last step of a shift (best effort: a
-    filesystem without ``trusted.*`` attributes gets no mark)."""
+    filesystem without ``trusted.*`` attributes gets no mark). The mark names the maps,
+    so that ``audit`` can say which shift it is."""
     if key is None:
         return
-    value = json.dumps({"shift": key, "owner": list(owner)}).encode()
+    mark: dict[str, Any] = {"shift": key, "owner": list(owner)}
+    if header is not None:
+        mark.update(uid=header["uid"], gid=header["gid"], policy=header["policy"])
     with contextlib.suppress(OSError):
-        os.setxattr(fd, MARKER, value)
+        os.setxattr(fd, MARKER, json.dumps(mark).encode())
 
 
 def _syncfs(fd: int) -> None:
@@ -257,6 +269,23 @@ class _Shift:
     def progress(self, phase: str, done: int, total: int | None = None) -> None:
         if self.user_progress is not None:
             self.user_progress(Progress(phase, done, total))
+
+
+def _verify(run: _Shift) -> None:
+    """Make ``run`` a verifying walk of a tree this very shift finished once: every ID
+    the shift produces (and the overflow ID it may write) is taken as right, so only
+    what is wrong is changed: IDs the map translates that are not among its results
+    (files added with container IDs since, a directory re-owned to 0). Idempotent, so
+    plain inodes need no journal record."""
+    u, g = run.translators()
+    done = []
+    for side, ovf in ((u, run.overflow[0]), (g, run.overflow[1])):
+        ids = side.map.host_ids()
+        if run.policy == "overflow":
+            ids = ids | IDSet.of(ovf)
+        done.append(ids)
+    run.done_u, run.done_g = done
+    run.record_plain = False
 
 
 def _reopen(fd: int, st: os.stat_result) -> int:
@@ -419,6 +448,7 @@ def shift_tree(
     workers: int | None = None,
     durable: bool = True,
     include_outside_links: bool = False,
+    trust_mark: bool = False,
 ) -> ShiftReport:
     """Re-own every inode under ``root`` from ``source`` host IDs to ``target`` host IDs.
 
@@ -439,6 +469,12 @@ def shift_tree(
     ``progress`` gets :class:`Progress` values. ``workers`` processes share the walk
     (default: two when there are two CPUs).
 
+    A run on a tree whose root carries the mark of this very shift (it finished once)
+    verifies the tree: a walk that takes every ID the shift produces as right and
+    changes only what is wrong (``verified`` is then true; ``changed`` counts the
+    fixes). ``trust_mark=True`` skips the walk and reports ``already_complete`` (not
+    verified).
+
     A hard-linked inode with a name outside the tree (its link count is larger than the
     names found under ``root``) is never changed by default: changing it would change
     the file outside. Policy ``error`` refuses the tree (:class:`OutsideLinksError`,
@@ -458,7 +494,8 @@ def shift_tree(
         return _shift_once(root, target, source=source, policy=policy, overflow=overflow,
                            dry_run=dry_run, progress=progress, journal=journal,
                            cross_mounts=cross_mounts, on_error=on_error, workers=nworkers,
-                           durable=durable, include_outside_links=include_outside_links)
+                           durable=durable, include_outside_links=include_outside_links,
+                           trust_mark=trust_mark)
 
     try:
         return once(workers)
@@ -483,6 +520,7 @@ def _shift_once(
     workers: int | None = None,
     durable: bool = True,
     include_outside_links: bool = False,
+    trust_mark: bool = False,
 ) -> ShiftReport:
     policy = check_policy(policy)
     if on_error not in ("stop", "continue"):
@@ -524,38 +562,50 @@ def _shift_once(
         header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
                   "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
         marker = _marker_key(header)
+        # The root carries the mark of this very shift: it finished once. Unless told to
+        # trust the mark, the run verifies the tree (see _verify), journalled as such.
+        marked = _marker_done(fd, st, marker)
+        jheader = {**header, "verify": marked}
+        verify = marked
         if dry_run:
-            interrupted = Journal.peek(jpath, header) if jpath is not None else None
-            if interrupted is None and _marker_done(fd, st, marker):
+            interrupted = (Journal.peek(jpath, jheader, adopt=("verify",))
+                           if jpath is not None else None)
+            if interrupted is None and marked and trust_mark:
                 return ShiftReport(root=root_path, dry_run=True, already_complete=True)
             if interrupted is not None:  # plan what a resume would still do
+                assert jpath is not None
+                found = Journal.read_header(jpath) or {}
+                verify = bool(found.get("verify"))
                 run.records = interrupted
                 if not run.record_plain:
                     run.done_u, run.done_g = u_done, g_done
                 extra_resumed = True
         if not dry_run:
             assert jpath is not None
-            jr = Journal.open(jpath, header, durable=durable)
-            if not jr.resumed and _marker_done(fd, st, marker):
-                # Killed after it finished, or simply run twice: shifting again would
-                # translate every ID a second time.
+            jr = Journal.open(jpath, jheader, durable=durable, adopt=("verify",))
+            if not jr.resumed and marked and trust_mark:
+                # Told to trust the mark: nothing is checked, and the report says so.
                 jr.remove()
                 jr = None
                 return ShiftReport(root=root_path, entries=0, already_complete=True,
                                    workers=nworkers)
+            verify = bool(jr.header.get("verify"))
             jst = os.stat(jr.path)
             run.exclude = frozenset({(jst.st_dev, jst.st_ino)})  # a journal inside the tree
             if jr.resumed:
                 run.records = jr.records()
                 if not run.record_plain:
                     run.done_u, run.done_g = u_done, g_done
+        if verify:
+            _verify(run)
         root_writer = jr.writer("root") if jr is not None else None
         coord = run.walker(fd, st, root_writer)
         root_rec = coord.examine_dir(coord.root, fd, st)
         coord.planned += root_rec is not None
         extra: dict[str, Any] = {"dry_run": dry_run,
                                  "resumed": bool(jr and jr.resumed) or extra_resumed,
-                                 "journal": jr.path if jr else None, "workers": nworkers}
+                                 "journal": jr.path if jr else jpath if extra_resumed else None,
+                                 "workers": nworkers, "verified": verify}
 
         def decide(merged: dict[str, Any]) -> bool:
             if dry_run:
@@ -602,7 +652,7 @@ def _shift_once(
         final = (root_rec.new_uid, root_rec.new_gid) if root_rec else (st.st_uid, st.st_gid)
         if root_rec is not None:
             root_writer.flush()
-        _set_marker(fd, marker, final)
+        _set_marker(fd, marker, final, header)
         if root_rec is not None:
             coord.set_state(fd, os.fstat(fd), root_rec)
             coord.changed += 1
@@ -627,13 +677,41 @@ def unshift_tree(root: str | os.PathLike[str], mapping: IDMapPair, **options: An
     return shift_tree(root, None, source=mapping, **options)
 
 
+def _mark_of(fd: int, mapping: IDMapPair) -> ShiftMark | None:
+    data = _read_marker(fd)
+    if data is None:
+        return None
+    st = os.fstat(fd)
+
+    def triples(value: Any) -> tuple[tuple[int, int, int], ...]:
+        try:
+            return tuple((int(a), int(b), int(c)) for a, b, c in value or ())
+        except (TypeError, ValueError):
+            return ()
+
+    uid, gid = triples(data.get("uid")), triples(data.get("gid"))
+    try:
+        owner = (int(data["owner"][0]), int(data["owner"][1]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        owner = (-1, -1)
+    policy = data.get("policy")
+    return ShiftMark(uid=uid, gid=gid, policy=policy if isinstance(policy, str) else None,
+                     owner=owner, holds=owner == (st.st_uid, st.st_gid),
+                     matches=bool(uid) and [list(t) for t in uid] == _triples(mapping.uid)
+                     and [list(t) for t in gid] == _triples(mapping.gid))
+
+
 def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
-               cross_mounts: bool = False) -> AuditReport:
+               cross_mounts: bool = False,
+               journal: str | os.PathLike[str] | None = None) -> AuditReport:
     """Count the owners under ``root`` and say whether the tree looks shifted by ``mapping``.
 
     Changes nothing. An owner that is a container ID of the map (and not a host ID)
     counts as unshifted, one that is a host ID (and not a container ID) as shifted;
-    IDs that are neither are listed in ``outside`` with example paths.
+    IDs that are neither are listed in ``outside`` with example paths. The report also
+    gives the root's mark of a finished shift (``mark``) and the path of a pending
+    journal of an interrupted shift (``journal``: looked for at ``journal`` or, by
+    default, where :func:`default_journal_path` puts it).
 
     >>> import tempfile, os
     >>> from userns import IDMap, IDMapPair
@@ -651,8 +729,17 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                          reason="bad-root") from exc
     try:
         walker.run_audit()
+        mark = _mark_of(walker.root.fd, mapping)
     finally:
         walker.close()
+    if journal is not None:
+        jpath: str | None = os.fspath(journal)
+    else:
+        try:
+            jpath = default_journal_path(root)
+        except JournalError:
+            jpath = None  # / has no sibling for a journal
+    pending = jpath if jpath is not None and Journal.read_header(jpath) is not None else None
     shifted = unshifted = 0
     outside: list[UnmappedID] = []
     for kind, counter, m in (("uid", walker.uids, mapping.uid), ("gid", walker.gids,
@@ -674,4 +761,5 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
         gids=dict(walker.gids), outside=tuple(outside), state=state,
         outside_links=tuple(OutsideLink(*o) for o in walker.outside_links),
         skipped_mounts=tuple(walker.skipped_mounts), errors=tuple(walker.errors),
+        mark=mark, journal=pending,
     )

@@ -44,6 +44,7 @@ __all__ = [
     "Record",
     "decode_records",
     "encode_records",
+    "same_shift",
 ]
 
 CAPABILITY_CODE = 0
@@ -133,6 +134,20 @@ def _read_segments(path: str) -> dict[tuple[int, int], Record]:
     return out
 
 
+def same_shift(found: dict[str, Any], header: dict[str, Any], adopt: tuple[str, ...] = ()
+               ) -> bool:
+    """True when a journal's header ``found`` is that of the shift ``header`` (the keys in
+    ``adopt`` may differ).
+
+    >>> same_shift({"uid": [[0, 1, 2]], "verify": True}, {"uid": ((0, 1, 2),), "verify": False},
+    ...            ("verify",))
+    True
+    """
+    plain = json.loads(json.dumps(header))
+    return {k: v for k, v in found.items() if k not in adopt} == {
+        k: v for k, v in plain.items() if k not in adopt}
+
+
 def _clear(path: str) -> None:
     """Unlink the segments (and a torn header's temporary file) of a journal directory,
     keeping the lock and the header (whose removal is the step that finishes a shift)."""
@@ -189,16 +204,24 @@ class Journal:
     for a resume (:attr:`resumed` is then true and :meth:`records` has its records).
     """
 
-    def __init__(self, path: str, lock_fd: int, resumed: bool, durable: bool) -> None:
+    def __init__(self, path: str, lock_fd: int, resumed: bool, durable: bool,
+                 header: dict[str, Any] | None = None) -> None:
         self.path = path
         self.lock_fd = lock_fd
         self.resumed = resumed
         self.durable = durable
+        #: The header in force: the one found when resuming (see ``adopt``), else the new one.
+        self.header: dict[str, Any] = header or {}
         self._segments = 0
 
     @classmethod
-    def open(cls, path: str, header: dict[str, Any], *, durable: bool = True) -> Journal:
-        """Create or resume the journal at ``path`` for the shift described by ``header``."""
+    def open(cls, path: str, header: dict[str, Any], *, durable: bool = True,
+             adopt: tuple[str, ...] = ()) -> Journal:
+        """Create or resume the journal at ``path`` for the shift described by ``header``.
+
+        A journal whose header differs only in the keys ``adopt`` names is the same shift:
+        it is resumed with its own values (read them in :attr:`header`).
+        """
         try:
             try:
                 os.mkdir(path, 0o700)
@@ -250,31 +273,39 @@ class Journal:
             os.replace(tmp, hpath)
             if durable:
                 _fsync_dir(path)
-            return cls(path, lock_fd, False, durable)
-        if found != json.loads(json.dumps(header)):
+            return cls(path, lock_fd, False, durable, header)
+        if not same_shift(found, header, adopt):
             os.close(lock_fd)
             raise JournalError(
                 f"the journal {path} belongs to a different shift (other maps, policy or "
                 "tree); finish that shift first or remove the journal",
                 reason="journal-mismatch")
-        return cls(path, lock_fd, True, durable)
+        return cls(path, lock_fd, True, durable, found)
 
     def records(self) -> dict[tuple[int, int], Record]:
         """Every record of every segment."""
         return _read_segments(self.path)
 
     @staticmethod
-    def peek(path: str, header: dict[str, Any]) -> dict[tuple[int, int], Record] | None:
+    def peek(path: str, header: dict[str, Any], *, adopt: tuple[str, ...] = ()
+             ) -> dict[tuple[int, int], Record] | None:
         """The records of an interrupted shift described by ``header`` at ``path``, read
         without taking the journal (for a dry run), or ``None`` when there is none."""
+        found = Journal.read_header(path)
+        if found is None or not same_shift(found, {"version": _VERSION, **header}, adopt):
+            return None
+        return _read_segments(path)
+
+    @staticmethod
+    def read_header(path: str) -> dict[str, Any] | None:
+        """The header of the journal at ``path`` (an interrupted shift), or ``None`` when
+        there is no journal or it is finished (no header) or unreadable."""
         try:
             with open(os.path.join(path, _HEADER), encoding="utf-8") as f:
                 found = json.load(f)
         except (OSError, ValueError):
             return None
-        if found != json.loads(json.dumps({"version": _VERSION, **header})):
-            return None
-        return _read_segments(path)
+        return found if isinstance(found, dict) else None
 
     def writer(self, tag: str) -> JournalWriter:
         """A new segment for one writer (a worker process or the coordinator)."""

@@ -24,6 +24,7 @@ __all__ = [
     "PathError",
     "Progress",
     "ShiftError",
+    "ShiftMark",
     "ShiftReport",
     "UnmappedID",
     "UnmappedOwnersError",
@@ -128,8 +129,10 @@ class ShiftReport:
     right); ``hardlinks`` counts extra names of inodes already handled;
     ``modes_restored``, ``capabilities`` and ``acls`` count setuid/setgid modes put
     back, capability values rewritten and ACL values shifted. ``complete`` is true when
-    the whole tree is done and the journal removed; ``already_complete`` when the root's
-    mark said this very shift had already finished, and nothing was done.
+    the whole tree is done and the journal removed. ``verified`` when the root's mark
+    said this very shift had finished once and the run checked the tree (changing only
+    what was wrong); ``already_complete`` when the caller chose to trust the mark: nothing
+    was checked nor done.
     ``outside_links`` lists hard-linked inodes with a name outside the tree, left alone
     (unless the shift was told to include them).
     """
@@ -153,11 +156,32 @@ class ShiftReport:
     workers: int = 1
     complete: bool = True
     already_complete: bool = False
+    verified: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""
         result: dict[str, Any] = _plain(self)
         return result
+
+
+@attrs.frozen
+class ShiftMark:
+    """The mark a finished shift leaves on the root of its tree: the maps it applied
+    (``(from, to, size)`` triples: IDs on disk before, after), its policy and the root's
+    owner after it. ``holds`` is true when the root still has that owner;
+    ``matches`` when the maps are a shift of container IDs by the map audited.
+    Marks written before the maps were recorded have empty ``uid``/``gid``.
+
+    >>> ShiftMark(((0, 1000, 10),), ((0, 1000, 10),), "error", (1000, 1000), True, True).holds
+    True
+    """
+
+    uid: tuple[tuple[int, int, int], ...]
+    gid: tuple[tuple[int, int, int], ...]
+    policy: str | None
+    owner: tuple[int, int]
+    holds: bool
+    matches: bool
 
 
 @attrs.frozen
@@ -167,7 +191,9 @@ class AuditReport:
     ``uids``/``gids`` count inodes per owner; ``outside`` lists IDs that are neither a
     container ID nor a host ID of the map, with example paths; ``state`` says whether
     the tree looks unshifted, shifted or mixed. ``outside_links`` lists hard-linked
-    inodes with a name outside the tree (a shift leaves them alone).
+    inodes with a name outside the tree (a shift leaves them alone). ``mark`` is the
+    root's mark of a finished shift, if any; ``journal`` the path of the journal of an
+    interrupted shift, if one is pending.
     """
 
     root: str
@@ -179,6 +205,8 @@ class AuditReport:
     outside_links: tuple[OutsideLink, ...] = ()
     skipped_mounts: tuple[str, ...] = ()
     errors: tuple[PathError, ...] = ()
+    mark: ShiftMark | None = None
+    journal: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""
