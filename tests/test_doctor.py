@@ -238,10 +238,58 @@ def test_idmapped_mount_check_uses_the_probe(tmp_path: pathlib.Path) -> None:
         assert "proc" in c.evidence
 
 
-def test_docker_check_is_listed(tmp_path: pathlib.Path) -> None:
-    c = diagnose(str(tmp_path), run_getsubids=False).check("docker-remap")
-    assert c.status in ("not-run", "info", "warning", "ok", "error")
-    assert c.evidence
+def _docker_root(tmp: pathlib.Path, daemon_json: str | None) -> pathlib.Path:
+    _etc(tmp, "dockremap:231072:65536\n", "dockremap:231072:65536\n")
+    with open(tmp / "etc/passwd", "a") as fh:
+        fh.write("dockremap:x:999:999::/:/bin/false\n")
+    with open(tmp / "etc/group", "a") as fh:
+        fh.write("dockremap:x:999:\n")
+    if daemon_json is not None:
+        (tmp / "etc/docker").mkdir()
+        (tmp / "etc/docker/daemon.json").write_text(daemon_json)
+    return tmp
+
+
+@pytest.mark.parametrize(("daemon_json", "status", "words"), [
+    (None, "info", "Docker is not set up here"),
+    ("{}\n", "warning", "userns-remap is OFF"),
+    ('{"userns-remap": "default"}\n', "ok", "231072.231072 does not exist yet"),
+    ('{\n "userns-remap": "default",\n}\n', "error", "daemon.json:3:1"),
+    ('{"userns-remap": "nosuchuser"}\n', "error", "nosuchuser"),
+])
+def test_docker_remap_check(tmp_path: pathlib.Path, daemon_json: str | None, status: str,
+                            words: str) -> None:
+    pytest.importorskip("userns.runtimes.daemon")
+    root = _docker_root(tmp_path, daemon_json)
+    c = diagnose(str(root), run_getsubids=False).check("docker-remap")
+    assert c.status == status, c
+    assert words in c.evidence
+    if status == "warning":
+        assert c.fix is not None and '"userns-remap": "default"' in c.fix
+
+
+def test_docker_data_root_as_dockerd_leaves_it(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("userns.runtimes.daemon")
+    root = _docker_root(tmp_path, '{"userns-remap": "default"}\n')
+    sub = root / "var/lib/docker/231072.231072"
+    sub.mkdir(parents=True)
+    for d in (root / "var/lib/docker", sub):
+        d.chmod(0o710)
+        if os.geteuid() == 0:
+            os.chown(d, 0, 231072)
+    c = diagnose(str(root), run_getsubids=False).check("docker-remap")
+    if os.geteuid() == 0:
+        assert (c.status, c.evidence.endswith("as dockerd would leave it")) == ("ok", True), c
+    (root / "var/lib/docker").chmod(0o755)
+    c = diagnose(str(root), run_getsubids=False).check("docker-remap")
+    assert c.status == "warning" and "mode 0755" in c.evidence
+    # A directory of the node that does not let the remapped root through: dockerd's error.
+    (root / "var").chmod(0o700)
+    try:
+        c = diagnose(str(root), run_getsubids=False).check("docker-remap")
+    finally:
+        (root / "var").chmod(0o755)
+    assert c.status == "error" and "restricts access to the remapped root" in c.evidence
 
 
 def test_kubelet_check_on_a_node_root(tmp_path: pathlib.Path) -> None:

@@ -15,8 +15,9 @@ modes) and the ``fix``. :func:`diagnose` runs them all:
   ``getsubids`` against what the files say, owner by owner;
 - ``subid-lint``: :func:`userns.subid.lint` of ``subuid``/``subgid``;
 - ``idmapped-mount:PATH``: :func:`userns.mount.probe` of each path given;
-- ``docker-remap``: dockerd's ``userns-remap`` setting, from the runtimes package when it
-  can read it; ``kubelet``: :mod:`userns.kubelet`'s verdict when the node has kubelet.
+- ``docker-remap``: dockerd's ``userns-remap`` (:func:`userns.runtimes.read_daemon_config`)
+  and whether its data root is as dockerd leaves it; ``kubelet``: :mod:`userns.kubelet`'s
+  verdict when the node has kubelet.
 
 Every check takes the ``root`` directory whose files it reads, so a host image or a
 fixture can be checked as well as the running system.
@@ -430,16 +431,19 @@ def _check_mount(path: str) -> Check:
 
 
 def _docker_reader() -> tuple[Callable[..., Any] | None, str]:
-    for module, attr in (("userns.runtimes", "read_daemon_config"),
-                         ("userns.runtimes.docker", "read_daemon_config"),
-                         ("userns.runtimes.daemon", "read_daemon_config")):
-        try:
-            found = getattr(importlib.import_module(module), attr, None)
-        except ImportError:
-            continue
-        if callable(found):
-            return found, f"{module}.{attr}"
-    return None, "userns.runtimes has no read_daemon_config in this version"
+    try:
+        module = importlib.import_module("userns.runtimes")
+    except ImportError as err:
+        return None, f"userns.runtimes cannot be imported: {err}"
+    found = getattr(module, "read_daemon_config", None)
+    if not callable(found):
+        return None, "userns.runtimes has no read_daemon_config in this version"
+    return found, "userns.runtimes.read_daemon_config"
+
+
+def _note_status(notes: Sequence[Any]) -> Status:
+    worst = max((int(n.severity) for n in notes), default=0)
+    return "error" if worst >= 2 else "warning" if worst == 1 else "ok"
 
 
 def _check_docker(root: str) -> Check:
@@ -447,38 +451,60 @@ def _check_docker(root: str) -> Check:
     reader, name = _docker_reader()
     if reader is None:
         return Check("docker-remap", title, "not-run", name)
-    daemon_json = os.path.join(root, "etc", "docker", "daemon.json")
     try:
-        try:
-            config = reader(root=root)
-        except TypeError:
-            config = reader(daemon_json)
-    except FileNotFoundError:
-        return Check("docker-remap", title, "info", f"no {daemon_json}: Docker is not "
-                     "configured here (without userns-remap, container root is host root)")
+        config = reader(root)
     except UsernsError as err:
         return Check("docker-remap", title, "error", err.render(),
-                     f"fix {daemon_json} (dockerd refuses to start on it)")
+                     "fix the file: dockerd refuses to start on it")
     except OSError as err:
-        return Check("docker-remap", title, "error", f"{daemon_json}: {err.strerror}")
-    remap = _field(config, "userns_remap", "userns-remap", "remap")
-    if not remap:
+        return Check("docker-remap", title, "error", f"{err.filename}: {err.strerror}")
+    notes = list(config.notes)
+    json_file = os.path.join(root, config.config_file.lstrip("/"))
+    if config.remap is None and config.unit is None and not os.path.exists(json_file):
+        return Check("docker-remap", title, "info",
+                     f"no docker.service unit and no {config.config_file} under {root}: "
+                     "Docker is not set up here")
+    if config.remap is None:
         return Check("docker-remap", title, "warning",
-                     f"{daemon_json} (read by {name}): userns-remap is OFF: container root "
-                     "is host root, and a container with -v /etc:/host/etc can write host "
-                     "files",
-                     f'set "userns-remap": "default" in {daemon_json} and restart dockerd')
-    return Check("docker-remap", title, "ok",
-                 f"{daemon_json} (read by {name}): userns-remap = {remap!s}")
+                     f"userns-remap is OFF ({config.config_file}"
+                     f"{', ' + config.unit if config.unit else ''}): container root is host "
+                     "root, and a container given -v /etc:/root/etc can append to host files",
+                     f'set "userns-remap": "default" in {config.config_file} and restart '
+                     "dockerd (it creates dockremap and its subuid/subgid ranges)")
+    where = config.userns_remap.where if config.userns_remap is not None else "?"
+    evidence = f"userns-remap = {config.remap!r} ({where}), data root {config.data_root}"
+    try:
+        from .runtimes import docker_remap
+        from .runtimes.daemon import check_data_root
+        from .subid import Accounts, SubidFile
 
-
-def _field(obj: Any, *names: str) -> Any:
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n.replace("-", "_")):
-            return getattr(obj, n.replace("-", "_"))
-    return None
+        files = [SubidFile.parse(_read(os.path.join(root, "etc", f"sub{k}")) or "")
+                 for k in ("uid", "gid")]
+        maps = docker_remap(files[0], files[1], config.remap, accounts=Accounts.read(root))
+        if maps.error is not None:
+            return Check("docker-remap", title, "error",
+                         f"{evidence}: dockerd would stop: {maps.error.message}",
+                         "create the remap user and group, or fix the userns-remap value")
+        notes += list(maps.notes)
+        top = os.path.abspath(root)
+        for n in check_data_root(os.path.join(root, config.data_root.lstrip("/")), maps):
+            # check_data_root walks every parent up to /: above another root, those are
+            # this machine's directories, not the node's.
+            if (n.reason == "data-root-blocked" and top != "/"
+                    and not n.message.startswith(top + "/")):
+                continue
+            notes.append(n)
+    except UsernsError as err:
+        return Check("docker-remap", title, "error", f"{evidence}: {err.message}",
+                     "fix the remap user or its subuid/subgid ranges")
+    except (ImportError, AttributeError, TypeError) as err:
+        notes_text = f"; the data root was not checked ({err})"
+        return Check("docker-remap", title, _note_status(notes), evidence + notes_text)
+    status = _note_status(notes)
+    shown = "; ".join(n.message for n in notes)
+    return Check("docker-remap", title, status,
+                 evidence + (f": {shown}" if shown else ": as dockerd would leave it"),
+                 None if status == "ok" else "userns explain says what dockerd builds and why")
 
 
 def _check_kubelet(root: str, run_getsubids: bool) -> Check:
