@@ -20,7 +20,7 @@ from ..kubelet import (
     pool_keeping,
     read_node,
 )
-from ._common import CommandError, Output, add_json, finding_dict, parse_positive
+from ._common import CommandError, Output, UsageError, add_json, finding_dict, parse_positive
 
 __all__ = ["cmd_check", "cmd_pods", "register"]
 
@@ -35,7 +35,7 @@ def _node(args: argparse.Namespace) -> KubeletNode:
         return read_node(root, kubelet_dir=args.kubelet_dir, ids_per_pod=args.ids_per_pod,
                          max_pods=args.max_pods, run_real=not args.no_getsubids)
     except ValueError as err:
-        raise CommandError(str(err), reason="usage") from err
+        raise UsageError(str(err)) from err
 
 
 def _error(err: StartError | None) -> dict[str, Any] | None:
