@@ -11,7 +11,12 @@ as useradd's process start is).
 
 The files: ``N`` owners of 4096 IDs each, laid out from 100000 with random gaps smaller
 than 65536 and written in random order, so the first fit is past the last range and every
-entry has to be considered. ``passwd`` and ``group`` hold root only.
+entry has to be considered. ``passwd`` and ``group`` hold root only. A second pair of files
+starts with a comment line: no longer every line canonical, so the library reads it
+line by line into objects (its general path) and useradd sorts the comment last.
+
+The targets (issue 16): parse + allocate at least 1.2x faster than useradd, read +
+allocate + write not slower.
 
 >>> d = make_files(Path(tempfile.mkdtemp()), 50, random.Random(1))
 >>> len((d / "etc" / "subuid").read_text().splitlines())
@@ -50,8 +55,9 @@ SUB_GID_COUNT {NEW_COUNT}
 """
 
 
-def make_files(prefix: Path, owners: int, rng: random.Random) -> Path:
-    """A ``--prefix`` root with ``etc/`` holding the account files and a big subuid/subgid."""
+def make_files(prefix: Path, owners: int, rng: random.Random, head: str = "") -> Path:
+    """A ``--prefix`` root with ``etc/`` holding the account files and a big subuid/subgid
+    (``head``: lines to put first, e.g. a comment)."""
     etc = prefix / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
@@ -69,7 +75,7 @@ def make_files(prefix: Path, owners: int, rng: random.Random) -> Path:
     if pos + NEW_COUNT > SUB_MAX:
         raise ValueError(f"{owners} owners do not fit below {SUB_MAX}")
     rng.shuffle(lines)
-    text = "".join(lines)
+    text = head + "".join(lines)
     (etc / "subuid").write_text(text)
     (etc / "subgid").write_text(text)
     return prefix
@@ -159,6 +165,8 @@ def floor_allocate(prefix: Path) -> list[tuple[int, int]]:
         with open(prefix / "etc" / name, encoding="utf-8") as f:
             recs: list[tuple[int, int]] = []
             for line in f.read().splitlines():
+                if line.startswith("#"):
+                    continue  # a comment has no two colons here: shadow reads no range
                 fields = line.split(":")
                 recs.append((int(fields[1]), int(fields[2])))
         recs.sort()
@@ -176,12 +184,19 @@ def floor_allocate(prefix: Path) -> list[tuple[int, int]]:
 def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds: int,
          rng: random.Random) -> list[Row]:
     template = make_files(work / f"template-{n}", n, rng)
+    # The same files with a comment line first (the library's line-by-line path).
+    commented = work / f"commented-{n}"
+    shutil.copytree(template, commented)
+    for name in ("subuid", "subgid"):
+        path = commented / "etc" / name
+        path.write_text("# subordinate IDs\n" + path.read_text())
     dirs = {name: work / f"{name}-{n}"
-            for name in ("pure", "floor", "userns", "process", "useradd")}
+            for name in ("pure", "floor", "userns", "process", "useradd", "userns#",
+                         "useradd#")}
 
     def fresh(name: str) -> None:
         shutil.rmtree(dirs[name], ignore_errors=True)
-        shutil.copytree(template, dirs[name])
+        shutil.copytree(commented if name.endswith("#") else template, dirs[name])
 
     snippet = (
         "import sys; sys.path.insert(0, sys.argv[1]); import allocation; "
@@ -198,6 +213,10 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
             "useradd": lambda: subprocess.run(
                 ["useradd", "--prefix", str(dirs["useradd"]), "-M", NEW_OWNER],
                 check=True, stdout=subprocess.DEVNULL),
+            "userns#": lambda: alloc(dirs["userns#"]),
+            "useradd#": lambda: subprocess.run(
+                ["useradd", "--prefix", str(dirs["useradd#"]), "-M", NEW_OWNER],
+                check=True, stdout=subprocess.DEVNULL),
         },
         rounds=rounds,
         setup=fresh,
@@ -208,6 +227,9 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
         theirs = (dirs["useradd"] / "etc" / name).read_bytes()
         if ours != theirs or (dirs["process"] / "etc" / name).read_bytes() != theirs:
             raise AssertionError(f"{name} written by userns differs from useradd's at {n}")
+        if ((dirs["userns#"] / "etc" / name).read_bytes()
+                != (dirs["useradd#"] / "etc" / name).read_bytes()):
+            raise AssertionError(f"{name} with a comment: userns differs from useradd at {n}")
     picked = alloc(dirs["pure"], write=False)
     if picked[0] != _last_range(dirs["useradd"] / "etc" / "subuid", NEW_OWNER):
         raise AssertionError(f"allocations differ at {n} owners: {picked}")
@@ -217,17 +239,18 @@ def _one(n: int, alloc: Callable[..., list[tuple[int, int]]], work: Path, rounds
     rf = ratio(t["pure"], t["floor"])
     r = ratio(t["userns"], t["useradd"])
     rp = ratio(t["process"], t["useradd"])
+    rc = ratio(t["userns#"], t["useradd#"])
     return [
         Row(f"{n} owners", "parse + allocate", "useradd --prefix",
             fmt_seconds(t["pure"].median), fmt_seconds(t["useradd"].median), rq,
-            target="< 1 s, not slower",
-            met=t["pure"].median < 1.0 and rq.median >= 1.0),
+            target="≥ 1.2x faster", met=rq.median >= 1.2),
         Row(f"{n} owners", "parse + allocate", "minimal Python floor",
             fmt_seconds(t["pure"].median), fmt_seconds(t["floor"].median), rf),
         Row(f"{n} owners", "read + allocate + write", "useradd --prefix",
             fmt_seconds(t["userns"].median), fmt_seconds(t["useradd"].median), r,
-            target="< 1 s, not slower",
-            met=t["userns"].median < 1.0 and r.median >= 1.0),
+            target="not slower", met=r.median >= 1.0),
+        Row(f"{n} owners", "same, a comment line first", "useradd --prefix",
+            fmt_seconds(t["userns#"].median), fmt_seconds(t["useradd#"].median), rc),
         Row(f"{n} owners", "same, as a python process", "useradd --prefix",
             fmt_seconds(t["process"].median), fmt_seconds(t["useradd"].median), rp,
             target="< 1 s, not slower",
@@ -267,6 +290,9 @@ def run(*, owners: list[int], rounds: int, seed: int = 6) -> Section:
         "write` is `shadow_useradd` (the file useradd writes) plus a backup, fsync and "
         "rename; the process row runs that in a fresh interpreter. After each size the "
         "files userns wrote are checked byte for byte against the ones useradd wrote.",
+        "a comment line first: the same files and run with `# subordinate IDs` as line 1, "
+        "against useradd on those files; the library then builds every line as objects "
+        "(its general path) instead of keeping canonical columns.",
     ]
     return sec
 
