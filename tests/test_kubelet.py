@@ -59,9 +59,9 @@ needs_getsubids = pytest.mark.skipif(
 
 
 def make_root(tmp: pathlib.Path, subuid: str, subgid: str | None = None, *,
-              kubelet_uid: int | None = 999, getsubids: bool = True,
+              kubelet_uid: int | None = 999, getsubids: bool = True, getent: bool = True,
               pods: Mapping[str, str | None] | None = None) -> pathlib.Path:
-    """A node root: etc files, optionally a getsubids link and kubelet pod dirs."""
+    """A node root: etc files, optionally getsubids and getent, kubelet pod dirs."""
     etc = tmp / "etc"
     etc.mkdir(parents=True)
     passwd = "root:x:0:0::/root:/bin/sh\n"
@@ -75,10 +75,11 @@ def make_root(tmp: pathlib.Path, subuid: str, subgid: str | None = None, *,
         (etc / name).write_text(text)
     if os.path.exists("/etc/ld.so.cache"):
         shutil.copy("/etc/ld.so.cache", etc / "ld.so.cache")
-    if getsubids:
-        (tmp / "usr/bin").mkdir(parents=True)
-        (tmp / "usr/bin/getsubids").write_text("#!/bin/sh\nexit 0\n")
-        (tmp / "usr/bin/getsubids").chmod(0o755)
+    for name, wanted in (("getsubids", getsubids), ("getent", getent)):
+        if wanted:
+            (tmp / "usr/bin").mkdir(parents=True, exist_ok=True)
+            (tmp / "usr/bin" / name).write_text("#!/bin/sh\nexit 0\n")
+            (tmp / "usr/bin" / name).chmod(0o755)
     for uid, content in (pods or {}).items():
         d = tmp / "var/lib/kubelet/pods" / uid
         d.mkdir(parents=True)
@@ -542,7 +543,6 @@ def test_howto_outputs_are_real(tmp_path: pathlib.Path,
                        if real or not line.startswith("real "))
 
     root = make_root(tmp_path / "node", "", getsubids=False)
-    (root / "usr/bin").mkdir(parents=True)
     if GETSUBIDS is not None:
         (root / "usr/bin/getsubids").symlink_to(GETSUBIDS)
     else:
@@ -587,3 +587,15 @@ def test_reference_examples_run(page: str) -> None:
         globs = test.globs
         assert result.attempted > 0
         assert result.failed == 0, f"{page} block {i} failed\n" + "".join(report)
+
+
+def test_missing_getsubids_modes_and_missing_getent(tmp_path: pathlib.Path) -> None:
+    # Released kubelets stop; with the fix proposed in PR 141345 they use the default pool.
+    got = kubelet_mappings(user_exists=True, uid_output=None, gid_output=None,
+                           missing_getsubids="default")
+    assert got == Pool.default()
+    root = make_root(tmp_path, "kubelet:131072:7208960\n", getent=False)
+    node = read_node(root, run_real=False)
+    (f,) = [f for f in node.findings if f.reason == "getent-missing"]
+    assert str(f.severity) == "warning" and "141970" in f.message
+    assert node.ok  # kubelet itself still starts: the finding is about which pool

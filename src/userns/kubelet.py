@@ -430,11 +430,16 @@ def parse_getsubids_output(text: str) -> tuple[int, int] | StartError:
 
 def kubelet_mappings(*, user_exists: bool, uid_output: GetsubidsOutput | None,
                      gid_output: GetsubidsOutput | None,
-                     ids_per_pod: int = DEFAULT_IDS_PER_POD) -> Pool | StartError:
+                     ids_per_pod: int = DEFAULT_IDS_PER_POD,
+                     missing_getsubids: Literal["stop", "default"] = "stop",
+                     ) -> Pool | StartError:
     """kubelet's ``getKubeletMappings``: the pool, or why kubelet stops.
 
     ``uid_output``/``gid_output`` are what ``getsubids kubelet`` and ``getsubids -g
-    kubelet`` printed; ``None`` means there is no ``getsubids`` to run.
+    kubelet`` printed; ``None`` means there is no ``getsubids`` to run. With the account
+    and no ``getsubids``, kubelet's code means to fall back to the default pool but stops
+    (``missing_getsubids="stop"``, what released kubelets do); ``"default"`` is the
+    behaviour with the fix proposed in kubernetes PR 141345.
 
     >>> kubelet_mappings(user_exists=False, uid_output=None, gid_output=None)
     Pool(first=65536, length=4294901760, ids_per_pod=65536, source='default')
@@ -446,6 +451,8 @@ def kubelet_mappings(*, user_exists: bool, uid_output: GetsubidsOutput | None,
     if not user_exists:
         return Pool.default(ids_per_pod)
     if uid_output is None or gid_output is None:
+        if missing_getsubids == "default":
+            return Pool.default(ids_per_pod)
         return StartError("getsubids-missing", pre + 'exec: "getsubids": executable file not '
                           "found in $PATH")
     user = go_quote(KUBELET_USER)
@@ -820,6 +827,13 @@ def read_node(root: str | os.PathLike[str] = "/", *,
                     f"but the files give {go_quote(want.stdout)} (status {want.status}): "
                     "subordinate IDs come from somewhere else too (nsswitch.conf 'subid:')"))
     seen = real if len(real) == 2 else predicted
+    if user_exists and not _has_tool(root, "getent"):
+        findings.append(_finding(
+            "getent-missing", Severity.WARNING,
+            f"no getent under {root}: kubelet builds that look their account up with "
+            "'getent passwd kubelet' (static kubelet, kubernetes PR 135870) then treat the "
+            "account as absent and use the default pool, not the kubelet range (kubernetes "
+            "issue 141970); install getent (libc-bin)"))
     if not user_exists:
         findings.append(_finding(
             "pool-default", Severity.INFO,
@@ -844,6 +858,12 @@ def read_node(root: str | os.PathLike[str] = "/", *,
                                   accounts=accounts)
     return KubeletNode(pool, error, pods, tuple(findings), predicted, real, ids_per_pod,
                        max_pods)
+
+
+def _has_tool(root: str, name: str) -> bool:
+    if os.path.realpath(root) == "/":
+        return shutil.which(name) is not None
+    return any(_is_exec(os.path.join(root, d, name)) for d in _SEARCH)
 
 
 def _is_exec(path: str) -> bool:
