@@ -1,4 +1,9 @@
-"""``userns explain``: what Docker ``userns-remap`` builds for a user, and why."""
+"""``userns explain``: what Docker ``userns-remap`` builds for a host, and why.
+
+The library decides (:func:`userns.runtimes.explain_docker`, the daemon configuration
+from :func:`userns.runtimes.read_daemon_config`, the data root from
+:func:`userns.runtimes.check_data_root`); this module only renders.
+"""
 
 from __future__ import annotations
 
@@ -7,140 +12,167 @@ import os
 import textwrap
 from typing import Any
 
-from ..errors import UsernsError
 from ..formats.proc import format_proc
 from ._common import (
-    NOTABLE,
+    EXIT_FAILURE,
+    EXIT_OK,
     Output,
     System,
     add_json,
     add_system_options,
-    finding_dict,
     show,
 )
 
 __all__ = ["cmd_explain", "register"]
 
 
+def _fill(text: str, first: str = "  ", rest: str = "    ") -> str:
+    return textwrap.fill(text, width=100, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False, break_long_words=False)
+
+
 def cmd_explain(args: argparse.Namespace, out: Output) -> int:
-    from ..runtimes import compare_runtimes, docker_remap, docker_remapped_root
-    from ..subid import lint
+    from ..runtimes import (
+        check_data_root,
+        detect_docker_version,
+        explain_docker,
+        read_daemon_config,
+    )
 
     system = System(args)
     subuid, subgid = system.subid("uid"), system.subid("gid")
     accounts = system.accounts()
-    remap = args.user
-    docker = docker_remap(subuid, subgid, remap, accounts=accounts)
-    try:
-        user = docker_remapped_root(remap, accounts)[0]
-    except UsernsError:
-        user = "dockremap" if remap == "default" else remap.split(":", 1)[0]
-    uid = accounts.uid_of(user)
-    all_findings = lint(subuid, subgid, accounts=accounts, defs=system.login_defs())
-    mine = {user, str(uid) if uid is not None else user}
-    findings = [f for f in all_findings if f.owner is None or f.owner in mine]
-    others = len(all_findings) - len(findings)
-    comparison_error: str | None = None
-    try:
-        comparison = compare_runtimes(subuid, subgid, user, accounts=accounts)
-    except UsernsError as err:
-        comparison = None
-        comparison_error = str(err)
-    data_root = os.path.join(args.data_root, docker.data_root) if docker.data_root else None
-    pair = docker.pair
-    data: dict[str, Any] = {
-        "remap": remap,
-        "user": user,
-        "subuid": system.subuid_path,
-        "subgid": system.subgid_path,
-        "docker": docker.to_dict(),
-        "uid_map_text": format_proc(pair.uid) if pair else None,
-        "gid_map_text": format_proc(pair.gid) if pair else None,
-        "data_root_path": data_root,
-        "translations": [],
-        "host_views": [],
-        "findings": [finding_dict(f) for f in findings],
-        "comparison": comparison.to_dict() if comparison else None,
-    }
-    out.line(f"Docker --userns-remap={remap}: what dockerd would build")
-    out.line(f"  from {system.subuid_path} and {system.subgid_path}")
-    if pair is None:
+    root = getattr(args, "root", None) or "/"
+    config = None
+    if args.user is not None:
+        remap, remap_from = args.user, "--user"
+    elif system.example:
+        remap, remap_from = "default", "--example"
+    else:
+        config = read_daemon_config(root)
+        remap = config.remap
+        setting = config.userns_remap
+        remap_from = (setting.where if setting is not None and setting.value
+                      else "the daemon configuration (nothing sets userns-remap)")
+    version, detected = args.docker_version, False
+    if version is None and not system.example and root == "/":
+        found = detect_docker_version()
+        version, detected = (found, True) if found else ("main", False)
+    explanation = explain_docker(
+        subuid, subgid, remap, accounts=accounts, defs=system.login_defs(),
+        version=version or "main", data_root=args.data_root, config=config,
+        remap_from=remap_from)
+    if not system.example and explanation.docker is not None and explanation.data_root_path:
+        on_disk = os.path.join(root, explanation.data_root.lstrip("/"))
+        explanation = explanation.with_data_root_notes(
+            check_data_root(on_disk, explanation.docker))
+    data = explanation.to_dict()
+    data.update({"subuid": system.subuid_path, "subgid": system.subgid_path,
+                 "docker_version_detected": detected})
+    _render(explanation, system, out, detected)
+    out.json(data)
+    return EXIT_OK if explanation.ok else EXIT_FAILURE
+
+
+def _render(e: Any, system: System, out: Output, detected: bool) -> None:
+    rules = e.rules
+    how = (f"dockerd {rules.release}, detected" if detected
+           else f"{rules.version} rules" if rules.release == rules.version
+           else f"dockerd {rules.release}")
+    if e.remap is None:
+        out.line("Docker userns-remap: OFF")
+        out.line(f"  from {e.remap_from}")
+        out.line("")
+        out.line(_fill(f"!!! {e.host_root}", "", "    "))
+    else:
+        out.line(f"Docker --userns-remap={e.remap}: what dockerd would build ({how})")
+        if e.remap_from not in ("--user", "--example", "given"):
+            out.line(f"  userns-remap from {e.remap_from}")
+        out.line(f"  from {system.subuid_path} and {system.subgid_path}")
+    docker = e.docker
+    pair = None if docker is None else docker.pair
+    if docker is not None and pair is None:
         why = docker.error.message if docker.error else "no map"
         out.line(f"  no user namespace: {why}")
-    else:
+    if docker is not None and pair is not None:
         for kind, m, lines in (("uid", pair.uid, docker.uid_lines),
                                ("gid", pair.gid, docker.gid_lines)):
             used = ", ".join(str(n) for n in lines)
             where = (f"sub{kind} line{'s' if len(lines) > 1 else ''} {used}" if lines
                      else f"a range dockerd would add to /etc/sub{kind}")
             out.line(f"\n{kind} map ({where}):")
-            for e in m:
-                out.line(f"  container {e.container}…{e.container + e.size - 1}"
-                         f"  ->  host {e.host}…{e.host + e.size - 1}  ({e.size} IDs)")
+            for x in m:
+                out.line(f"  container {x.container}…{x.container + x.size - 1}"
+                         f"  ->  host {x.host}…{x.host + x.size - 1}  ({x.size} IDs)")
         out.line("\ncontainer -> host (uid / gid):")
-        for c in NOTABLE:
-            hu = pair.uid.to_host(c, None)
-            hg = pair.gid.to_host(c, None)
-            data["translations"].append({"container": c, "host_uid": hu, "host_gid": hg})
-            out.line(f"  {c:>6} -> {show(hu)} / {show(hg)}")
-        out.line("\nhost -> seen inside (uid / gid; 65534 = nobody/nogroup):")
-        root_uid, root_gid = pair.root
-        for h in sorted({0, 1000, root_uid, root_gid}):
-            vu = pair.uid.container_view(h)
-            vg = pair.gid.container_view(h)
-            data["host_views"].append({"host": h, "inside_uid": vu, "inside_gid": vg})
-            note = "  (host root: its files show as nobody inside)" if h == 0 else ""
-            out.line(f"  {h:>6} -> {vu} / {vg}{note}")
+        for t in e.translations:
+            out.line(f"  {t.container:>6} -> {show(t.host_uid)} / {show(t.host_gid)}")
+        out.line("\nhost -> seen inside (uid / gid; an unmapped ID shows as 65534, "
+                 "nobody/nogroup):")
+        for v in e.host_views:
+            note = f"  ({v.note})" if v.note else ""
+            out.line(f"  {v.host:>6} -> {v.inside_uid} / {v.inside_gid}{note}")
+        loud = "!!! " if e.host_root_is_container_root or not e.host_root.startswith(
+            "host root (uid 0, gid 0) is not mapped") else ""
+        out.line("")
+        out.line(_fill(f"{loud}{e.host_root}", "", "    "))
         out.line("\n/proc/PID/uid_map:")
         out.line("  " + format_proc(pair.uid).rstrip("\n").replace("\n", "\n  "))
         out.line("/proc/PID/gid_map:")
         out.line("  " + format_proc(pair.gid).rstrip("\n").replace("\n", "\n  "))
-        out.line(f"\nDocker data root: {data_root}")
-    for docker_note in docker.notes:
-        out.line(f"note: {docker_note.message}")
-    out.line(f"\nlint ({user}):" if findings else f"\nlint ({user}): no findings")
-    for f in findings:
-        out.line("  " + f.render().replace("\n", "\n  "))
-    if others:
-        out.line(f"  ({others} more finding(s) about other owners: run 'userns check')")
-    if comparison is not None:
+        out.line(f"\nDocker data root: {e.data_root_path}")
+        for n in e.data_root_notes:
+            out.line(_fill(f"{n.severity}: {n.message}"))
+    if docker is not None:
+        for note in docker.notes:
+            out.line(_fill(f"note: {note.message}", "", "  "))
+    if e.user is not None:
+        out.line(f"\nlint ({e.user}):" if e.findings else f"\nlint ({e.user}): no findings")
+        for f in e.findings:
+            out.line("  " + f.render().replace("\n", "\n  "))
+        if e.other_findings:
+            out.line(f"  ({e.other_findings} more finding(s) about other owners: run "
+                     "'userns check')")
+    if e.comparison is not None:
         out.line("\nwhere the other runtimes differ from Docker for this user:")
-        for r in comparison.results:
+        for r in e.comparison.results:
             if r.runtime == "docker":
                 continue
-            diffs = [d for d in comparison.differences
+            diffs = [d for d in e.comparison.differences
                      if {d.first, d.second} == {"docker", r.runtime}]
             if not r.ok:
                 why = r.error.message if r.error else "it would build none"
                 either = " either" if pair is None else ""
-                out.line(textwrap.fill(f"{r.runtime}: no map{either}: {why}", width=100,
-                                       initial_indent="  ", subsequent_indent="    ",
-                                   break_on_hyphens=False, break_long_words=False))
+                out.line(_fill(f"{r.runtime}: no map{either}: {why}"))
                 continue
             if not diffs:
                 out.line(f"  {r.runtime}: the same maps")
                 continue
             kinds = " and ".join(d.kind for d in diffs)
-            out.line(textwrap.fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}",
-                                   width=100, initial_indent="  ", subsequent_indent="    ",
-                                   break_on_hyphens=False, break_long_words=False))
-    elif comparison_error:
-        out.line(f"\nother runtimes: not compared: {comparison_error}")
-    out.json(data)
-    return 0 if pair is not None else 1
-
+            out.line(_fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}"))
+    elif e.comparison_error:
+        out.line(f"\nother runtimes: not compared: {e.comparison_error}")
+    security = e.security
+    if security:
+        out.line(f"\n{len(security)} security finding(s): exit status 1")
+        for s in security:
+            out.line(_fill(f"- {s}"))
 
 
 def register(sub: Any) -> None:
     """Add this module's commands to the ``userns`` sub-parsers."""
-    p = sub.add_parser("explain", help="what Docker userns-remap builds for a user, and why")
-    p.add_argument("--user", "-u", default="default", metavar="REMAP",
+    p = sub.add_parser("explain", help="what Docker userns-remap builds for a host, and why")
+    p.add_argument("--user", "-u", default=None, metavar="REMAP",
                    help="the userns-remap value: default (dockremap), USER, USER:GROUP, "
-                   "UID, UID:GID")
+                   "UID, UID:GID (default: what daemon.json, the docker.service unit or "
+                   "sysconfig set; none is remapping OFF)")
     p.add_argument("--example", action="store_true",
                    help="use an embedded dockremap:231072:65536 instead of the system's files")
-    p.add_argument("--data-root", default="/var/lib/docker", metavar="DIR",
-                   help="Docker's data root (default /var/lib/docker)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="Docker's data root (default: the configured one, else /var/lib/docker)")
+    p.add_argument("--docker-version", default=None, metavar="VERSION",
+                   help="the dockerd whose rules apply: 20.10, 28, main, a release such as "
+                   "24.0.7 (default: 'dockerd --version' when installed, else main)")
     add_system_options(p)
     add_json(p)
     p.set_defaults(func=cmd_explain)

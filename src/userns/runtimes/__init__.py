@@ -53,6 +53,7 @@ from .daemon import (
     read_daemon_config,
 )
 from .docker import DOCKER_VERSIONS, DockerRules, docker_remap, docker_remapped_root, docker_rules
+from .explain import Explanation, HostView, Translation, explain_docker
 from .incus import incus_maps
 from .podman import (
     podman_auto,
@@ -71,16 +72,20 @@ __all__ = [
     "DaemonConfig",
     "Difference",
     "DockerRules",
+    "Explanation",
+    "HostView",
     "Note",
     "RuntimeConfigError",
     "RuntimeMaps",
     "Setting",
+    "Translation",
     "check_data_root",
     "compare_runtimes",
     "detect_docker_version",
     "docker_remap",
     "docker_remapped_root",
     "docker_rules",
+    "explain_docker",
     "incus_maps",
     "podman_auto",
     "podman_auto_available",
