@@ -629,3 +629,27 @@ def test_prepare_volume_auto_falls_back_when_a_submount_refuses() -> None:
     assert result.shift is not None and str(vol / "proc") in result.shift.skipped_mounts
     with pytest.raises(MountError):
         prepare_volume(vol, PAIR, strategy="idmap", to=BASE / "dst", recursive=True)
+
+
+# -- the benchmark still runs ------------------------------------------------------------
+
+
+@needs_tmpfs_idmap
+def test_benchmark_section_runs_small() -> None:
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm tmpfs for the benchmark")
+    sys.path.insert(0, str(bench))
+    try:
+        import mount as bench_mount  # benchmarks/mount.py
+
+        sec = bench_mount.run(sizes=[300], rounds=1, calls=1)
+    finally:
+        sys.path.remove(str(bench))
+        sys.modules.pop("mount", None)
+    assert sec.unavailable is None, sec.unavailable
+    assert [r.candidate for r in sec.rows] == [
+        "idmapped mount (process)", "idmapped_mount() call", "idmapped_mount() call"]
+    assert all(r.result is not None for r in sec.rows[:2])
+    (headers, rows), = sec.extra_tables
+    assert len(rows) == 1 and len(rows[0]) == len(headers)
