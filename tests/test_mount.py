@@ -317,9 +317,19 @@ def test_procfs_refused_with_its_reason() -> None:
     assert info.value.reason == "fs-unsupported"
 
 
+def _without_open_tree_attr() -> None:
+    """Make this process see a kernel before 6.15 (open_tree_attr gives ENOSYS)."""
+    import platform
+
+    import userns.mount as m
+
+    m.SYSCALLS[platform.machine()]["open_tree_attr"] = 100_000  # no such system call
+
+
 @needs_tmpfs_idmap
 @in_private_mountns
-def test_already_idmapped_refused() -> None:
+def test_already_idmapped_refused_without_open_tree_attr() -> None:
+    _without_open_tree_attr()
     src = _mount_tmpfs(BASE / "src")
     (BASE / "once").mkdir()
     (BASE / "twice").mkdir()
@@ -328,8 +338,30 @@ def test_already_idmapped_refused() -> None:
     assert (answer.ok, answer.reason) == (False, "already-idmapped")
     with pytest.raises(MountError) as info:
         idmapped_mount(BASE / "once", BASE / "twice", PAIR)
-    assert info.value.reason == "already-idmapped"
+    assert info.value.reason == "already-idmapped" and info.value.errno == errno.EPERM
     assert not is_idmapped(BASE / "twice")
+
+
+@needs_tmpfs_idmap
+@in_private_mountns
+def test_already_idmapped_gets_the_new_map_with_open_tree_attr() -> None:
+    if not _kernel_at_least(6, 15):
+        pytest.skip("open_tree_attr replaces a copy's idmap from Linux 6.15")
+    src = _mount_tmpfs(BASE / "src")
+    (src / "f").write_text("x")
+    os.chown(src / "f", 5, 6)
+    (BASE / "once").mkdir()
+    (BASE / "twice").mkdir()
+    idmapped_mount(src, BASE / "once", PAIR)
+    answer = probe(BASE / "once")
+    assert answer.ok and "idmapped already" in answer.message, answer
+    other = IDMapPair(IDMap.single(0, 300000, 65536), IDMap.single(0, 400000, 65536))
+    idmapped_mount(BASE / "once", BASE / "twice", other)
+    st = os.stat(BASE / "twice" / "f")
+    # The new map replaces the old one, relative to the IDs on disk (no composition).
+    assert (st.st_uid, st.st_gid) == (300005, 400006)
+    assert os.stat(BASE / "once" / "f").st_uid == PAIR.uid.to_host(5)
+    assert read_idmap(BASE / "twice") == other
 
 
 @needs_tmpfs_idmap
@@ -497,9 +529,11 @@ def test_prepare_volume_idmap_and_shift_look_the_same_inside() -> None:
 
 @in_private_mountns
 def test_prepare_volume_auto_shifts_where_the_probe_says_no() -> None:
-    # A real refusal: a volume on an idmapped mount cannot be idmapped again.
+    # A real refusal: a volume on an idmapped mount cannot be idmapped again without
+    # open_tree_attr (kept from this process, as on a kernel before 6.15).
     if not _kernel_at_least(6, 3):
         pytest.skip("tmpfs takes idmapped mounts from Linux 6.3")
+    _without_open_tree_attr()
     src = _mount_tmpfs(BASE / "src")
     (BASE / "view").mkdir()
     idmapped_mount(src, BASE / "view", IDMapPair.both(IDMap.single(0, 0, 65536 * 4)))

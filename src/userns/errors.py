@@ -248,7 +248,8 @@ class MountError(UsernsError, OSError):
     ``no-kernel-support`` (ENOSYS: Linux before 5.12, or a seccomp filter),
     ``not-found`` (the path does not exist), ``fs-unsupported`` (the filesystem cannot be
     idmapped: procfs, NFS, 9p, FUSE without the server's opt-in, tmpfs before 6.3),
-    ``already-idmapped`` (the mount is idmapped already), ``not-permitted`` (no
+    ``already-idmapped`` (the mount is idmapped already and the kernel cannot replace its
+    map: before Linux 6.15), ``not-permitted`` (no
     ``CAP_SYS_ADMIN`` over the superblock's or the mount namespace's user namespace),
     ``unmapped-namespace`` (a map is empty: Linux 6.9+ refuses it), ``helper-failed``
     (the user namespace holding the maps could not be made), ``target-failed`` (attaching

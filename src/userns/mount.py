@@ -86,13 +86,13 @@ REASONS: frozenset[str] = frozenset({
 })
 
 #: System call numbers per ``platform.machine()``: the mount API (open_tree 428,
-#: move_mount 429, mount_setattr 442, statmount 457) comes from the generic table, which
-#: x86_64 and aarch64 share; ``statx`` predates it and differs.
+#: move_mount 429, mount_setattr 442, statmount 457, open_tree_attr 467) comes from the
+#: generic table, which x86_64 and aarch64 share; ``statx`` predates it and differs.
 SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442,
-               "statmount": 457, "statx": 332},
+               "statmount": 457, "open_tree_attr": 467, "statx": 332},
     "aarch64": {"open_tree": 428, "move_mount": 429, "mount_setattr": 442,
-                "statmount": 457, "statx": 291},
+                "statmount": 457, "open_tree_attr": 467, "statx": 291},
 }
 
 # <linux/mount.h>, <fcntl.h>, <linux/stat.h>
@@ -173,6 +173,16 @@ def _setattr_idmap(tree_fd: int, userns_fd: int, *, recursive: bool) -> None:
     flags = _AT_EMPTY_PATH | (_AT_RECURSIVE if recursive else 0)
     _syscall("mount_setattr", ctypes.c_int(tree_fd), ctypes.c_char_p(b""), ctypes.c_uint(flags),
              ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def _open_tree_attr(path: str | os.PathLike[str], userns_fd: int, *, recursive: bool) -> int:
+    """A copy of the mount at ``path`` with the idmap set in the same call (Linux 6.15):
+    the one way to give a copy of an idmapped mount another map."""
+    attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    flags = _OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+    return _syscall("open_tree_attr", ctypes.c_int(_AT_FDCWD),
+                    ctypes.c_char_p(_path_arg(path)), ctypes.c_uint(flags),
+                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
 
 
 def _move_mount(tree_fd: int, dst: str | os.PathLike[str]) -> None:
@@ -533,8 +543,9 @@ def _explain(e: OSError, step: str, path: str, info: MountInfo | None,
             and info.idmapped:
         return MountError(
             f"{path!r} is on a mount that is idmapped already (at {info.mount_point!r}); "
-            "mount_setattr cannot idmap it again (Linux 6.15's open_tree_attr can "
-            "replace the map of a copy): idmap the original, unmapped mount instead",
+            "mount_setattr cannot idmap it again and this kernel has no open_tree_attr "
+            "(Linux 6.15), which replaces the map of a copy: idmap the original, unmapped "
+            "mount instead",
             reason="already-idmapped", errno=e.errno, path=path, step=step)
     if e.errno == _errno.EPERM:
         return MountError(
@@ -543,7 +554,7 @@ def _explain(e: OSError, step: str, path: str, info: MountInfo | None,
             "owning this mount namespace (root on the host for a host filesystem; inside a "
             "container, only filesystems mounted there)" + fallback,
             reason="not-permitted", errno=e.errno, path=path, step=step)
-    if step == "mount_setattr" and e.errno == _errno.EINVAL:
+    if step in ("mount_setattr", "open_tree_attr") and e.errno == _errno.EINVAL:
         why = _fs_refusal(fs)
         if recursive:
             why += " (or a mount below it does: a recursive idmap needs every one to take it)"
@@ -555,7 +566,8 @@ def _explain(e: OSError, step: str, path: str, info: MountInfo | None,
                           "and a file for a file)", reason="target-failed",
                           errno=e.errno, path=path, step=step)
     return MountError(f"{step} on {path!r} failed: {e.strerror}",
-                      reason="fs-unsupported" if step == "mount_setattr" else "target-failed",
+                      reason="fs-unsupported" if step in ("mount_setattr", "open_tree_attr")
+                      else "target-failed",
                       errno=e.errno, path=path, step=step)
 
 
@@ -675,9 +687,12 @@ def _probe_now(where: str, info: MountInfo) -> Probe:
     except MountError as e:
         return Probe.from_error(where, e, info)
     os.close(fd)  # the detached copy goes with its last descriptor
+    note = (" (it is idmapped already: a new idmapped mount of it replaces that map, "
+            "relative to the IDs on disk)" if info.idmapped else "")
     return Probe(path=where, ok=True, reason="ok",
                  message=f"{where} ({info.fs_type}, mounted at {info.mount_point}) can be "
-                         "idmapped", fs_type=info.fs_type, mount_point=info.mount_point)
+                         f"idmapped{note}", fs_type=info.fs_type,
+                 mount_point=info.mount_point)
 
 
 # -- making mounts ---------------------------------------------------------------------
@@ -694,6 +709,15 @@ def _clone_idmapped(src: str, pair: IDMapPair, *, recursive: bool,
     if info is None:
         with contextlib.suppress(MountError):
             info = mount_info(src)
+    if info is not None and info.idmapped:
+        # mount_setattr refuses to idmap a copy of an idmapped mount; open_tree_attr
+        # (Linux 6.15) replaces its map. Without it, the refusal below says why.
+        with _namespace(pair, namespace) as ns:
+            try:
+                return _open_tree_attr(src, ns.fd, recursive=recursive)
+            except OSError as e:
+                if e.errno != _errno.ENOSYS:
+                    raise _explain(e, "open_tree_attr", src, info, recursive) from e
     try:
         fd = _open_tree(src, recursive=recursive)
     except OSError as e:
@@ -723,8 +747,11 @@ def idmapped_mount(
     Through ``dst`` an on-disk ID ``k`` shows as ``pair.uid.to_host(k)`` (gids alike),
     an ID outside the map as the overflow ID, and a file created by host ID ``h`` is
     stored as ``to_container(h)``. Nothing on disk changes. ``recursive`` copies the
-    mounts below ``src`` as well (every one must take an idmap). ``namespace``: a
-    :class:`MapNamespace` of ``pair`` to reuse (else one is made and closed).
+    mounts below ``src`` as well (every one must take an idmap). A ``src`` on an idmapped
+    mount gets ``pair`` in place of that mount's map, still relative to the IDs on disk
+    (``open_tree_attr``, Linux 6.15); an older kernel refuses it (``already-idmapped``).
+    ``namespace``: a :class:`MapNamespace` of ``pair`` to reuse (else one is made and
+    closed).
 
     Raises :class:`~userns.errors.MountError` with the reason (see :func:`probe`).
     """
