@@ -128,3 +128,16 @@ def test_docker_rules_refuses_a_text_without_a_version() -> None:
     with pytest.raises(RuntimeConfigError) as info:
         docker_rules("latest")
     assert info.value.reason == "docker-version"
+
+
+def test_lone_size_one_mapping_is_not_root_here() -> None:
+    """docs/differences.md: containers/storage's GetRootUIDGID takes a lone size-1
+    mapping as root's host ID; userns does not."""
+    from userns import IDMap, IDMapPair, UnmappedIDError
+
+    lone = IDMap.single(5, 1000, 1)
+    assert lone.to_host(0, None) is None
+    with pytest.raises(UnmappedIDError):
+        IDMapPair(lone, lone).root  # noqa: B018
+    with pytest.raises(UnmappedIDError):
+        IDMapPair(lone, lone).root_dir_name  # noqa: B018
