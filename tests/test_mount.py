@@ -295,6 +295,9 @@ def test_overlayfs_refused_itself_served_over_idmapped_layers() -> None:
          str(over))
     assert os.stat(over / "f").st_uid == PAIR.uid.to_host(1000)
     assert os.stat(lower / "f").st_uid == 1000
+    # Mounted by host root, whom the layers' map does not cover: overlayfs cannot make its
+    # work directory through the idmapped upper layer (EOVERFLOW) and comes up read-only.
+    assert _write_as(PAIR.uid.to_host(0), PAIR.gid.to_host(0), over / "new") == errno.EROFS
 
 
 # -- refusals ----------------------------------------------------------------------------
