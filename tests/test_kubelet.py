@@ -20,6 +20,8 @@ from collections.abc import Mapping
 import pytest
 
 from userns.cli import main
+from userns.errors import UsernsError
+from userns.formats.kubelet import read_kubelet_userns
 from userns.kubelet import (
     Pod,
     Pool,
@@ -599,3 +601,188 @@ def test_missing_getsubids_modes_and_missing_getent(tmp_path: pathlib.Path) -> N
     (f,) = [f for f in node.findings if f.reason == "getent-missing"]
     assert str(f.severity) == "warning" and "141970" in f.message
     assert node.ok  # kubelet itself still starts: the finding is about which pool
+
+
+# -- Go itself as the oracle: strconv, %q, strings.Fields, encoding/json ------------------
+
+GO = shutil.which("go")
+
+# The steps of kubelet's parseGetSubIdsOutput and of its userns file decoding, written
+# against Go's standard library so that Go's own strconv, fmt %q, strings.Fields and
+# encoding/json give the answers. Input: hex-encoded cases, one per line.
+GO_PROGRAM = """\
+package main
+
+import (
+\t"bufio"
+\t"encoding/hex"
+\t"encoding/json"
+\t"fmt"
+\t"os"
+\t"strconv"
+\t"strings"
+)
+
+type mapping struct {
+\tHostId      uint32 `json:"hostId"`
+\tContainerId uint32 `json:"containerId"`
+\tLength      uint32 `json:"length"`
+}
+
+type usernsFile struct {
+\tUIDMappings []mapping `json:"uidMappings"`
+\tGIDMappings []mapping `json:"gidMappings"`
+}
+
+func subids(input string) string {
+\tlines := strings.Split(strings.Trim(input, "\\n"), "\\n")
+\tif len(lines) != 1 {
+\t\treturn fmt.Sprintf("error parsing line %q: it must contain only one line", input)
+\t}
+\tparts := strings.Fields(lines[0])
+\tif len(parts) != 4 {
+\t\treturn fmt.Sprintf("invalid line %q", input)
+\t}
+\tvar got [2]uint64
+\tfor i, p := range parts[2:] {
+\t\tv, err := strconv.ParseUint(p, 10, 32)
+\t\tif err != nil {
+\t\t\treturn fmt.Errorf("error parsing line %q: %w", input, err).Error()
+\t\t}
+\t\tgot[i] = v
+\t}
+\treturn fmt.Sprintf("ok %d %d", got[0], got[1])
+}
+
+func userns(input string) string {
+\tvar f usernsFile
+\tif err := json.Unmarshal([]byte(input), &f); err != nil {
+\t\treturn "error"
+\t}
+\tout := "ok"
+\tfor _, list := range [][]mapping{f.UIDMappings, f.GIDMappings} {
+\t\tout += " |"
+\t\tfor _, m := range list {
+\t\t\tout += fmt.Sprintf(" %d,%d,%d", m.HostId, m.ContainerId, m.Length)
+\t\t}
+\t}
+\treturn out
+}
+
+func main() {
+\tsc := bufio.NewScanner(os.Stdin)
+\tsc.Buffer(make([]byte, 1<<20), 1<<20)
+\tfor sc.Scan() {
+\t\tkind, data, _ := strings.Cut(sc.Text(), " ")
+\t\traw, _ := hex.DecodeString(data)
+\t\tvar answer string
+\t\tif kind == "subids" {
+\t\t\tanswer = subids(string(raw))
+\t\t} else {
+\t\t\tanswer = userns(string(raw))
+\t\t}
+\t\tfmt.Println(hex.EncodeToString([]byte(answer)))
+\t}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def go_oracle(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    if GO is None:
+        pytest.skip("needs Go (Debian golang-go) for the standard-library oracle")
+    work = tmp_path_factory.mktemp("kubelet-go")
+    (work / "main.go").write_text(GO_PROGRAM)
+    env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(work / "cache"),
+           "HOME": str(work), "GOPATH": str(work / "gopath")}
+    subprocess.run([GO, "build", "-o", str(work / "oracle"), str(work / "main.go")],
+                   cwd=work, env=env, check=True, capture_output=True)
+    return work / "oracle"
+
+
+def _ask_go(oracle: pathlib.Path, cases: list[tuple[str, str]]) -> list[str]:
+    data = "".join(f"{kind} {text.encode('utf-8', 'surrogateescape').hex()}\n"
+                   for kind, text in cases)
+    out = subprocess.run([str(oracle)], input=data, capture_output=True, text=True,
+                         check=True).stdout
+    return [bytes.fromhex(line).decode("utf-8", "surrogateescape")
+            for line in out.splitlines()]
+
+
+SUBID_TOKENS = ["0", ":", " ", "kubelet", "65536", "7208960", "4294967295", "4294967296",
+                "99999999999", "x", "\n", "\n", "\t", "\u00a0", "\u2003", "\x85", "\x1c",
+                "+1", "-1", "1_0", "0x10", '"', "\\", "é", "\x01", "\x7f", "010", ""]
+
+
+def _subid_case(rng: random.Random) -> str:
+    if rng.random() < 0.4:
+        start = rng.choice(["65536", "131072", "4294967295", "4294967296", "1x", ""])
+        count = rng.choice(["7208960", "0", "99999999999x", "+5", "65536"])
+        sep = rng.choice([" ", "\t", "  ", "\u00a0"])
+        return f"0:{sep}kubelet{sep}{start}{sep}{count}" + rng.choice(["\n", "", "\n\n"])
+    return "".join(rng.choice(SUBID_TOKENS) for _ in range(rng.randint(0, 10)))
+
+
+def test_getsubids_output_reading_matches_go(go_oracle: pathlib.Path) -> None:
+    rng = random.Random(4242)
+    cases = [_subid_case(rng) for _ in range(3000)]
+    answers = _ask_go(go_oracle, [("subids", c) for c in cases])
+    accepted = 0
+    for text, go in zip(cases, answers):
+        got = parse_getsubids_output(text)
+        mine = got.message if isinstance(got, StartError) else f"ok {got[0]} {got[1]}"
+        assert mine == go, repr(text)
+        accepted += not isinstance(got, StartError)
+    assert accepted > 100
+
+
+USERNS_WORDS = ['{', '}', '[', ']', ',', ':', 'null', 'true', '"x"', '0', '1', '65536',
+                '-1', '-0', '1.0', '1e3', '4294967295', '4294967296', '"uidMappings"',
+                '"gidMappings"', '"UIDMAPPINGS"', '"hostId"', '"HOSTID"', '"hostid"',
+                '"containerId"', '"length"', '"Length"', ' ']
+
+
+def _userns_case(rng: random.Random) -> str:
+    if rng.random() < 0.6:
+        def obj() -> str:
+            keys = rng.sample(["hostId", "HostID", "containerId", "length", "LENGTH",
+                               "other"], rng.randint(0, 5))
+            vals = [rng.choice(["0", "65536", "131072", "-1", "-0", "1.5", "1e2", "null",
+                                '"1"', "4294967296", "true", "[]"]) for _ in keys]
+            return "{" + ",".join(f'"{k}":{v}' for k, v in zip(keys, vals)) + "}"
+        lists = rng.sample(["uidMappings", "gidMappings", "UidMappings", "x"],
+                           rng.randint(0, 3))
+        body = ",".join(f'"{k}":' + rng.choice(
+            ["null", "[" + ",".join(obj() for _ in range(rng.randint(0, 2))) + "]",
+             "{}", '"s"']) for k in lists)
+        return "{" + body + "}"
+    return "".join(rng.choice(USERNS_WORDS) for _ in range(rng.randint(0, 12)))
+
+
+def test_userns_file_reading_matches_go(go_oracle: pathlib.Path) -> None:
+    rng = random.Random(2424)
+    pinned = [  # Go's quirks: a repeated list decodes into the first one's elements
+        '{"uidMappings":[{"hostId":5}],"uidMappings":[{"length":7}]}',
+        '{"uidMappings":[{"hostId":5},{"hostId":6}],"uidMappings":[{"length":7}],'
+        '"uidMappings":[{},{},{}]}',
+        '{"uidMappings":[{"hostId":1},{"hostId":2},{"hostId":3},{"hostId":4},'
+        '{"hostId":5}],"uidMappings":[{},{}],"uidMappings":[{},{},{},{},{},{}]}',
+        '{"uidMappings":[{"hostId":5,"hostId":null}]}',  # null changes nothing
+        '{"uidMappings":[{"ho\u017ftId":5}]}',  # the long s folds to s
+        '{"uidMappings":[{"hostId":-0}]}', '{"uidMappings":[1,{"hostId":2}]}',
+    ]
+    cases = pinned + [_userns_case(rng) for _ in range(3000)]
+    answers = _ask_go(go_oracle, [("userns", c) for c in cases])
+    decoded = 0
+    for text, go in zip(cases, answers):
+        try:
+            f = read_kubelet_userns(text)
+        except UsernsError:
+            mine = "error"
+        else:
+            mine = "ok" + "".join(
+                " |" + "".join(f" {m.host_id},{m.container_id},{m.length}" for m in maps)
+                for maps in (f.uid, f.gid))
+            decoded += 1
+        assert mine == go, repr(text)
+    assert decoded > 300

@@ -6,11 +6,13 @@ kubelet writes ``<kubelet-dir>/pods/<pod-uid>/userns`` when it creates a pod wit
     {"uidMappings":[{"hostId":H,"containerId":C,"length":L}],"gidMappings":[...]}
 
 and reads it back with ``json.Unmarshal`` when it starts. Go's decoder matches keys
-ignoring case, keeps the last of duplicate keys, ignores unknown keys, and turns a
-missing or ``null`` field into 0 and a missing list into an empty one: that is how
-:func:`read_kubelet_userns` reads (kubelet's own view of the file, used by
-:mod:`userns.kubelet`). It refuses what Go refuses: invalid JSON (reason ``json``) and a
-value that does not fit a ``uint32`` (reason ``not-uint32``), with a caret under it.
+ignoring case, ignores unknown keys, reads a missing field as 0 and a missing list as
+empty, lets ``null`` change nothing in a number, and decodes a repeated list INTO the
+elements the first one left: that is how :func:`read_kubelet_userns` reads (kubelet's
+own view of the file, used by :mod:`userns.kubelet`; checked against Go's own
+``encoding/json`` on random texts in the tests). It refuses what Go refuses, anywhere in
+the file: invalid JSON (reason ``json``), a value that does not fit a ``uint32``
+(``not-uint32``, ``-0`` included), a list or mapping of another type, with a caret.
 
 As a map format (:func:`parse_kubelet_userns`, registry name ``kubelet``), a missing
 field is refused instead (reason ``missing-field``): Go would silently read 0, which
@@ -34,10 +36,11 @@ from typing import Any
 
 import attrs
 
+from ..errors import ParseError
 from ..ids import ID_LIMIT
 from ..maps import IDMap, IDMapPair
 from ._text import Row, Token, build_map, check_extent, syntax
-from .oci import _Arr, _Big, _decode, _describe, _lookup, _Obj, _token
+from .oci import _Arr, _Big, _decode, _describe, _Obj, _token
 
 __all__ = [
     "KubeletMapping",
@@ -80,50 +83,98 @@ class KubeletUsernsFile:
     gid: tuple[KubeletMapping, ...]
 
 
-def _uint32(value: Any, key: str, span: tuple[int, int], text: str, path: str | None) -> int:
-    tok = _token(text, *span)
-    name = _NAMES[key]
-    if isinstance(value, int) and not isinstance(value, bool):
-        if 0 <= value < ID_LIMIT:
+def _fold(name: str) -> str:
+    """A key as Go's ``encoding/json`` compares it with an ASCII field name: ASCII case
+    ignored, and the long s and the Kelvin sign taken as ``s`` and ``k``."""
+    return "".join("s" if ch == "\u017f" else "k" if ch == "\u212a" else
+                   ch.lower() if ch.isascii() else ch for ch in name)
+
+
+_FIELD_OF = {_fold(k): k for k in _KEYS}
+_LIST_OF = {_fold(k): k for k in _LISTS}
+
+
+class _Decoder:
+    """Go's ``json.Unmarshal`` into kubelet's ``userNamespace`` struct, step by step.
+
+    Go keeps decoding after a value of the wrong type and returns the first such error at
+    the end; ``null`` leaves a number as it was and empties a list; a second list under
+    the same key is decoded INTO the first one's elements (Go reuses the slice), so a
+    field the second object lacks keeps the first object's value.
+    """
+
+    def __init__(self, text: str, path: str | None) -> None:
+        self.text = text
+        self.path = path
+        self.error: ParseError | None = None
+
+    def fail(self, message: str, span: tuple[int, int], reason: str) -> None:
+        if self.error is None:  # Go reports the first
+            self.error = syntax(message, _token(self.text, *span), self.path, reason=reason)
+
+    def number(self, value: Any, key: str, span: tuple[int, int]) -> int | None:
+        name = _NAMES[key]
+        raw = self.text[span[0]:span[1]]
+        if isinstance(value, bool) or not isinstance(value, (int, float, _Big)):
+            self.fail(f'"{key}" (the {name}) must be a uint32, found {_describe(value)}',
+                      span, "not-uint32")
+            return None
+        if isinstance(value, int) and not raw.startswith("-") and 0 <= value < ID_LIMIT:
             return value
-        raise syntax(f'"{key}" (the {name}) must be a uint32 (0…4294967295): {value}', tok,
-                     path, reason="not-uint32")
-    if isinstance(value, (_Big, float)):
-        raise syntax(f'"{key}" (the {name}) must be a uint32 (0…4294967295), '
-                     f"found {tok.text}", tok, path, reason="not-uint32")
-    raise syntax(f'"{key}" (the {name}) must be a uint32, found {_describe(value)}', tok,
-                 path, reason="not-uint32")
+        self.fail(f'"{key}" (the {name}) must be a uint32 (0…4294967295), found {raw}',
+                  span, "not-uint32")
+        return None
 
-
-def _mapping_list(got: tuple[Any, tuple[int, int]] | None, key: str, text: str,
-                  path: str | None) -> tuple[KubeletMapping, ...]:
-    if got is None or got[0] is None:
-        return ()
-    value, span = got
-    if not isinstance(value, _Arr):
-        raise syntax(f'"{key}" must be an array of mappings, found {_describe(value)}',
-                     _token(text, *span), path, reason="not-a-list")
-    out: list[KubeletMapping] = []
-    for item, item_span in zip(value, value.item_spans):
-        tok = _token(text, *item_span)
+    def element(self, item: Any, span: tuple[int, int], into: list[Any]) -> None:
+        """Decode one array item into ``into`` = [host, container, length, present]."""
         if item is None:
-            out.append(KubeletMapping(0, 0, 0, _KEYS, tok))  # Go: a zero struct
-            continue
+            return  # Go: null leaves the struct as it is
         if not isinstance(item, _Obj):
-            raise syntax(f"a mapping must be an object with hostId, containerId and length, "
-                         f"found {_describe(item)}", tok, path, reason="not-an-object")
-        fields: dict[str, int] = {}
-        missing: list[str] = []
-        for k in _KEYS:
-            found = _lookup(item, k)
-            if found is None or found[0] is None:
-                fields[k] = 0
-                missing.append(k)
-            else:
-                fields[k] = _uint32(found[0], k, found[1], text, path)
-        out.append(KubeletMapping(fields["hostId"], fields["containerId"], fields["length"],
-                                  tuple(missing), tok))
-    return tuple(out)
+            self.fail(f"a mapping must be an object with hostId, containerId and length, "
+                      f"found {_describe(item)}", span, "not-an-object")
+            return
+        present: set[str] = set()
+        for (key, value), vspan in zip(item, item.value_spans):
+            field = _FIELD_OF.get(_fold(key))
+            if field is None or value is None:
+                continue
+            got = self.number(value, field, vspan)
+            if got is not None:
+                into[_KEYS.index(field)] = got
+                present.add(field)
+        into[3] = present
+
+    def array(self, value: Any, key: str, span: tuple[int, int],
+              state: tuple[list[list[Any]], int]) -> tuple[list[list[Any]], int]:
+        """Decode a list into the slice ``state`` = (backing array, length), as Go does."""
+        backing, length = state
+        if value is None:
+            return [], 0
+        if not isinstance(value, _Arr):
+            self.fail(f'"{key}" must be an array of mappings, found {_describe(value)}',
+                      span, "not-a-list")
+            return backing, length
+        i = 0
+        for item, item_span in zip(value, value.item_spans):
+            if i >= len(backing):  # grow: keep the first `length` elements, zero the rest
+                cap = max(len(backing) + len(backing) // 2, 4)
+                backing = [backing[j] if j < length else [0, 0, 0, set()]
+                           for j in range(cap)]
+            if i >= length:
+                length = i + 1
+            self.element(item, item_span, backing[i])
+            i += 1
+        if i == 0:
+            return [], 0
+        return backing, min(length, i)
+
+
+def _mappings(state: tuple[list[list[Any]], int], spans: dict[int, Token],
+              ) -> tuple[KubeletMapping, ...]:
+    backing, length = state
+    return tuple(KubeletMapping(e[0], e[1], e[2],
+                                tuple(k for k in _KEYS if k not in e[3]), spans.get(i))
+                 for i, e in enumerate(backing[:length]))
 
 
 def read_kubelet_userns(text: str, *, path: str | None = None) -> KubeletUsernsFile:
@@ -131,7 +182,9 @@ def read_kubelet_userns(text: str, *, path: str | None = None) -> KubeletUsernsF
 
     Grammar: ``{"uidMappings": [mapping...], "gidMappings": [mapping...]}`` with
     ``mapping = {"hostId": uint32, "containerId": uint32, "length": uint32}``; keys match
-    ignoring case, missing fields are 0, ``null`` is the zero value.
+    ignoring case, missing fields are 0, ``null`` changes nothing in a number and empties
+    a list, a repeated key decodes into what the first one left. Any value Go refuses
+    (and Go refuses the whole file for one) is a :class:`ParseError` at that value.
 
     >>> read_kubelet_userns('null')
     KubeletUsernsFile(uid=(), gid=())
@@ -142,8 +195,21 @@ def read_kubelet_userns(text: str, *, path: str | None = None) -> KubeletUsernsF
     if not isinstance(doc, _Obj):
         raise syntax(f"a userns file must be a JSON object, found {_describe(doc)}",
                      _token(text, 0, len(text)), path, reason="not-an-object")
-    uid, gid = (_mapping_list(_lookup(doc, key), key, text, path) for key in _LISTS)
-    return KubeletUsernsFile(uid, gid)
+    dec = _Decoder(text, path)
+    states: dict[str, tuple[list[list[Any]], int]] = {k: ([], 0) for k in _LISTS}
+    spans: dict[str, dict[int, Token]] = {k: {} for k in _LISTS}
+    for (key, value), vspan in zip(doc, doc.value_spans):
+        field = _LIST_OF.get(_fold(key))
+        if field is None:
+            continue
+        states[field] = dec.array(value, field, vspan, states[field])
+        if isinstance(value, _Arr):
+            for i, item_span in enumerate(value.item_spans):
+                spans[field][i] = _token(text, *item_span)
+    if dec.error is not None:
+        raise dec.error
+    return KubeletUsernsFile(_mappings(states["uidMappings"], spans["uidMappings"]),
+                             _mappings(states["gidMappings"], spans["gidMappings"]))
 
 
 def _strict_map(mappings: tuple[KubeletMapping, ...], path: str | None) -> IDMap:
