@@ -139,7 +139,7 @@ def test_cli_exits_1_on_any_security_finding() -> None:
 def test_cli_reads_the_daemon_config_and_says_remapping_off() -> None:
     code, out, _ = cli_root({"subuid": "dockremap:231072:65536\n"})
     assert code == 1
-    assert out.startswith("Docker userns-remap: OFF\n")
+    assert out.startswith("Docker userns-remap: OFF (main rules)\n")
     assert "container root IS HOST ROOT" in out and "-v /etc:/root/etc" in out
     code, out, _ = cli_root({"subuid": "dockremap:231072:65536\n",
                              "docker/daemon.json": '{\n "userns-remap": "default"\n}\n'})

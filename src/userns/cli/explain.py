@@ -80,7 +80,7 @@ def _render(e: Any, system: System, out: Output, detected: bool) -> None:
            else f"{rules.version} rules" if rules.release == rules.version
            else f"dockerd {rules.release}")
     if e.remap is None:
-        out.line("Docker userns-remap: OFF")
+        out.line(f"Docker userns-remap: OFF ({how})")
         out.line(f"  from {e.remap_from}")
         out.line("")
         out.line(_fill(f"!!! {e.host_root}", "", "    "))
