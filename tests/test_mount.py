@@ -690,3 +690,38 @@ def test_benchmark_section_runs_small() -> None:
     assert all(r.result is not None for r in sec.rows[:2])
     (headers, rows), = sec.extra_tables
     assert len(rows) == 1 and len(rows[0]) == len(headers)
+
+
+@needs_tmpfs_idmap
+@in_private_mountns
+def test_nested_container_root_may_not_idmap_a_host_filesystem() -> None:
+    # Root of a user namespace (with a mount namespace of its own) holds CAP_SYS_ADMIN
+    # there, but not over the host tmpfs's superblock, which the initial namespace owns.
+    from userns._kernel_spawn import NamespaceChild, Report
+    from userns.kernel import write_map
+
+    src = _mount_tmpfs(BASE / "src")
+    r, w = os.pipe()
+
+    def inside(report: Report) -> Any:  # pragma: no cover - runs in the child
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            if _libc.unshare(CLONE_NEWNS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+            os.write(w, pickle.dumps(probe(src)))
+        finally:
+            os._exit(0)
+
+    child = NamespaceChild(inside)
+    write_map(child.pid, PAIR.uid, "uid")
+    write_map(child.pid, PAIR.gid, "gid")
+    child.go(until_exec=False)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    child.wait()
+    answer = pickle.loads(data)
+    assert (answer.ok, answer.reason) == (False, "not-permitted"), answer
+    # The copy was made (its own mount namespace); the idmap is what was refused.
+    assert answer.errno == errno.EPERM and "mount_setattr" in answer.message, answer
