@@ -694,7 +694,7 @@ def test_benchmark_section_runs_small() -> None:
 
 @needs_tmpfs_idmap
 @in_private_mountns
-def test_nested_container_root_may_not_idmap_a_host_filesystem() -> None:
+def test_nested_container_root_idmaps_its_own_filesystems_only() -> None:
     # Root of a user namespace (with a mount namespace of its own) holds CAP_SYS_ADMIN
     # there, but not over the host tmpfs's superblock, which the initial namespace owns.
     from userns._kernel_spawn import NamespaceChild, Report
@@ -709,10 +709,16 @@ def test_nested_container_root_may_not_idmap_a_host_filesystem() -> None:
             os.setresuid(0, 0, 0)
             if _libc.unshare(CLONE_NEWNS) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-            os.write(w, pickle.dumps(probe(src)))
+            host_fs = probe(src)
+            # A tmpfs mounted in here belongs to this namespace: it can be idmapped.
+            if _libc.mount(b"tmpfs", os.fsencode(own), b"tmpfs", 0, None) != 0:
+                raise OSError(ctypes.get_errno(), "mount tmpfs")
+            os.write(w, pickle.dumps((host_fs, probe(own))))
         finally:
             os._exit(0)
 
+    own = BASE / "own"
+    own.mkdir()
     child = NamespaceChild(inside)
     write_map(child.pid, PAIR.uid, "uid")
     write_map(child.pid, PAIR.gid, "gid")
@@ -721,7 +727,8 @@ def test_nested_container_root_may_not_idmap_a_host_filesystem() -> None:
     with os.fdopen(r, "rb") as f:
         data = f.read()
     child.wait()
-    answer = pickle.loads(data)
+    answer, mine = pickle.loads(data)
+    assert mine.ok and mine.fs_type == "tmpfs", mine
     assert (answer.ok, answer.reason) == (False, "not-permitted"), answer
     # The copy was made (its own mount namespace); the idmap is what was refused.
     assert answer.errno == errno.EPERM and "mount_setattr" in answer.message, answer
