@@ -786,3 +786,15 @@ def test_userns_file_reading_matches_go(go_oracle: pathlib.Path) -> None:
             decoded += 1
         assert mine == go, repr(text)
     assert decoded > 300
+
+
+def test_wrapped_slots_count_as_the_host_ids_they_hand_out() -> None:
+    pool = Pool(327680, 4294836224)
+    ids = pool.host_ids()
+    assert 0 in ids and 196607 in ids and 196608 not in ids  # slots 65531…65533
+    assert 327680 in ids and 4294967294 in ids
+    acc = Accounts.parse("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n")
+    reasons = {(f.reason, f.owner) for f in pool_findings(pool, accounts=acc)}
+    assert ("pool-covers-account", "root") in reasons
+    assert ("pool-covers-group", "root") in reasons
+    assert pool_findings(Pool(327680, 65536 * 110), accounts=acc) == []

@@ -277,9 +277,13 @@ class Pool:
         return [self.slot(i) for i in range(first_wrapped, self.slots)]
 
     def host_ids(self) -> IDSet:
-        """The host IDs the pool names, below 2^32 (IDs past it do not exist)."""
+        """The host IDs pods can be given: the pool below 4294967295, and the low IDs its
+        wrapped slots (:meth:`wrapped_slots`) hand out."""
         stop = min(self.stop, _U32 - 1)
-        return IDSet([IDRange(self.first, stop - self.first)]) if stop > self.first else IDSet()
+        ranges = [IDRange(self.first, stop - self.first)] if stop > self.first else []
+        ranges += [IDRange(s.host_first, s.length) for s in self.wrapped_slots()
+                   if s.host_first + s.length < _U32]
+        return IDSet(ranges)
 
     def as_dict(self) -> dict[str, object]:
         return {"first": self.first, "length": self.length, "slots": self.slots,
