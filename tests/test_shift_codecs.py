@@ -173,10 +173,11 @@ def test_compose_needs_a_map_and_a_known_policy() -> None:
 
 # -- journal --------------------------------------------------------------------------
 
+_xattrs = st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.binary(max_size=40))),
+                  max_size=3).map(tuple)
 records = st.builds(
     Record, u32, u32, u32, u32, st.one_of(st.just(NO_MODE), st.integers(0, 0o7777)),
-    st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.binary(max_size=40))),
-             max_size=3).map(tuple))
+    _xattrs, _xattrs)
 
 
 @given(st.lists(st.tuples(u64, u64, records), max_size=20))

@@ -23,7 +23,7 @@ holds without changing it.
 
 from __future__ import annotations
 
-from .core import audit_tree, default_journal_path, shift_tree, unshift_tree
+from .core import audit_tree, default_journal_path, rollback_shift, shift_tree, unshift_tree
 from .journal import JournalError
 from .report import (
     AuditReport,
@@ -60,6 +60,7 @@ __all__ = [
     "XattrFormatError",
     "audit_tree",
     "default_journal_path",
+    "rollback_shift",
     "shift_tree",
     "unshift_tree",
 ]

@@ -43,7 +43,7 @@ from .report import (
 from .translate import IDTranslator, Policy, check_policy, compose
 from .walk import DIR_FLAGS, INODE_MISMATCH, Walker, open_root
 
-__all__ = ["audit_tree", "default_journal_path", "shift_tree", "unshift_tree"]
+__all__ = ["audit_tree", "default_journal_path", "rollback_shift", "shift_tree", "unshift_tree"]
 
 OnError = Literal["stop", "continue"]
 
@@ -248,6 +248,7 @@ class _Shift:
         self.done_g: IDSet | None = None
         self.records: dict[tuple[int, int], Record] = {}
         self.record_plain = True
+        self.track_all = True
         self.exclude: frozenset[tuple[int, int]] = frozenset()
 
     def translators(self) -> tuple[IDTranslator, IDTranslator]:
@@ -262,6 +263,7 @@ class _Shift:
         u, g = self.translators()
         return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
                       journal=journal, record_plain=self.record_plain,
+                      track_all=self.track_all,
                       cross_mounts=self.cross_mounts, stop_on_error=self.stop,
                       part=part, parts=parts, progress=progress, exclude=self.exclude,
                       include_outside_links=self.include_outside_links)
@@ -276,7 +278,7 @@ def _verify(run: _Shift) -> None:
     the shift produces (and the overflow ID it may write) is taken as right, so only
     what is wrong is changed: IDs the map translates that are not among its results
     (files added with container IDs since, a directory re-owned to 0). Idempotent, so
-    plain inodes need no journal record."""
+    an inode seen twice is harmless."""
     u, g = run.translators()
     done = []
     for side, ovf in ((u, run.overflow[0]), (g, run.overflow[1])):
@@ -285,7 +287,8 @@ def _verify(run: _Shift) -> None:
             ids = ids | IDSet.of(ovf)
         done.append(ids)
     run.done_u, run.done_g = done
-    run.record_plain = False
+    run.record_plain = True  # the fixes are few: each one journalled (for a rollback)
+    run.track_all = False
 
 
 def _reopen(fd: int, st: os.stat_result) -> int:
@@ -449,6 +452,7 @@ def shift_tree(
     durable: bool = True,
     include_outside_links: bool = False,
     trust_mark: bool = False,
+    rollback: bool = False,
 ) -> ShiftReport:
     """Re-own every inode under ``root`` from ``source`` host IDs to ``target`` host IDs.
 
@@ -473,7 +477,8 @@ def shift_tree(
     verifies the tree: a walk that takes every ID the shift produces as right and
     changes only what is wrong (``verified`` is then true; ``changed`` counts the
     fixes). ``trust_mark=True`` skips the walk and reports ``already_complete`` (not
-    verified).
+    verified). ``rollback=True`` undoes an interrupted run of this shift instead (see
+    :func:`rollback_shift`).
 
     A hard-linked inode with a name outside the tree (its link count is larger than the
     names found under ``root``) is never changed by default: changing it would change
@@ -490,6 +495,10 @@ def shift_tree(
     ...     os.stat(f"{d}/tree").st_uid, r.changed, r.complete
     (100000, 1, True)
     """
+    if rollback:
+        return rollback_shift(root, target, source=source, journal=journal, progress=progress,
+                              cross_mounts=cross_mounts, on_error=on_error, durable=durable)
+
     def once(nworkers: int | None) -> ShiftReport:
         return _shift_once(root, target, source=source, policy=policy, overflow=overflow,
                            dry_run=dry_run, progress=progress, journal=journal,
@@ -532,7 +541,13 @@ def _shift_once(
     run = _Shift(root_path, uid_map, gid_map, policy, ovf, cross_mounts,
                  on_error == "stop", progress, include_outside_links)
     u_done, g_done = (t.idempotent_set() for t in run.translators())
-    run.record_plain = u_done is None or g_done is None
+    # When the IDs translated and the IDs produced are disjoint, translating is
+    # idempotent: a resume may take a produced ID as done, and an inode seen twice is
+    # harmless; plain inodes are then journalled only under policy skip (whose untouched
+    # IDs could be produced IDs too: a rollback must tell them apart).
+    idempotent = u_done is not None and g_done is not None
+    run.track_all = not idempotent
+    run.record_plain = not idempotent or policy == "skip"
     nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
     if nworkers < 1:
         raise ValueError(f"workers must be >= 1: {nworkers}")
@@ -577,7 +592,7 @@ def _shift_once(
                 found = Journal.read_header(jpath) or {}
                 verify = bool(found.get("verify"))
                 run.records = interrupted
-                if not run.record_plain:
+                if idempotent:
                     run.done_u, run.done_g = u_done, g_done
                 extra_resumed = True
         if not dry_run:
@@ -594,7 +609,7 @@ def _shift_once(
             run.exclude = frozenset({(jst.st_dev, jst.st_ino)})  # a journal inside the tree
             if jr.resumed:
                 run.records = jr.records()
-                if not run.record_plain:
+                if idempotent:
                     run.done_u, run.done_g = u_done, g_done
         if verify:
             _verify(run)
@@ -672,9 +687,137 @@ def _shift_once(
 def unshift_tree(root: str | os.PathLike[str], mapping: IDMapPair, **options: Any) -> ShiftReport:
     """Undo :func:`shift_tree`: host IDs of ``mapping`` back to container IDs.
 
-    The same as ``shift_tree(root, None, source=mapping, **options)``.
+    The same as ``shift_tree(root, None, source=mapping, **options)``, except on a tree
+    whose shift by ``mapping`` (``shift_tree(root, mapping)``) was interrupted: its
+    journal is pending, the tree is half shifted, and an unshift would translate back
+    what the shift had not reached. That is a rollback (:func:`rollback_shift`): every
+    inode the journal says was changed gets its original state back.
     """
+    journal = options.get("journal")
+    if not options.get("dry_run") and _pending_shift(root, mapping, None, journal) is not None:
+        keep = {k: v for k, v in options.items()
+                if k in ("journal", "progress", "cross_mounts", "on_error", "durable")}
+        return rollback_shift(root, mapping, **keep)
     return shift_tree(root, None, source=mapping, **options)
+
+
+def _pending_shift(root: str | os.PathLike[str], target: IDMapPair | None,
+                   source: IDMapPair | None,
+                   journal: str | os.PathLike[str] | None) -> tuple[str, dict[str, Any]] | None:
+    """The path and header of the pending journal of an interrupted shift of ``root``
+    from ``source`` to ``target`` (any policy), or ``None``."""
+    try:
+        jpath = os.fspath(journal) if journal is not None else default_journal_path(root)
+        st = os.stat(root, follow_symlinks=False)
+    except (JournalError, OSError):
+        return None
+    found = Journal.read_header(jpath)
+    if found is None:
+        return None
+    uid_map = compose(target.uid if target else None, source.uid if source else None)
+    gid_map = compose(target.gid if target else None, source.gid if source else None)
+    if (found.get("root") == [st.st_dev, st.st_ino] and found.get("uid") == _triples(uid_map)
+            and found.get("gid") == _triples(gid_map)):
+        return jpath, found
+    return None
+
+
+def rollback_shift(
+    root: str | os.PathLike[str],
+    target: IDMapPair | None,
+    *,
+    source: IDMapPair | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cross_mounts: bool = False,
+    on_error: OnError = "stop",
+    durable: bool = True,
+) -> ShiftReport:
+    """Undo an interrupted :func:`shift_tree` with the same ``target`` and ``source``.
+
+    Every inode the shift's journal says was changed gets back its original owner,
+    capability and ACL values and mode; when the shift journalled only inodes with a
+    mode or attribute to restore (policy ``error`` and disjoint maps, where every owner
+    it produces was translated by it), a produced owner without a record is translated
+    back. Then the journal is removed. Killed, it can be run again: each step sets a
+    state the journal fixes, so nothing is undone twice. Raises :class:`JournalError`
+    (``no-journal``) when there is no interrupted shift to roll back, for instance when
+    it finished: undo a finished shift with :func:`unshift_tree`.
+    """
+    root_path = os.fspath(root)
+    if on_error not in ("stop", "continue"):
+        raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
+    pending = _pending_shift(root_path, target, source, journal)
+    if pending is None:
+        where = os.fspath(journal) if journal is not None else default_journal_path(root_path)
+        raise JournalError(f"there is no interrupted shift of {root_path} by these maps to "
+                           f"roll back (no journal at {where}); a finished shift is undone "
+                           "with unshift", reason="no-journal")
+    jpath, found = pending
+    header = {k: v for k, v in found.items() if k != "version"}
+    jr = Journal.open(jpath, header, durable=durable)
+    try:
+        uid_map = compose(target.uid if target else None, source.uid if source else None)
+        gid_map = compose(target.gid if target else None, source.gid if source else None)
+        policy = check_policy(found.get("policy", "error"))
+        ovf = tuple(found.get("overflow", (65534, 65534)))
+        fwd = _Shift(root_path, uid_map, gid_map, policy, (ovf[0], ovf[1]), cross_mounts,
+                     on_error == "stop", progress)
+        u_done, g_done = (t.idempotent_set() for t in fwd.translators())
+        recorded_all = (bool(found.get("verify")) or u_done is None or g_done is None
+                        or policy == "skip")
+        # The undoing walk: journalled inodes get their inverse record; the others keep
+        # their owner, or (when plain inodes were not journalled) go back by the inverse map.
+        back_u = IDMap([]) if recorded_all else uid_map.inverse()
+        back_g = IDMap([]) if recorded_all else gid_map.inverse()
+        run = _Shift(root_path, back_u, back_g, "skip", (0, 0), cross_mounts,
+                     on_error == "stop", progress)
+        run.records = {k: r.inverse() for k, r in jr.records().items()}
+        run.record_plain = False
+        run.track_all = False  # idempotent: records are absolute, the inverse map one-way
+        try:
+            fd, st = open_root(root_path)
+        except OSError as exc:
+            raise ShiftError(f"cannot open the root {root_path!r}: {exc.strerror}",
+                             ShiftReport(root=root_path, complete=False),
+                             reason="bad-root") from exc
+        try:
+            jst = os.stat(jr.path)
+            run.exclude = frozenset({(jst.st_dev, jst.st_ino)})
+            coord = run.walker(fd, st, None)
+            root_rec = coord.examine_dir(coord.root, fd, st)
+            walked = _run_inprocess(run, fd, st, None, False, lambda merged: True)
+            merged = _merge([walked, coord.summary()])
+            merged["unmapped"] = {}  # the undoing walk's "unmapped" are the untouched IDs
+            extra: dict[str, Any] = {"resumed": True, "journal": jr.path, "workers": 1,
+                                     "rolled_back": False}
+            if merged["errors"] or merged["stopped"]:
+                report = _report(root_path, merged, complete=False, **extra)
+                if on_error == "stop":
+                    first = merged["errors"][0] if merged["errors"] else None
+                    where = f": {first.path}: {first.message}" if first else ""
+                    raise ShiftError(f"rollback stopped at an error{where}; the journal "
+                                     f"{jr.path} is kept, run the rollback again", report)
+                return report
+            if root_rec is not None:
+                coord.set_state(fd, os.fstat(fd), root_rec)
+                coord.changed += 1
+            data = _read_marker(fd)
+            if data is not None and data.get("shift") == _marker_key(
+                    {k: v for k, v in header.items() if k != "verify"}):
+                with contextlib.suppress(OSError):
+                    os.removexattr(fd, MARKER)
+            if durable:
+                _syncfs(fd)
+            jr.remove()
+            merged = _merge([walked, coord.summary()])
+            merged["unmapped"] = {}
+            extra["rolled_back"] = True
+            return _report(root_path, merged, complete=True, **extra)
+        finally:
+            os.close(fd)
+    finally:
+        jr.close()
 
 
 def _mark_of(fd: int, mapping: IDMapPair) -> ShiftMark | None:

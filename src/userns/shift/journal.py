@@ -55,8 +55,8 @@ XATTR_NAMES = (CAPABILITY, ACL_ACCESS, ACL_DEFAULT)
 #: ``Record.mode`` when no mode needs restoring.
 NO_MODE = 0xFFFFFFFF
 
-_VERSION = 1
-_REC = struct.Struct("<QQIIIIIH")
+_VERSION = 2  # 2: records carry the attribute values before the change (for a rollback)
+_REC = struct.Struct("<QQIIIIIHH")
 _XATTR = struct.Struct("<BI")
 _FRAME = struct.Struct("<II")
 _ABSENT = 0xFFFFFFFF
@@ -73,8 +73,9 @@ class JournalError(UsernsError, OSError):
 
 class Record(NamedTuple):
     """The final state of one inode: owner before and after, the mode to restore
-    (:data:`NO_MODE` for none) and ``(code, value)`` attributes to write (value ``None``
-    to remove)."""
+    (:data:`NO_MODE` for none; it is the mode before the change too) and ``(code,
+    value)`` attributes to write (value ``None`` to remove); ``before`` holds the values
+    those attributes had, so that a rollback can put them back."""
 
     old_uid: int
     old_gid: int
@@ -82,6 +83,17 @@ class Record(NamedTuple):
     new_gid: int
     mode: int
     xattrs: tuple[tuple[int, bytes | None], ...]
+    before: tuple[tuple[int, bytes | None], ...] = ()
+
+    def inverse(self) -> Record:
+        """The record that undoes this one: the old owner, the attributes as they were.
+
+        >>> r = Record(5, 5, 1005, 1005, NO_MODE, ((1, b"new"),), ((1, b"old"),)).inverse()
+        >>> r.new_uid, r.xattrs, r.before
+        (5, ((1, b'old'),), ((1, b'new'),))
+        """
+        return Record(self.new_uid, self.new_gid, self.old_uid, self.old_gid, self.mode,
+                      self.before, self.xattrs)
 
 
 def encode_records(items: Iterable[tuple[int, int, Record]]) -> bytes:
@@ -89,8 +101,8 @@ def encode_records(items: Iterable[tuple[int, int, Record]]) -> bytes:
     parts: list[bytes] = []
     for dev, ino, rec in items:
         parts.append(_REC.pack(dev, ino, rec.old_uid, rec.old_gid, rec.new_uid,
-                               rec.new_gid, rec.mode, len(rec.xattrs)))
-        for code, value in rec.xattrs:
+                               rec.new_gid, rec.mode, len(rec.xattrs), len(rec.before)))
+        for code, value in (*rec.xattrs, *rec.before):
             parts.append(_XATTR.pack(code, _ABSENT if value is None else len(value)))
             if value is not None:
                 parts.append(value)
@@ -110,10 +122,10 @@ def decode_records(data: bytes) -> dict[tuple[int, int], Record]:
         pos += _FRAME.size + size
         off = 0
         while off < size:
-            dev, ino, ou, og, nu, ng, mode, n = _REC.unpack_from(payload, off)
+            dev, ino, ou, og, nu, ng, mode, n, nb = _REC.unpack_from(payload, off)
             off += _REC.size
             xattrs: list[tuple[int, bytes | None]] = []
-            for _ in range(n):
+            for _ in range(n + nb):
                 code, length = _XATTR.unpack_from(payload, off)
                 off += _XATTR.size
                 if length == _ABSENT:
@@ -121,7 +133,7 @@ def decode_records(data: bytes) -> dict[tuple[int, int], Record]:
                 else:
                     xattrs.append((code, payload[off:off + length]))
                     off += length
-            out[dev, ino] = Record(ou, og, nu, ng, mode, tuple(xattrs))
+            out[dev, ino] = Record(ou, og, nu, ng, mode, tuple(xattrs[:n]), tuple(xattrs[n:]))
     return out
 
 

@@ -132,7 +132,8 @@ class ShiftReport:
     the whole tree is done and the journal removed. ``verified`` when the root's mark
     said this very shift had finished once and the run checked the tree (changing only
     what was wrong); ``already_complete`` when the caller chose to trust the mark: nothing
-    was checked nor done.
+    was checked nor done. ``rolled_back`` when an interrupted shift was undone (see
+    ``rollback_shift``) and its journal removed.
     ``outside_links`` lists hard-linked inodes with a name outside the tree, left alone
     (unless the shift was told to include them).
     """
@@ -157,6 +158,7 @@ class ShiftReport:
     complete: bool = True
     already_complete: bool = False
     verified: bool = False
+    rolled_back: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""

@@ -257,6 +257,7 @@ class Walker:
         records: dict[tuple[int, int], Record] | None = None,
         journal: JournalWriter | None = None,
         record_plain: bool = True,
+        track_all: bool | None = None,
         exclude: frozenset[tuple[int, int]] = frozenset(),
         cross_mounts: bool = False,
         stop_on_error: bool = True,
@@ -272,6 +273,10 @@ class Walker:
         self.records = records or {}
         self.journal = journal
         self.record_plain = record_plain
+        # Keep every inode seen (not only hard-linked ones) when translating an inode a
+        # second time would change it again: by default, whenever plain inodes are
+        # journalled (the maps' two sides overlap).
+        self.track_all = record_plain if track_all is None else track_all
         self.exclude = exclude
         self.cross_mounts = cross_mounts
         self.stop_on_error = stop_on_error
@@ -393,6 +398,7 @@ class Walker:
         def u_cap(v: int) -> int:
             return self._translate("cap-rootid", self.uid, v, node, name)  # type: ignore[arg-type]
 
+        before: list[tuple[int, bytes | None]] = []
         if fmt == _S_IFREG and _CAP_B in names:
             raw = read(CAPABILITY)
             if raw is not None:
@@ -400,6 +406,7 @@ class Walker:
                 # chown drops the capability: write it back whenever the owner moves.
                 if moved or new != raw:
                     xattrs.append((CAPABILITY_CODE, new))
+                    before.append((CAPABILITY_CODE, raw))
         for code, key, attr in ((ACL_ACCESS_CODE, _ACCESS_B, ACL_ACCESS),
                                 (ACL_DEFAULT_CODE, _DEFAULT_B, ACL_DEFAULT)):
             if key in names:
@@ -408,11 +415,12 @@ class Walker:
                     new = shift_acl(raw, u_acl, g_acl)
                     if new != raw:
                         xattrs.append((code, new))
+                        before.append((code, raw))
         mode = st.st_mode & 0o7777
         restore = mode if moved and mode & _SETID and fmt != _S_IFDIR else NO_MODE
         if not moved and not xattrs:
             return None
-        return Record(uid, gid, nu, ng, restore, tuple(xattrs))
+        return Record(uid, gid, nu, ng, restore, tuple(xattrs), tuple(before))
 
     def _count_change(self, rec: Record) -> None:
         if rec.old_uid != rec.new_uid:
@@ -513,7 +521,7 @@ class Walker:
         dirs_seen: set[tuple[int, int]] = set()
         # Without a journal record per inode, a file moved into a directory not yet walked
         # would be seen twice; with one, keep every inode seen.
-        track_all = self.record_plain
+        track_all = self.track_all
         while stack:
             node = stack.pop()
             if (node.dev, node.ino) in dirs_seen:
