@@ -606,7 +606,7 @@ is out of range
     if not 0 <= index < pool.slots:
         return StartError("pod-out-of-range", _pod_message(
             pod.uid, f"id {first} is out of range"), pod.uid)
-    if index in set(taken):
+    if index in (taken if isinstance(taken, (set, frozenset)) else set(taken)):
         return StartError("pod-slot-taken", _pod_message(
             pod.uid, f"range picked for pod {go_quote(pod.uid)} already taken"), pod.uid)
     return None
