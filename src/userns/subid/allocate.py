@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice, repeat
-from operator import add, and_, attrgetter, eq, lshift, rshift
+from itertools import islice
+from operator import attrgetter, eq
 from typing import TypeVar
 
 import attrs
@@ -196,50 +196,36 @@ def shadow_order(file: SubidFile) -> list[SubidLine]:
     return _shadow_sort(head) + lines[cut:]
 
 
-# Canonical lines are sorted as ints ``start << 33 | count`` (a canonical count is at
-# most 2**32), with the line's position in the low bits when the order of the lines is
-# needed: plain ints sort faster than tuples or a key function, and C's map takes
-# the fields apart again.
-_COUNT_BITS = 33
-_COUNT_MASK = (1 << _COUNT_BITS) - 1
-
-
-def _unpacked(keys: list[int]) -> tuple[list[int], list[int]]:
-    """The starts and counts of sorted ``start << 33 | count`` keys."""
-    return (list(map(rshift, keys, repeat(_COUNT_BITS))),
-            list(map(and_, keys, repeat(_COUNT_MASK))))
-
-
 def _canonical_order(columns: CanonicalColumns) -> tuple[list[int], list[int], list[int]]:
     """The positions of canonical lines in shadow's order (start, count, owner's bytes,
     ties in file order: ``commonio_sort``'s merge sort is stable), and the starts and
     counts in that order."""
     starts, counts = columns.starts, columns.counts
-    n = len(starts)
-    width = n.bit_length()
-    packed = list(map(add, map(lshift, starts, repeat(_COUNT_BITS + width)),
-                      map(add, map(lshift, counts, repeat(width)), range(n))))
-    packed.sort()  # (start, count, position)
-    keys = list(map(rshift, packed, repeat(width)))
-    if any(map(eq, keys, islice(keys, 1, None))):
-        # A (start, count) repeats: the owners' bytes decide, then the file order.
-        order = [key[-1] for key in sorted(zip(starts, counts, map(_owner_key, columns.owners),
-                                               range(n)))]
-    else:
-        order = list(map(and_, packed, repeat((1 << width) - 1)))
-    return (order, *_unpacked(keys))
+    # Sorting positions by start alone (a key of plain ints) is the fast common case;
+    # only a repeated start needs the count and the owner's bytes.
+    order = sorted(range(len(starts)), key=starts.__getitem__)  # stable: ties keep file order
+    in_order = list(map(starts.__getitem__, order))
+    if any(map(eq, in_order, islice(in_order, 1, None))):
+        keys = zip(starts, counts, map(_owner_key, columns.owners), range(len(starts)))
+        order = [key[-1] for key in sorted(keys)]
+        in_order = list(map(starts.__getitem__, order))
+    return order, in_order, list(map(counts.__getitem__, order))
 
 
 def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
-    """``(start, count)`` of every record shadow's walk meets, in the order it meets them.
+    """``(start, count)`` of every record shadow's walk meets, in an order whose walk is
+    the walk of shadow's order.
 
     Records tied on (start, count) differ only in their owner, which the walk never
-    reads, so sorting the pairs gives the walk of shadow's (start, count, owner) order.
+    reads. For a file of canonical lines (every count at least 1, nothing wraps) the
+    start alone is enough: records sharing a start leave ``low`` at the largest of
+    their ends whatever their order, and none after the first has a hole before it.
     """
     columns = file.canonical_columns
     if columns is not None:  # canonical lines only: no NIS line, every line an entry
-        keys = sorted(map(add, map(lshift, columns.starts, repeat(_COUNT_BITS)), columns.counts))
-        return zip(*_unpacked(keys))
+        starts, counts = columns.starts, columns.counts
+        order = sorted(range(len(starts)), key=starts.__getitem__)
+        return zip(map(starts.__getitem__, order), map(counts.__getitem__, order))
     lines = file.lines
     cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
     head = [r for r in map(_shadow_of, lines[:cut]) if r is not None]
