@@ -180,3 +180,13 @@ def test_json_and_ok_agree(text: str) -> None:
     e = explain(text)
     d = e.to_dict()
     assert d["ok"] == e.ok == (not d["security"] and d["docker"]["ok"])
+
+
+def test_comparison_names_the_docker_rules_it_uses() -> None:
+    files = {"subuid": "seb:9000000:20\n1000:20000000:65536\n"}
+    code, out, _ = cli_root(files, "--user", "seb", "--docker-version", "20.10")
+    assert code == 0
+    flat = " ".join(out.split())  # the note is wrapped at 100 columns
+    assert "uses moby main's Docker rules, which give another map than dockerd 20.10" in flat
+    code, out, _ = cli_root(files, "--user", "seb", "--docker-version", "main")
+    assert code == 0 and "uses moby main's Docker rules" not in out

@@ -25,6 +25,9 @@ from ._common import (
 
 __all__ = ["cmd_explain", "register"]
 
+#: Notes the report already says in its own sentences.
+_SAID = frozenset({"host-root-is-container-root", "host-root-mapped", "docker-remap-off"})
+
 
 def _fill(text: str, first: str = "  ", rest: str = "    ") -> str:
     return textwrap.fill(text, width=100, initial_indent=first, subsequent_indent=rest,
@@ -135,6 +138,9 @@ def _render(e: Any, system: System, out: Output, detected: bool) -> None:
                      "'userns check')")
     if e.comparison is not None:
         out.line("\nwhere the other runtimes differ from Docker for this user:")
+        for n in e.notes:
+            if n.reason not in _SAID:
+                out.line(_fill(f"({n.message})"))
         for r in e.comparison.results:
             if r.runtime == "docker":
                 continue

@@ -295,6 +295,13 @@ def explain_docker(
                            data_root, None, findings, len(all_findings) - len(findings), (),
                            comparison, comparison_error, config)
     host_root, is_root, notes = _host_root(docker)
+    if comparison is not None and rules.version != "main":
+        main = docker_remap(fu, fg, remap, accounts=accounts, version="main")
+        if (main.uid, main.gid) != (docker.uid, docker.gid):
+            notes.append(Note(
+                "compare-uses-main",
+                f"the comparison with the other runtimes below uses moby main's Docker rules, "
+                f"which give another map than dockerd {rules.release} here", "info"))
     translations = tuple(Translation(c, pair.uid.to_host(c, None), pair.gid.to_host(c, None))
                          for c in NOTABLE_CONTAINER_IDS)
     root_uid, root_gid = pair.root
