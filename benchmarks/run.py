@@ -32,7 +32,7 @@ from _harness import Section, render_markdown, render_text  # noqa: E402
 
 __all__ = ["main", "machine"]
 
-SECTIONS = ("translation", "allocation", "shifting")
+SECTIONS = ("translation", "allocation", "shifting", "mount")
 PATH_OPTIONS = ("--out", "--disk-dir", "--tmpfs-dir")
 
 
@@ -209,7 +209,14 @@ def _sections(args: argparse.Namespace) -> list[tuple[str, Callable[[], Section]
                        disk_dir=args.disk_dir, tmpfs_dir=args.tmpfs_dir,
                        strace=not args.no_strace, seed=args.seed)
 
-    table = {"translation": translation, "allocation": allocation, "shifting": shifting}
+    def mount() -> Section:
+        import mount as mod
+
+        section: Section = mod.run_from_args(args)
+        return section
+
+    table = {"translation": translation, "allocation": allocation, "shifting": shifting,
+             "mount": mount}
     chosen = args.section or list(SECTIONS)
     return [(name, table[name]) for name in SECTIONS if name in chosen]
 

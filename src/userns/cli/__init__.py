@@ -110,9 +110,14 @@ def _wants_json(argv: Sequence[str]) -> bool:
 
 def _error_document(err: UsernsError) -> dict[str, Any]:
     loc = err.location
+    # A parse error's path is its location's; an I/O error (MountError, KernelError, ...)
+    # names the path it failed on as ``path`` or, as an OSError, ``filename``.
+    path = loc.path if loc else None
+    if path is None:
+        path = getattr(err, "path", None) or getattr(err, "filename", None)
     return {"ok": False, "error": {
         "reason": err.reason, "message": err.message,
-        "path": loc.path if loc else None, "line": loc.line if loc else None,
+        "path": None if path is None else str(path), "line": loc.line if loc else None,
         "column": loc.column if loc else None}}
 
 
