@@ -206,16 +206,15 @@ def _unit_lines(root: str) -> tuple[str | None, list[tuple[str, str, int, str]]]
             if section == "Service" and "=" in line:
                 key, value = line.split("=", 1)
                 out.append((key.strip(), value.strip(), lineno, path))
-    return (unit, out) if unit or out else (None, [])
+    return unit, out
 
 
 def _env_file(root: str, value: str, env: dict[str, str]) -> None:
-    optional = value.startswith("-")
-    path = os.path.join(root, value.lstrip("-").lstrip("/"))
-    text = _read(path)
+    """Add ``KEY=value`` lines of an ``EnvironmentFile=`` to ``env`` (a missing file,
+    ``-``-prefixed or not, adds nothing: systemd would refuse to start the unit only for
+    the latter, and then dockerd does not run at all)."""
+    text = _read(os.path.join(root, value.lstrip("-").lstrip("/")))
     if text is None:
-        if optional:
-            return
         return
     for raw in text.splitlines():
         line = raw.strip()
