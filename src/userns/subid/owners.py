@@ -88,6 +88,9 @@ def owner_problem(owner: str, *, badname: bool = False) -> tuple[str, str] | Non
     """
     if not isinstance(owner, str):
         return "not-text", f"it is a {type(owner).__name__}, not a str"
+    if (_PORTABLE.match(owner) is not None and len(owner) < LOGIN_NAME_MAX
+            and owner not in (".", "..") and not owner.isdigit()):
+        return None  # the common case, in one regex: a portable name
     if owner == "":
         return "empty", "it is empty: shadow and Docker read a line with no owner differently"
     for i, c in enumerate(owner):
