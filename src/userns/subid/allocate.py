@@ -249,20 +249,23 @@ def shadow_find_free_range(
     return _find_free(((r.start, r.count) for r in records), min, max, count)
 
 
-def _holes(pairs: Iterable[tuple[int, int]], lowest: int,
-           highest: int) -> Iterator[tuple[int, int]]:
-    """Every hole ``[lo, hi)`` shadow's ``find_free_range`` walk meets, in walk order.
+def _holes(pairs: Iterable[tuple[int, int]], lowest: int, highest: int,
+           at_least: int = 1) -> Iterator[tuple[int, int]]:
+    """Every hole ``[lo, hi)`` of at least ``at_least`` (>= 1) IDs that shadow's
+    ``find_free_range`` walk meets, in walk order.
 
     The walk (the one copy of it), over ``(start, count)`` records in shadow's order:
     ``low`` starts at ``lowest`` (MIN); the hole before a record is
-    ``[low, min(start, highest + 1))`` when it is not empty; then ``low`` moves to the
-    record's last ID + 1 (``unsigned long``: it wraps) if that is higher, and the walk
-    ends once ``low`` passes ``highest`` (MAX); after the last record the hole is
-    ``[low, highest + 1)``. The holes do not depend on the count asked for:
-    ``find_free_range`` returns the start of the first one that is big enough.
+    ``[low, min(start, highest + 1))``; then ``low`` moves to the record's last ID + 1
+    (``unsigned long``: it wraps) if that is higher, and the walk ends once ``low``
+    passes ``highest`` (MAX); after the last record the hole is ``[low, highest + 1)``.
+    The holes do not depend on the count asked for: ``find_free_range`` returns the
+    start of the first hole of at least ``count`` IDs.
 
     >>> list(_holes([(100, 10), (150, 5), (140, 2)], 100, 199))
     [(110, 150), (155, 200)]
+    >>> next(_holes([(100, 10), (150, 5), (140, 2)], 100, 199, 41))
+    (155, 200)
     """
     if highest < lowest:
         return
@@ -270,26 +273,25 @@ def _holes(pairs: Iterable[tuple[int, int]], lowest: int,
     cap = highest + 1
     for first, size in pairs:
         high = first if first < cap else cap
-        if high > low:
+        if high - low >= at_least:
             yield low, high
         end = (first + size) % _U64  # the last ID + 1, in unsigned long
         if end > low:
             low = end
             if low > highest:
                 return
-    yield low, cap
+    if cap - low >= at_least:
+        yield low, cap
 
 
 def _find_free(pairs: Iterable[tuple[int, int]], lowest: int, highest: int,
                count: int) -> int | None:
-    """:func:`shadow_find_free_range` on ``(start, count)`` pairs: the first hole of at
-    least ``count`` IDs."""
+    """:func:`shadow_find_free_range` on ``(start, count)`` pairs: the start of the first
+    hole of at least ``count`` IDs."""
     if count == 0:
         return None
-    for low, high in _holes(pairs, lowest, highest):
-        if high - low >= count:
-            return low
-    return None
+    hole = next(_holes(pairs, lowest, highest, count), None)
+    return None if hole is None else hole[0]
 
 
 def _check_limits(limits: SubidLimits) -> None:
