@@ -11,7 +11,7 @@ import pathlib
 import pytest
 
 from userns.cli import main
-from userns.runtimes import explain_docker, read_daemon_config
+from userns.runtimes import Explanation, explain_docker, read_daemon_config
 from userns.subid import Accounts
 
 ACC = Accounts.parse("root:x:0:0::/:/bin/sh\nseb:x:1000:1000::/:/bin/sh\n"
@@ -19,12 +19,12 @@ ACC = Accounts.parse("root:x:0:0::/:/bin/sh\nseb:x:1000:1000::/:/bin/sh\n"
                      "root:x:0:\nseb:x:1000:\ndockremap:x:999:\n")
 
 
-def explain(text: str, remap: str = "seb", **kw: object) -> object:
-    return explain_docker(text, text, remap, accounts=ACC, **kw)  # type: ignore[arg-type]
+def explain(text: str, remap: str = "seb") -> Explanation:
+    return explain_docker(text, text, remap, accounts=ACC)
 
 
-def views(e: object) -> dict[int, str | None]:
-    return {v.host: v.note for v in e.host_views}  # type: ignore[attr-defined]
+def views(e: Explanation) -> dict[int, str | None]:
+    return {v.host: v.note for v in e.host_views}
 
 
 # -- the host-root sentence ---------------------------------------------------------------------
@@ -172,14 +172,17 @@ def test_explain_from_config_object(tmp_path: pathlib.Path) -> None:
     e = explain_docker("seb:100000:65536\n", "seb:100000:65536\n", config.remap,
                        accounts=ACC, config=config)
     assert e.data_root_path == "/srv/d/100000.100000"
-    assert e.to_dict()["config"]["data_root"] == "/srv/d"  # type: ignore[index]
+    config_dict = e.to_dict()["config"]
+    assert isinstance(config_dict, dict) and config_dict["data_root"] == "/srv/d"
 
 
 @pytest.mark.parametrize("text", ["seb:100000:65536\n", "seb:0:65536\n", ""])
 def test_json_and_ok_agree(text: str) -> None:
     e = explain(text)
     d = e.to_dict()
-    assert d["ok"] == e.ok == (not d["security"] and d["docker"]["ok"])
+    docker = d["docker"]
+    assert isinstance(docker, dict)
+    assert d["ok"] == e.ok == (not d["security"] and docker["ok"])
 
 
 def test_comparison_names_the_docker_rules_it_uses() -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -90,7 +91,7 @@ def test_badname_relaxes_only_the_portable_rule() -> None:
 # -- every writer refuses ---------------------------------------------------------------
 
 BASE = SubidFile.parse("# keep\nalice:100000:65536\n")
-WRITERS = {
+WRITERS: dict[str, Callable[[str], object]] = {
     "SubidFile.add_range": lambda o: BASE.add_range(o, IDRange(300000, 10)),
     "SubidFile.add_ranges": lambda o: BASE.add_ranges([("bob", IDRange(1, 1)),
                                                        (o, IDRange(5, 5))]),
