@@ -549,7 +549,8 @@ def test_xmount_error_rendered() -> None:
 
 def test_registry_names_and_aliases() -> None:
     assert set(FORMATS) == {"proc", "oci", "oci-config", "podman", "lxc", "usernsexec",
-                            "incus", "unshare", "newuidmap", "kernel", "xmount"}
+                            "incus", "unshare", "newuidmap", "kernel", "xmount", "kubelet",
+                            "incus-idmap", "idmap-option"}
     for name, f in FORMATS.items():
         assert get_format(name) is f
         assert get_format(name.upper()) is f
