@@ -165,7 +165,10 @@ def write_subid_file(path: str | os.PathLike[str], file: SubidFile, *,
     """Replace ``path`` with ``file``'s bytes: backup, temp file, fsync, rename.
 
     The caller holds the lock (see :func:`lock_file`); :func:`edit_subid_file` does
-    both. A missing ``path`` is created ``root:root 0644`` (shadow's default).
+    both. A missing ``path`` is created ``root:root 0644`` (shadow's default). ``file``
+    is written as given, unchecked: :func:`edit_subid_file` and :func:`add_subid_range`
+    are the checked way in (every owner they add passes
+    :func:`~userns.subid.owners.check_owner` first).
     """
     name = os.fspath(path)
     try:
