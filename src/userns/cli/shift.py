@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from ..ids import OVERFLOW_ID
 from ..maps import IDMapPair
 from ._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
     CommandError,
     Output,
+    System,
+    UsageError,
     add_json,
     add_map_options,
+    add_system_options,
+    capped,
     load_pair,
     parse_id,
     plural,
@@ -51,13 +57,80 @@ def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[Any], None] |
         yield update
 
 
+def _resolve_user(args: argparse.Namespace) -> tuple[IDMapPair, str]:
+    """The maps ``dockerd --userns-remap=USER`` gives, from the subuid/subgid files as
+    ``explain`` reads them (the library decides; see :func:`userns.runtimes.docker_remap`)."""
+    from ..runtimes import detect_docker_version, docker_remap, docker_rules
+
+    system = System(args)
+    version = args.docker_version
+    if version is None:
+        root = getattr(args, "root", None) or "/"
+        found = detect_docker_version() if root == "/" else None
+        version = found or "main"
+    rules = docker_rules(version)
+    r = docker_remap(system.subid("uid"), system.subid("gid"), args.user,
+                     accounts=system.accounts(), version=rules)
+    if r.pair is None:
+        why = r.error.message if r.error is not None else "; ".join(n.message for n in r.notes)
+        raise CommandError(f"--user {args.user}: dockerd ({rules.version} rules) builds no map "
+                           f"from {system.subuid_path} and {system.subgid_path}: {why}",
+                           reason=r.error.reason if r.error is not None else "no-map")
+    return r.pair, f"--user {args.user} ({rules.version} rules: {system.subuid_path}, " \
+                   f"{system.subgid_path})"
+
+
+def _mapping(args: argparse.Namespace) -> IDMapPair:
+    """The map of the command: ``--map`` or ``--user``, with ``--gid-map`` for groups."""
+    if (args.map is None) == (args.user is None):
+        raise UsageError(f"{args.command}: give the map with exactly one of --map MAP and "
+                         "--user NAME")
+    if args.user is None:
+        named = [o for o in ("root", "subuid", "subgid", "passwd", "group", "docker_version")
+                 if getattr(args, o, None)]
+        if named:
+            raise UsageError(f"{args.command}: --{named[0].replace('_', '-')} goes with --user "
+                             "NAME, not with --map")
+        pair = load_pair(args.map, args.format)
+    else:
+        pair, _ = _resolve_user(args)
+    if args.gid_map is not None:
+        pair = IDMapPair(pair.uid, load_pair(args.gid_map, args.format).gid)
+    return pair
+
+
+def _list(out: Output, items: Sequence[Any], render: Callable[[Any], str]) -> None:
+    """Print a list, at most TEXT_CAP lines, ending with "… and N more" when cut."""
+    shown, more = capped(items)
+    for item in shown:
+        out.line("  " + render(item))
+    if more:
+        out.line(f"  {more}")
+
+
+def _unmapped_line(prefix: str) -> Callable[[Any], str]:
+    def render(u: Any) -> str:
+        ex = ", ".join(dict.fromkeys(u.examples[:3]))
+        return f"{prefix}{u.kind} {u.id}: {plural(u.count, 'entry', 'entries')} (e.g. {ex})"
+    return render
+
+
+def _error_line(e: Any) -> str:
+    return f"error: {e.path}: {e.operation}: {e.message}"
+
+
+def _outside_line(o: Any) -> str:
+    return (f"{o.path}: {o.links} links, {o.inside} inside the tree, "
+            f"{o.outside} outside")
+
+
 def _shift_like(args: argparse.Namespace, out: Output, mode: str) -> int:
-    from ..shift import ShiftError, UnmappedOwnersError, shift_tree
+    from ..shift import OutsideLinksError, ShiftError, UnmappedOwnersError, shift_tree
 
     if os.path.islink(args.path):
         raise CommandError(f"{args.path} is a symbolic link; userns never follows one: give "
                            "the directory it points to", reason="symlink")
-    mapping = load_pair(args.map, args.format)
+    mapping = _mapping(args)
     other = getattr(args, "source", None) or getattr(args, "target", None)
     second = load_pair(other, args.format) if other else None
     if mode == "shift":
@@ -66,41 +139,65 @@ def _shift_like(args: argparse.Namespace, out: Output, mode: str) -> int:
     else:
         target = second
         source = mapping
+    rollback = bool(getattr(args, "rollback", False))
+    if rollback and args.dry_run:
+        raise UsageError("shift: --rollback cannot be combined with --dry-run")
     show_bar = not out.as_json and not args.no_progress and sys.stderr.isatty()
     overflow = (args.overflow, args.overflow)
     with _progress_bar(show_bar, mode) as progress:
         try:
-            report = shift_tree(args.path, target, source=source, policy=args.policy,
-                                overflow=overflow, dry_run=args.dry_run, progress=progress,
-                                journal=args.journal, cross_mounts=args.cross_mounts,
-                                on_error=args.on_error)
-        except (UnmappedOwnersError, ShiftError) as err:
-            for u in err.report.unmapped:
-                ex = ", ".join(dict.fromkeys(u.examples[:3]))
-                n = plural(u.count, 'entry', 'entries')
-                out.line(f"  cannot translate {u.kind} {u.id}: {n} (e.g. {ex})")
-            for e in err.report.errors[:20]:
-                out.line(f"  error: {e.path}: {e.operation}: {e.message}")
+            if mode == "unshift" and target is None:
+                from ..shift import unshift_tree
+
+                report = unshift_tree(args.path, mapping, policy=args.policy,
+                                      overflow=overflow, dry_run=args.dry_run,
+                                      progress=progress, journal=args.journal,
+                                      cross_mounts=args.cross_mounts, on_error=args.on_error,
+                                      include_outside_links=args.include_outside_links,
+                                      trust_mark=args.trust_mark)
+            else:
+                report = shift_tree(args.path, target, source=source, policy=args.policy,
+                                    overflow=overflow, dry_run=args.dry_run,
+                                    progress=progress, journal=args.journal,
+                                    cross_mounts=args.cross_mounts, on_error=args.on_error,
+                                    include_outside_links=args.include_outside_links,
+                                    trust_mark=args.trust_mark, rollback=rollback)
+        except (UnmappedOwnersError, ShiftError, OutsideLinksError) as err:
+            _list(out, err.report.unmapped, _unmapped_line("cannot translate "))
+            _list(out, err.report.outside_links,
+                  lambda o: "hard link with a name outside the tree: " + _outside_line(o))
+            _list(out, err.report.errors, _error_line)
             raise
-    would_stop = report.dry_run and args.policy == "error" and bool(report.unmapped)
+    would_stop = report.dry_run and args.policy == "error" and bool(
+        report.unmapped or (report.outside_links and not args.include_outside_links))
     _print_shift(report, out, mode, would_stop=would_stop)
     out.json({**report.to_dict(), "would_stop": would_stop} if report.dry_run
              else report.to_dict())
     if report.dry_run:
-        return 1 if report.errors or would_stop else 0
-    return 1 if report.errors or not report.complete else 0
+        return EXIT_FAILURE if report.errors or would_stop else EXIT_OK
+    return EXIT_FAILURE if report.errors or not report.complete else EXIT_OK
 
 
 def _print_shift(report: Any, out: Output, mode: str, *, would_stop: bool = False) -> None:
-    if getattr(report, "already_complete", False):
-        out.line(f"{mode} {report.root}: already complete (the root carries the mark of this "
-                 "very shift); nothing to do")
+    entries = plural(report.entries, "entry", "entries")
+    if report.already_complete:
+        out.line(f"{mode} {report.root}: the root carries the mark of this very shift; not "
+                 "verified (--trust-mark): nothing was checked or changed")
         return
-    if report.dry_run:
-        out.line(f"{mode} {report.root} (dry run, nothing changed): "
-                 f"{plural(report.entries, 'entry', 'entries')}; the plan:")
+    if report.rolled_back:
+        out.line(f"{mode} {report.root}: rolled back the interrupted shift: {entries}, "
+                 f"restored {report.changed}; journal {report.journal} removed")
+    elif report.dry_run:
+        what = ("a verifying walk (the root carries the mark of this very shift)"
+                if report.verified else "the plan")
+        out.line(f"{mode} {report.root} (dry run, nothing changed): {entries}; {what}:")
+    elif report.verified:
+        fixed = (f"fixed {report.changed}" if report.changed
+                 else "nothing to fix: already complete")
+        out.line(f"{mode} {report.root}: verified (the root carries the mark of this very "
+                 f"shift): {entries} checked, {fixed}")
     else:
-        out.line(f"{mode} {report.root}: {plural(report.entries, 'entry', 'entries')}, changed "
+        out.line(f"{mode} {report.root}: {entries}, changed "
                  f"{report.changed}, left unchanged {report.unchanged}")
     extra = []
     if report.hardlinks:
@@ -115,21 +212,27 @@ def _print_shift(report: Any, out: Output, mode: str, *, would_stop: bool = Fals
         extra.append(f"{plural(report.acls, 'ACL', 'ACLs')} shifted")
     if extra:
         out.line("  " + "; ".join(extra))
-    for c in report.owner_changes[:20]:
-        out.line(f"  {c.kind} {c.old} -> {c.new}: {c.count}")
-    left = "cannot translate" if would_stop else "left as is, not in the map"
-    for u in report.unmapped:
-        ex = ", ".join(dict.fromkeys(u.examples[:3]))
-        out.line(f"  {left}: {u.kind} {u.id}: {plural(u.count, 'entry', 'entries')} (e.g. {ex})")
+    _list(out, report.owner_changes, lambda c: f"{c.kind} {c.old} -> {c.new}: {c.count}")
+    left = "cannot translate: " if would_stop else "left as is, not in the map: "
+    _list(out, report.unmapped, _unmapped_line(left))
+    if report.outside_links:
+        how = "a real run would refuse the tree" if would_stop else "left alone"
+        count = plural(len(report.outside_links), "hard-linked inode has",
+                       "hard-linked inodes have")
+        out.line(f"  {count} a name outside the tree ({how}; --include-outside-links "
+                 "re-owns them):")
+        _list(out, report.outside_links, lambda o: "  " + _outside_line(o))
     if would_stop:
         out.line("  a real run with --policy error would stop before changing anything: "
                  "choose --policy skip or overflow, or fix the map")
-    for m in report.skipped_mounts:
-        out.line(f"  skipped mount point: {m}")
-    for e in report.errors[:20]:
-        out.line(f"  error: {e.path}: {e.operation}: {e.message}")
-    if report.resumed:
-        out.line(f"  resumed from journal {report.journal}")
+    _list(out, report.skipped_mounts, lambda m: f"skipped mount point: {m}")
+    _list(out, report.errors, _error_line)
+    if report.resumed and not report.rolled_back:
+        if report.dry_run:
+            out.line(f"  the plan of a resume of the interrupted shift (journal "
+                     f"{report.journal})")
+        else:
+            out.line(f"  resumed from journal {report.journal}")
 
 
 def cmd_shift(args: argparse.Namespace, out: Output) -> int:
@@ -143,21 +246,49 @@ def cmd_unshift(args: argparse.Namespace, out: Output) -> int:
 def cmd_audit(args: argparse.Namespace, out: Output) -> int:
     from ..shift import audit_tree
 
-    mapping = load_pair(args.map, args.format)
-    report = audit_tree(args.path, mapping, cross_mounts=args.cross_mounts)
+    mapping = _mapping(args)
+    report = audit_tree(args.path, mapping, cross_mounts=args.cross_mounts,
+                        journal=args.journal)
     out.line(f"audit {report.root}: {report.entries} entries, state: {report.state}")
     for kind, counts in (("uid", report.uids), ("gid", report.gids)):
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-        out.line(f"  {kind}s: " + ", ".join(f"{i} ({n})" for i, n in top))
-    for u in report.outside:
-        ex = ", ".join(u.examples[:3])
-        out.line(f"  outside the map: {u.kind} {u.id}: {u.count} entries (e.g. {ex})")
-    for e in report.errors[:20]:
-        out.line(f"  error: {e.path}: {e.operation}: {e.message}")
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown, more = capped(top, 10)
+        out.line(f"  {kind}s: " + ", ".join(f"{i} ({n})" for i, n in shown)
+                 + (f", {more}" if more else ""))
+    _list(out, report.outside, _unmapped_line("outside the map: "))
+    if report.outside_links:
+        count = plural(len(report.outside_links), "hard-linked inode has",
+                       "hard-linked inodes have")
+        out.line(f"  {count} a name outside the tree (a shift leaves them alone):")
+        _list(out, report.outside_links, lambda o: "  " + _outside_line(o))
+    mark = report.mark
+    if mark is None:
+        out.line("  mark: none (no shift has finished on this root)")
+    else:
+        which = ("a shift of container IDs by this map" if mark.matches
+                 else "another shift" if mark.uid else "a shift (maps not recorded)")
+        holds = ("" if mark.holds else "; the root's owner has changed since, so a shift "
+                 "ignores it")
+        out.line(f"  mark: {which} finished on this root (owner {mark.owner[0]}:"
+                 f"{mark.owner[1]}, policy {mark.policy or 'unknown'}){holds}")
+    if report.journal is not None:
+        out.line(f"  pending journal: {report.journal} (an interrupted shift: run it again "
+                 "to resume, or roll it back with unshift / shift --rollback)")
+    _list(out, report.errors, _error_line)
     out.json(report.to_dict())
-    return 1 if report.outside or report.errors else 0
+    return EXIT_FAILURE if report.outside or report.errors else EXIT_OK
 
 
+def _add_maps(p: argparse.ArgumentParser) -> None:
+    add_map_options(p, required=False)
+    p.add_argument("--gid-map", metavar="MAP", help="a different map for groups")
+    p.add_argument("--user", "-u", default=None, metavar="REMAP",
+                   help="instead of --map: the maps dockerd --userns-remap=REMAP builds "
+                   "from the subuid/subgid files (as explain reads them)")
+    p.add_argument("--docker-version", default=None, metavar="VERSION",
+                   help="with --user: the dockerd whose rules apply (default: 'dockerd "
+                   "--version' when installed, else main)")
+    add_system_options(p)
 
 
 def register(sub: Any) -> None:
@@ -168,7 +299,7 @@ def register(sub: Any) -> None:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("path", help="the tree's root directory")
-        add_map_options(p)
+        _add_maps(p)
         if name == "shift":
             p.add_argument("--source", metavar="MAP",
                            help="the map the tree is shifted by now (default: it holds "
@@ -187,14 +318,25 @@ def register(sub: Any) -> None:
         p.add_argument("--journal", metavar="FILE", help="where the resume journal lives")
         p.add_argument("--cross-mounts", action="store_true",
                        help="enter other filesystems mounted in the tree")
+        p.add_argument("--include-outside-links", action="store_true",
+                       help="also re-own hard-linked files with a name outside the tree "
+                       "(by default they are refused under --policy error, else left)")
+        p.add_argument("--trust-mark", action="store_true",
+                       help="on a tree whose root carries the mark of this very shift, "
+                       "check nothing (default: verify the tree and fix what is wrong)")
+        if name == "shift":
+            p.add_argument("--rollback", action="store_true",
+                           help="undo an interrupted run of this shift from its journal")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         add_json(p)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, command=name)
 
     p = sub.add_parser("audit", help="count a tree's owners and tell whether it is shifted")
     p.add_argument("path", help="the tree's root directory")
-    add_map_options(p)
+    _add_maps(p)
     p.add_argument("--cross-mounts", action="store_true",
                    help="enter other filesystems mounted in the tree")
+    p.add_argument("--journal", metavar="FILE",
+                   help="where to look for a pending journal (default: next to the tree)")
     add_json(p)
-    p.set_defaults(func=cmd_audit)
+    p.set_defaults(func=cmd_audit, command="audit")
