@@ -303,7 +303,8 @@ def _reopen(fd: int, st: os.stat_result) -> int:
 
 
 def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | None,
-                   preflight: bool, decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+                   preflight: bool, decide: Callable[[dict[str, Any]], bool],
+                   dry_run: bool = False) -> dict[str, Any]:
     writer = journal.writer("w0") if journal is not None else None
     walker = run.walker(_reopen(fd, st), st, writer, progress=run.progress)
     try:
@@ -311,7 +312,9 @@ def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | 
             walker.scan(stream=True)
         else:
             walker.scan(stream=False)
-            if decide(walker.summary()):
+            if dry_run:
+                walker.count_plans()
+            elif decide(walker.summary()):
                 total = walker.planned
                 walker.progress = lambda phase, n: run.progress(phase, n, total)
                 if writer is not None:
@@ -630,7 +633,7 @@ def _shift_once(
 
         if nworkers == 1 or dry_run:
             extra["workers"] = 1
-            walked = _run_inprocess(run, fd, st, jr, preflight, decide)
+            walked = _run_inprocess(run, fd, st, jr, preflight, decide, dry_run)
         else:
             assert jr is not None
             walked = _run_forked(run, fd, st, jr, nworkers, preflight, decide)
@@ -638,6 +641,9 @@ def _shift_once(
         if any(e.reason == INODE_MISMATCH for e in merged["errors"]):
             raise _SplitImpossible
         if dry_run:
+            if root_rec is not None:
+                coord.count_record(root_rec)  # the root's own change, made last
+                merged = _merge([walked, coord.summary()])
             return _report(root_path, merged, complete=False, **extra)
         assert jr is not None and root_writer is not None
         if policy == "error" and merged["unmapped"]:

@@ -826,7 +826,8 @@ class Walker:
     def set_state(self, target: int | str, st: os.stat_result, rec: Record) -> None:
         """Give the inode ``target`` (a descriptor or a ``/proc/self/fd`` path) the state
         ``rec``: owner, then attributes (chown dropped the capability), then the mode
-        (chown cleared setuid/setgid). Only what differs is written."""
+        (chown cleared setuid/setgid). Only what differs is written; what the record
+        keeps is counted (:meth:`count_record`)."""
         if (st.st_uid, st.st_gid) != (rec.new_uid, rec.new_gid):
             os.chown(target, rec.new_uid, rec.new_gid)
         for code, value in rec.xattrs:
@@ -843,15 +844,32 @@ class Walker:
                 os.removexattr(target, attr)
             else:
                 os.setxattr(target, attr, value)
+        if rec.mode != NO_MODE:
+            now = os.stat(target).st_mode & 0o7777
+            if now != rec.mode:
+                os.chmod(target, rec.mode)
+        self.count_record(rec)
+
+    def count_record(self, rec: Record) -> None:
+        """Count what the record keeps: its capability, its ACLs, its setuid/setgid mode.
+
+        Counted from the record, so a dry run (:meth:`count_plans`) reports what the
+        real run then reports."""
+        for code, _ in rec.xattrs:
             if code == CAPABILITY_CODE:
                 self.capabilities += 1
             else:
                 self.acls += 1
         if rec.mode != NO_MODE:
-            now = os.stat(target).st_mode & 0o7777
-            if now != rec.mode:
-                os.chmod(target, rec.mode)
-                self.modes_restored += 1
+            self.modes_restored += 1
+
+    def count_plans(self) -> None:
+        """Count the records of the planned changes as :meth:`set_state` would (a dry run)."""
+        for _, own, _, special in self.plans:
+            for *_, rec in special:
+                self.count_record(rec)
+            if own is not None:
+                self.count_record(own)
 
     # -- audit --------------------------------------------------------------------
 
