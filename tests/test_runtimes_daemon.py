@@ -129,3 +129,18 @@ def test_data_root_as_dockerd_leaves_it(tmp_path: pathlib.Path) -> None:
         assert str(open_dir) in notes[-2].message or str(open_dir) in notes[-1].message
     finally:
         shutil.rmtree(open_dir)
+
+
+def test_parents_are_walked_up_to_the_root_given(tmp_path: pathlib.Path) -> None:
+    """In an image root, the root itself stands for '/': its own mode is not dockerd's."""
+    r = docker_remap("dockremap:231072:65536\n", "dockremap:231072:65536\n", "default",
+                     accounts=ACC)
+    image = tmp_path / "image"
+    (image / "var/lib").mkdir(parents=True)
+    image.chmod(0o700)  # as pytest's own directories: not the image's business
+    notes = check_data_root(image / "var/lib/docker", r, root=image)
+    assert [n.reason for n in notes] == ["data-root-missing"] * 2
+    (image / "var").chmod(0o700)  # inside the image: dockerd would refuse to start
+    notes = check_data_root(image / "var/lib/docker", r, root=image)
+    assert [n.reason for n in notes][-1] == "data-root-blocked"
+    assert f"{image / 'var'} (mode 0700" in notes[-1].message

@@ -100,10 +100,16 @@ def test_translations_say_unmapped() -> None:
 # -- the CLI --------------------------------------------------------------------------------------
 
 
-def cli_root(files: dict[str, str], *argv: str) -> tuple[int, str, str]:
+def cli_root(files: dict[str, str], *argv: str,
+             dirs: dict[str, int] | None = None) -> tuple[int, str, str]:
+    """``userns explain --root R`` on a root holding ``files`` under etc/ and ``dirs``
+    (relative path: mode)."""
     import tempfile
 
     root = pathlib.Path(tempfile.mkdtemp())
+    for rel, mode in (dirs or {}).items():
+        (root / rel).mkdir(parents=True)
+        (root / rel).chmod(mode)
     etc = root / "etc"
     etc.mkdir()
     base = {"passwd": "root:x:0:0::/:/bin/sh\nseb:x:1000:1000::/:/bin/sh\n"
@@ -193,3 +199,13 @@ def test_comparison_names_the_docker_rules_it_uses() -> None:
     assert "uses moby main's Docker rules, which give another map than dockerd 20.10" in flat
     code, out, _ = cli_root(files, "--user", "seb", "--docker-version", "main")
     assert code == 0 and "uses moby main's Docker rules" not in out
+
+
+def test_a_data_root_dockerd_refuses_fails_explain() -> None:
+    files = {"subuid": "dockremap:231072:65536\n",
+             "docker/daemon.json": '{"userns-remap": "default", "data-root": "/srv/d"}'}
+    code, out, _ = cli_root(files)
+    assert code == 0 and "does not exist yet: dockerd creates it" in out
+    code, out, _ = cli_root(files, dirs={"srv": 0o700})
+    assert code == 1
+    assert "does not let the remapped root 231072:231072 through" in " ".join(out.split())

@@ -68,7 +68,7 @@ def cmd_explain(args: argparse.Namespace, out: Output) -> int:
     if not system.example and explanation.docker is not None and explanation.data_root_path:
         on_disk = os.path.join(root, explanation.data_root.lstrip("/"))
         explanation = explanation.with_data_root_notes(
-            check_data_root(on_disk, explanation.docker))
+            check_data_root(on_disk, explanation.docker, root=root))
     data = explanation.to_dict()
     data.update({"subuid": system.subuid_path, "subgid": system.subgid_path,
                  "docker_version_detected": detected})

@@ -327,7 +327,7 @@ def _can_traverse(st: os.stat_result, uid: int, gid: int) -> bool:
 
 
 def check_data_root(data_root: str | os.PathLike[str], docker: RuntimeMaps, *,
-                    daemon_uid: int = 0) -> list[Note]:
+                    daemon_uid: int = 0, root: str | os.PathLike[str] = "/") -> list[Note]:
     """What differs from the data root moby's ``setupDaemonRoot`` leaves for ``docker``.
 
     dockerd chmods ``data_root`` to 0711, then makes it and ``<uid>.<gid>`` (the remapped
@@ -338,6 +338,9 @@ def check_data_root(data_root: str | os.PathLike[str], docker: RuntimeMaps, *,
     it at its next start, so it was changed since, or a different remap made it); a
     blocking parent an ``error`` with dockerd's message. Other ``<uid>.<gid>``
     directories are listed (images and containers of an earlier remap setting).
+    ``root`` is the system's root directory when ``data_root`` lies in an image of it
+    (``<root>/var/lib/docker``): the parents are walked up to it, not past it, as dockerd
+    walks up to ``/``.
     """
     base = os.fspath(data_root)
     pair = docker.pair
@@ -364,8 +367,9 @@ def check_data_root(data_root: str | os.PathLike[str], docker: RuntimeMaps, *,
             notes.append(Note("data-root-owner", f"{what} {path} is owned by "
                               f"{st.st_uid}:{st.st_gid}; dockerd leaves {daemon_uid}:{gid} "
                               "(root, and the remapped root's group)", "warning"))
+    top = os.path.abspath(os.fspath(root))
     parent = os.path.dirname(os.path.abspath(sub))
-    while parent != "/":
+    while parent not in ("/", top):
         try:
             st = os.stat(parent)
         except FileNotFoundError:

@@ -362,8 +362,8 @@ def _default_created(fu: SubidFile, fg: SubidFile, rules: DockerRules) -> Runtim
             if e.range.overlaps(new):
                 created.append(Note(
                     "docker-new-range-overlaps",
-                    f"the range dockerd {rules.version} would give dockremap, {new}, overlaps "
-                    f"{e.owner}'s {e.range}: dockerd avoids {whose}"
+                    f"the range dockerd {rules.version} would give dockremap in /etc/{file}, "
+                    f"{new}, overlaps {e.owner}'s {e.range}: dockerd avoids {whose}"
                     + ("" if rules.half_open else ", with an overlap test that misses a "
                        "range inside the new one (fixed in moby PR 53524)"),
                     "security", file, e.lineno))

@@ -125,9 +125,11 @@ class Explanation:
 
     @property
     def ok(self) -> bool:
-        """True when dockerd would start remapped containers and nothing is ``security``."""
+        """True when dockerd would start remapped containers, its data root lets it
+        (no ``error`` in :attr:`data_root_notes`), and nothing is ``security``."""
         return (self.docker is not None and self.docker.pair is not None
-                and not self.security)
+                and not self.security
+                and all(n.severity < Severity.ERROR for n in self.data_root_notes))
 
     def with_data_root_notes(self, notes: Sequence[Note]) -> Explanation:
         """A copy carrying :func:`~userns.runtimes.daemon.check_data_root`'s notes."""
