@@ -628,7 +628,9 @@ def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
     """Every line of ``text``, each as ``SubidLine.parse`` reads it, canonical runs in bulk."""
     out: list[SubidLine] = []
     # Hundreds of thousands of small objects, none of them cyclic: the cyclic garbage
-    # collector would walk them all again and again while they are built.
+    # collector would walk them all again and again while they are built. Measured
+    # (benchmarks/allocation.py's comment-line files, 100k owners, both files): without
+    # this, parse + allocate is 7% slower and read + allocate + write 17% slower.
     collecting = gc.isenabled()
     gc.disable()
     try:
