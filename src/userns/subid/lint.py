@@ -210,8 +210,9 @@ def _docker(file: SubidFile) -> list[Finding]:
         if d.start == 0 and d.count > 0 and not literal_zero:
             shown = f"shadow reads {s.start}" if s is not None else "shadow skips the line"
             msg = (f"Docker reads the start of {d.owner!r} as 0 ({start_text!r} is not a "
-                   f"base-10 number to it; {shown}): with userns-remap this owner's "
-                   "container root would be HOST root")
+                   f"base-10 number to it; {shown}): with userns-remap on Docker 28 or "
+                   "later this owner's container root would be HOST root (Docker 20.10 to "
+                   "27.x refuse to start on the remap user's line instead)")
             out.append(_finding("docker-root-misread", Severity.SECURITY, msg, file, line,
                                 d.owner))
             continue
