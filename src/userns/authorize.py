@@ -39,6 +39,7 @@ from typing import TypeAlias
 
 import attrs
 
+from ._foreign import ULONG_MAX
 from .errors import UsernsError
 from .formats.proc import validate_map_write
 from .ids import INVALID_ID
@@ -54,7 +55,6 @@ __all__ = [
     "shadow_records",
 ]
 
-_ULONG_MAX = 2**64 - 1
 _UINT_MAX = INVALID_ID  # 4294967295
 
 SubidSource: TypeAlias = "SubidFile | str | bytes"
@@ -74,7 +74,7 @@ class NotAllowedError(UsernsError, PermissionError):
 
 def _shadow_last(r: RawRange) -> int:
     # find_range computes start + count - 1 in unsigned long: a count of 0 wraps.
-    return (r.start + r.count - 1) & _ULONG_MAX
+    return (r.start + r.count - 1) & ULONG_MAX
 
 
 def _covers(r: RawRange, value: int) -> bool:
