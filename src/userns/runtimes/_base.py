@@ -28,7 +28,6 @@ SubidSource: TypeAlias = "SubidFile | str | bytes"
 AUTO_USERNS_MIN_SIZE = 1024
 AUTO_USERNS_MAX_SIZE = 65536
 _UINT32 = 2**32
-_ULONG_MAX = 2**64 - 1
 _INCUS_POSIX = 65536
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")
 
