@@ -137,3 +137,16 @@ def test_nothing_to_roll_back(tmp_path: Path) -> None:
         shift_tree(tree, pair, rollback=True)
     assert "finished shift is undone with unshift" in str(info.value)
     assert os.stat(tree).st_uid == 100000
+
+
+def test_a_dry_run_unshift_of_an_interrupted_shift_refuses(tmp_path: Path) -> None:
+    pair = MAPS["overlap"]
+    tree = tmp_path / "vol"
+    build_template(tree)
+    killed = child(tree, pair, "shift", 1, "skip", 40)
+    assert killed.returncode == -signal.SIGKILL
+    half = snapshot(str(tree))
+    with pytest.raises(JournalError) as info:
+        unshift_tree(tree, pair, dry_run=True)
+    assert info.value.reason == "journal-pending" and "rolls it back" in str(info.value)
+    assert snapshot(str(tree)) == half

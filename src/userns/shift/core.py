@@ -699,8 +699,18 @@ def unshift_tree(root: str | os.PathLike[str], mapping: IDMapPair, **options: An
     what the shift had not reached. That is a rollback (:func:`rollback_shift`): every
     inode the journal says was changed gets its original state back.
     """
-    journal = options.get("journal")
-    if not options.get("dry_run") and _pending_shift(root, mapping, None, journal) is not None:
+    pending = _pending_shift(root, mapping, None, options.get("journal"))
+    if pending is not None:
+        jpath, found = pending
+        if found.get("verify"):
+            raise JournalError(f"a verifying re-run of the shift of {os.fspath(root)} by this "
+                               f"map was interrupted (journal {jpath}): run that shift again "
+                               "to finish it, then unshift", reason="journal-pending")
+        if options.get("dry_run"):
+            raise JournalError(f"the shift of {os.fspath(root)} by this map was interrupted "
+                               f"(journal {jpath}): an unshift rolls it back, and a rollback "
+                               "has no dry run; run the unshift, or run the shift again to "
+                               "finish it", reason="journal-pending")
         keep = {k: v for k, v in options.items()
                 if k in ("journal", "progress", "cross_mounts", "on_error", "durable")}
         return rollback_shift(root, mapping, **keep)

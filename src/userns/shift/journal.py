@@ -66,7 +66,9 @@ _HEADER = "header.json"
 class JournalError(UsernsError, OSError):
     """The journal cannot be used: another shift holds it (``busy``), it belongs to a
     different shift (``journal-mismatch``), it is unreadable (``bad-journal``) or it
-    cannot be created (``journal-unwritable``)."""
+    cannot be created (``journal-unwritable``); or a rollback finds none (``no-journal``),
+    or an unshift finds an interrupted shift it cannot roll back here
+    (``journal-pending``)."""
 
     reason = "journal"
 
