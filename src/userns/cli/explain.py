@@ -13,6 +13,7 @@ import textwrap
 from typing import Any
 
 from ..formats.proc import format_proc
+from ..formats.registry import get_format
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -73,8 +74,37 @@ def cmd_explain(args: argparse.Namespace, out: Output) -> int:
     data.update({"subuid": system.subuid_path, "subgid": system.subgid_path,
                  "docker_version_detected": detected})
     _render(explanation, system, out, detected)
+    data["volumes"] = _volumes(args.volume or [], explanation, out)
     out.json(data)
     return EXIT_OK if explanation.ok else EXIT_FAILURE
+
+
+def _volumes(paths: list[str], e: Any, out: Output) -> list[dict[str, Any]]:
+    """For each ``--volume``: would an idmapped mount serve it, or must it be shifted?"""
+    if not paths:
+        return []
+    from ..mount import probe
+
+    pair = None if e.docker is None else e.docker.pair
+    # Podman's one-line form holds both maps, uid and gid, as -m takes them.
+    spec = None if pair is None else get_format("podman").format(pair)
+    out.line("\nvolumes (bind-mounted into the container):")
+    rows = []
+    for path in paths:
+        answer = probe(path)
+        if answer.ok:
+            how = "idmap" if pair is not None else None
+            text = ("an idmapped mount serves it, no chown: userns mount "
+                    f"{path} DST -m '{spec}'" if pair is not None
+                    else "it can be idmapped, but there is no map to idmap it with")
+        else:
+            how = "shift" if pair is not None else None
+            text = (f"shift it (userns shift {path} -m '{spec}'): {answer.message} "
+                    f"[{answer.reason}]" if pair is not None
+                    else f"{answer.message} [{answer.reason}]")
+        out.line(_fill(f"{path}: {text}"))
+        rows.append({"path": path, "strategy": how, "probe": answer.to_dict()})
+    return rows
 
 
 def _render(e: Any, system: System, out: Output, detected: bool) -> None:
@@ -179,6 +209,9 @@ def register(sub: Any) -> None:
     p.add_argument("--docker-version", default=None, metavar="VERSION",
                    help="the dockerd whose rules apply: 20.10, 28, main, a release such as "
                    "24.0.7 (default: 'dockerd --version' when installed, else main)")
+    p.add_argument("--volume", action="append", metavar="PATH",
+                   help="a host directory the container will mount: say whether an "
+                   "idmapped mount serves it or it must be shifted (repeatable)")
     add_system_options(p)
     add_json(p)
     p.set_defaults(func=cmd_explain)
