@@ -13,13 +13,17 @@ from userns import Extent, IDMap, IDMapPair, InvalidMapError, ParseError, Userns
 from userns.formats import (
     FORMATS,
     FormatSideError,
+    NotExpressibleError,
     PodmanMapping,
     UnknownFormatError,
     apply_raw_idmap,
     convert,
+    detect_format,
+    format_crio,
     format_lxc,
     format_newuidmap,
     format_notation,
+    format_nspawn,
     format_oci_config,
     format_oci_mappings,
     format_podman,
@@ -550,7 +554,8 @@ def test_xmount_error_rendered() -> None:
 def test_registry_names_and_aliases() -> None:
     assert set(FORMATS) == {"proc", "oci", "oci-config", "podman", "lxc", "usernsexec",
                             "incus", "unshare", "newuidmap", "kernel", "xmount", "kubelet",
-                            "incus-idmap", "idmap-option"}
+                            "incus-idmap", "idmap-option", "crio", "nspawn"}
+    assert {n for n, f in FORMATS.items() if not f.writes_any} == {"crio", "nspawn"}
     for name, f in FORMATS.items():
         assert get_format(name) is f
         assert get_format(name.upper()) is f
@@ -559,7 +564,7 @@ def test_registry_names_and_aliases() -> None:
     with pytest.raises(UnknownFormatError) as info:
         get_format("docker")
     assert isinstance(info.value, LookupError)
-    assert "known: incus, kernel" in str(info.value)
+    assert "known: crio, idmap-option, incus, incus-idmap, kernel" in str(info.value)
 
 
 def test_registry_sides() -> None:
@@ -585,6 +590,71 @@ def test_convert_examples() -> None:
     assert convert(LXC_CONF, "lxc", "proc", side="uid") == "0 200000 20\n20 250000 65516\n"
     with pytest.raises(FormatSideError):
         convert(LXC_CONF, "lxc", "proc")
+
+
+def test_restricted_formats_refuse_what_they_cannot_express() -> None:
+    # Each refusal names the format, what it can express and what this pair lacks.
+    cases = [
+        ("nspawn", IDMapPair(SEED, MULTI), "the uid and gid maps differ"),
+        ("nspawn", IDMapPair.both(MULTI), "this map has 2 extents"),
+        ("nspawn", IDMapPair.both(IDMap()), "this map has 0 extents"),
+        ("nspawn", IDMapPair.both(IDMap.single(1, 231072, 10)),
+         "this map starts at container ID 1"),
+        ("nspawn", IDMapPair.both(IDMap.single(0, 65535, 10)),
+         "systemd refuses the base 65535"),
+        ("crio", IDMapPair(SEED, IDMap()),
+         "this pair maps no group: CRI-O would map the groups as the users"),
+        ("crio", IDMapPair(IDMap(), SEED),
+         "this pair maps no user: CRI-O would map the users as the groups"),
+        ("crio", IDMapPair(IDMap(), IDMap()),
+         "both maps are empty: 'private' alone means crio.conf's maps"),
+    ]
+    lead = {
+        "nspawn": "nspawn's --private-users= expresses one range from container ID 0, the "
+                  "same for users and groups, at a host base other than 65535",
+        "crio": "CRI-O's userns-mode expresses a uid map and a gid map, neither empty",
+    }
+    for name, pair, why in cases:
+        with pytest.raises(NotExpressibleError) as info:
+            get_format(name).format(pair)
+        assert str(info.value) == f"{lead[name]}; {why} [not-expressible]"
+        assert info.value.format_name == name
+        assert isinstance(info.value, ValueError)
+        assert not isinstance(info.value, InvalidMapError)  # the map itself is fine
+    # side="uid" leaves the gid map empty: neither can write that.
+    for name in ("nspawn", "crio"):
+        with pytest.raises(NotExpressibleError):
+            get_format(name).format(IDMapPair.both(SEED), side="uid")
+    assert format_nspawn(IDMapPair.both(SEED)) == "--private-users=231072:65536"
+    assert format_crio(IDMapPair(SEED, MULTI)) == (
+        "private:uidmapping=0:231072:65536;gidmapping=0:200000:20,20:250000:65516")
+
+
+def test_restricted_formats_convert_and_are_detected() -> None:
+    assert convert("0 231072 65536", "proc", "nspawn") == "--private-users=231072:65536"
+    assert convert("PrivateUsers=231072", "nspawn", "lxc") == (
+        "lxc.idmap = u 0 231072 65536\nlxc.idmap = g 0 231072 65536\n")
+    assert convert("userns-mode.crio.io: private:gidmapping=0:1000:1", "cri-o", "kernel",
+                   side="gid") == "u0:k1000:r1"
+    assert convert("b:0:231072:65536", "xmount", "userns-mode") == (
+        "private:uidmapping=0:231072:65536;gidmapping=0:231072:65536")
+    with pytest.raises(NotExpressibleError):
+        convert("0 200000 20\n20 250000 65516", "proc", "nspawn")
+    for text, name in [
+        ("--private-users=1879048192:65536", "nspawn"),
+        ("PrivateUsers=identity", "nspawn"),
+        ("private:uidmapping=0:1:2", "crio"),
+        ("auto:size=65536", "crio"),
+        ("auto", "crio"),
+        ("private", "crio"),
+        ('io.kubernetes.cri-o.userns-mode: "private:uidmapping=0:1:2"', "crio"),
+        ("userns-mode.crio.io=private:gidmapping=0:7:1", "crio"),
+    ]:
+        assert detect_format(text) == name, text
+    # Bare nspawn values ("identity", "65536:1000") say nothing of their tool: not guessed.
+    for text in ("identity", "65536:1000"):
+        with pytest.raises(UnknownFormatError):
+            detect_format(text)
 
 
 # -- the reference page ---------------------------------------------------------------------------

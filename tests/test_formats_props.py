@@ -1,5 +1,11 @@
 """Property tests for every format: exact round trips, the kernel's acceptance rule at the
-ID boundaries, and fuzzed text into every parser."""
+ID boundaries, and fuzzed text into every parser.
+
+The registry's formats come in two kinds (``Format.writes_any``): the general ones write
+every valid pair, and their round trip is checked over every pair; the restricted ones
+(``crio``, ``nspawn``) write some pairs and refuse the rest with ``not-expressible``: over
+every pair, each either refuses or round-trips, and it refuses exactly the pairs an
+independent statement of the format's limit says it cannot express."""
 
 from __future__ import annotations
 
@@ -14,10 +20,13 @@ from userns import ID_MAX, Extent, IDMap, IDMapPair, InvalidMapError, UsernsErro
 from userns.formats import (
     FORMATS,
     NewIDMapCommand,
+    NotExpressibleError,
     Side,
+    format_crio,
     format_lxc,
     format_newuidmap,
     format_notation,
+    format_nspawn,
     format_oci_config,
     format_oci_mappings,
     format_podman,
@@ -29,10 +38,12 @@ from userns.formats import (
     get_format,
     idmap_from_oci,
     idmap_to_oci,
+    parse_crio,
     parse_lxc,
     parse_newuidmap,
     parse_newuidmap_command,
     parse_notation,
+    parse_nspawn,
     parse_oci_config,
     parse_oci_mappings,
     parse_podman,
@@ -68,6 +79,34 @@ def pairs() -> st.SearchStrategy[IDMapPair]:
     same = spread_maps().map(IDMapPair.both)
     different = st.builds(IDMapPair, spread_maps(), spread_maps())
     return st.one_of(same, different)
+
+
+@st.composite
+def nspawn_shaped(draw: st.DrawFn) -> IDMapPair:
+    """One extent from container ID 0, the same for users and groups (65535 drawn often)."""
+    host = draw(st.one_of(st.integers(0, ID_MAX), st.sampled_from([0, 65535, 65536, ID_MAX])))
+    size = draw(st.one_of(st.integers(1, ID_MAX + 1 - host), st.just(ID_MAX + 1 - host)))
+    return IDMapPair.both(IDMap.single(0, host, size))
+
+
+def restricted_pairs() -> st.SearchStrategy[IDMapPair]:
+    """Any pair, with those a restricted format can express drawn often enough to matter:
+    one-extent maps from 0, and pairs with an empty half."""
+    halves = st.builds(IDMapPair, st.just(IDMap()), spread_maps()) | st.builds(
+        IDMapPair, spread_maps(), st.just(IDMap()))
+    kinds = (nspawn_shaped(), halves, pairs())
+    return st.integers(0, len(kinds) - 1).flatmap(lambda i: kinds[i])  # each a third
+
+
+#: Each restricted format's limit, stated apart from its writer: True when it can write it.
+EXPRESSIBLE: dict[str, Callable[[IDMapPair], bool]] = {
+    "nspawn": lambda p: (p.uid == p.gid and len(p.uid) == 1 and p.uid[0].container == 0
+                         and p.uid[0].host != 65535),
+    "crio": lambda p: bool(p.uid) and bool(p.gid),
+}
+
+RESTRICTED = sorted(name for name, f in FORMATS.items() if not f.writes_any)
+GENERAL = sorted(name for name, f in FORMATS.items() if f.writes_any)
 
 
 EDGE_TOP = IDMap([Extent(ID_MAX, 0, 1), Extent(0, ID_MAX, 1)])  # both largest IDs
@@ -131,19 +170,91 @@ def test_pair_round_trip(name: str, pair: IDMapPair) -> None:
     assert fmt(parse(text)) == text
 
 
-@pytest.mark.parametrize("name", sorted(FORMATS))
+def _kept(pair: IDMapPair, side: str) -> IDMapPair:
+    return pair if side == "both" else (
+        IDMapPair(pair.uid, IDMap()) if side == "uid" else IDMapPair(IDMap(), pair.gid))
+
+
+def test_the_registry_knows_which_formats_write_any_map() -> None:
+    assert sorted(EXPRESSIBLE) == RESTRICTED  # a new restricted format states its limit here
+    assert len(GENERAL) + len(RESTRICTED) == len(FORMATS) and len(GENERAL) >= 14
+
+
+@pytest.mark.parametrize("name", GENERAL)
 @settings(max_examples=40)
 @given(pair=pairs(), side=st.sampled_from(["uid", "gid", "both"]))
 def test_registry_round_trip(name: str, pair: IDMapPair, side: str) -> None:
     f = get_format(name)
     if f.carries == "one" and side == "both":
         pair = IDMapPair.both(pair.uid)
-    kept = pair if side == "both" else (
-        IDMapPair(pair.uid, IDMap()) if side == "uid" else IDMapPair(IDMap(), pair.gid))
+    kept = _kept(pair, side)
     if not f.accepts_empty and not kept.uid and not kept.gid:
         return
     text = f.format(pair, side=side)  # type: ignore[arg-type]
     assert f.parse(text, side=side) == kept  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", RESTRICTED)
+@settings(max_examples=80)
+@given(pair=restricted_pairs(), side=st.sampled_from(["uid", "gid", "both"]))
+@example(pair=IDMapPair.both(IDMap.single(0, 65535, 1)), side="both")
+@example(pair=IDMapPair.both(IDMap.single(0, ID_MAX, 1)), side="both")
+@example(pair=IDMapPair.both(IDMap.single(0, 0, ID_MAX + 1)), side="both")
+@example(pair=IDMapPair(IDMap(), IDMap()), side="both")
+def test_restricted_registry_refuses_or_round_trips(name: str, pair: IDMapPair,
+                                                    side: str) -> None:
+    f = get_format(name)
+    kept = _kept(pair, side)
+    try:
+        text = f.format(pair, side=side)  # type: ignore[arg-type]
+    except NotExpressibleError as err:
+        assert err.reason == "not-expressible" and err.format_name == name
+        assert not EXPRESSIBLE[name](kept)
+        return
+    assert EXPRESSIBLE[name](kept)
+    assert f.parse(text, side=side) == kept  # type: ignore[arg-type]
+    assert f.parse(text) == kept
+    assert f.format(f.parse(text)) == text  # canonical: a fixed point
+
+
+EXPRESSIBLE_PAIRS: dict[str, st.SearchStrategy[IDMapPair]] = {
+    "nspawn": nspawn_shaped().filter(lambda p: p.uid[0].host != 65535),
+    "crio": pairs().filter(lambda p: bool(p.uid) and bool(p.gid)),
+}
+
+
+@pytest.mark.parametrize("name", RESTRICTED)
+@settings(max_examples=60)
+@given(data=st.data())
+def test_restricted_registry_round_trips_what_it_can_express(name: str,
+                                                             data: st.DataObject) -> None:
+    pair = data.draw(EXPRESSIBLE_PAIRS[name])
+    f = get_format(name)
+    text = f.format(pair)
+    assert f.parse(text) == pair
+    assert f.format(f.parse(text)) == text
+
+
+RESTRICTED_WRITERS: dict[str, tuple[Callable[[IDMapPair], str], Callable[[str], IDMapPair]]] = {
+    "crio": (format_crio, parse_crio),
+    "nspawn": (format_nspawn, parse_nspawn),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESTRICTED_WRITERS))
+@settings(max_examples=60)
+@given(pair=restricted_pairs())
+def test_restricted_writer_functions_agree_with_the_registry(name: str,
+                                                             pair: IDMapPair) -> None:
+    fmt, parse = RESTRICTED_WRITERS[name]
+    try:
+        text = fmt(pair)
+    except NotExpressibleError:
+        with pytest.raises(NotExpressibleError):
+            get_format(name).format(pair)
+        return
+    assert text == get_format(name).format(pair)
+    assert parse(text) == pair
 
 
 # -- canonical texts are fixed points ------------------------------------------------------------
@@ -164,6 +275,10 @@ CANONICAL = [
     ("xmount", "b:0:231072:65536"),
     ("usernsexec", "u:0:1000:1 u:1:100000:65536 g:0:1000:1"),
     ("xmount", "u:1000:0:1 u:5000:1000:2 g:1001:1:2 g:5000:1000:2"),
+    ("crio", "private:uidmapping=0:231072:65536;gidmapping=0:231072:65536"),
+    ("crio", "private:uidmapping=0:200000:20,20:250000:65516;gidmapping=0:1000:1"),
+    ("nspawn", "--private-users=231072:65536"),
+    ("nspawn", "--private-users=0:4294967295"),
 ]
 
 
@@ -189,6 +304,7 @@ TEMPLATES: dict[str, Callable[[int, int, int], str]] = {
     "kernel": lambda c, h, s: f"u{c}:k{h}:r{s}",
     "xmount": lambda c, h, s: f"u:{c}:{h}:{s}",
     "usernsexec": lambda c, h, s: f"-m u:{c}:{h}:{s}",
+    "crio": lambda c, h, s: f"private:uidmapping={c}:{h}:{s}",
 }
 
 BIG = 2**32 + 3
@@ -221,6 +337,31 @@ def test_accepts_exactly_what_the_kernel_accepts(name: str, c: int, h: int, s: i
         assert reader.parse(text).uid == expected
 
 
+@settings(max_examples=100)
+@given(h=st.integers(0, BIG), s=st.integers(0, BIG))
+@example(h=65535, s=1)
+@example(h=65534, s=1)
+@example(h=0, s=ID_MAX + 1)
+@example(h=1, s=ID_MAX + 1)
+@example(h=ID_MAX, s=1)
+@example(h=ID_MAX + 1, s=1)
+@example(h=0, s=0)
+def test_nspawn_accepts_what_the_kernel_and_systemd_accept(h: int, s: int) -> None:
+    # nspawn writes "0 BASE RANGE" for both maps; systemd also refuses the base 65535.
+    try:
+        expected: IDMap | None = validate_map_write(f"0 {h} {s}")
+    except InvalidMapError:
+        expected = None
+    if h == 65535:
+        expected = None
+    for text in (f"--private-users={h}:{s}", f"PrivateUsers={h}:{s}"):
+        if expected is None:
+            with pytest.raises(UsernsError):
+                parse_nspawn(text)
+        else:
+            assert parse_nspawn(text) == IDMapPair.both(expected)
+
+
 # -- fuzzing: only userns errors escape ----------------------------------------------------------
 
 PARSERS: dict[str, Callable[[str], object]] = {
@@ -234,7 +375,9 @@ WORDS = ["0", "1", "65536", "4294967294", "4294967295", "4294967296", "010", "0x
          "-", " ", "\n", "u", "g", "b", "both", "uid", "gid", "lxc.idmap", "=", "@", "+",
          "u0", "k1", "r1", '{"containerID": 0, "hostID": 1, "size": 1}', "[", "]", "{", "}",
          '"linux"', '"uidMappings"', "null", "newuidmap", "X-mount.idmap=", "\\040", "/",
-         "--uidmap", "--gidmap="]
+         "--uidmap", "--gidmap=", "private", "auto", ";", "uidmapping=", "gidmapping=",
+         "size=", "io.kubernetes.cri-o.userns-mode", '"', "--private-users=",
+         "PrivateUsers=", "identity", "pick", "65535"]
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))
@@ -259,9 +402,17 @@ def test_fuzz_accepted_text_round_trips(name: str, words: list[str]) -> None:
         pair = f.parse("".join(words))
     except UsernsError:
         return
+    if not f.writes_any:
+        # What a restricted format reads, it can write back; one side alone it may refuse.
+        assert f.parse(f.format(pair)) == pair
     sides: tuple[Side, Side] = ("uid", "gid")
     for side in sides:
-        kept = f.parse(f.format(pair, side=side), side=side)
+        try:
+            text = f.format(pair, side=side)
+        except NotExpressibleError:
+            assert not f.writes_any
+            continue
+        kept = f.parse(text, side=side)
         assert getattr(kept, side) == getattr(pair, side)
 
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from userns.cli import main
-from userns.errors import InvalidMapError, ParseError, UsernsError
+from userns.errors import InvalidMapError, NotExpressibleError, ParseError, UsernsError
 from userns.formats.crio import format_crio, parse_crio
 from userns.formats.idmap_option import format_idmap_option, parse_idmap_option
 from userns.formats.incus_idmap import format_incus_idmap, parse_incus_idmap
@@ -267,12 +267,32 @@ def test_crio_round_trip(pair: IDMapPair) -> None:
 
 
 def test_crio_one_kind_means_both() -> None:
-    # CRI-O copies a lone uidmapping to the gids: a pair with no gid map reads back as
-    # both maps equal; that is the format's limit, said here.
-    text = format_crio(IDMapPair(SEED, IDMap()))
-    assert parse_crio(text) == IDMapPair.both(SEED)
-    with pytest.raises(InvalidMapError):
-        format_crio(IDMapPair(IDMap(), IDMap()))
+    # CRI-O copies a lone uidmapping to the gids: a pair with no gid map would read back
+    # as both maps equal, so the writer refuses it (the format's limit) rather than
+    # write a text CRI-O reads as another pair.
+    assert parse_crio("private:uidmapping=0:231072:65536") == IDMapPair.both(SEED)
+    for pair in (IDMapPair(SEED, IDMap()), IDMapPair(IDMap(), SEED), IDMapPair(IDMap(), IDMap())):
+        with pytest.raises(NotExpressibleError) as info:
+            format_crio(pair)
+        assert info.value.reason == "not-expressible"
+
+
+@pytest.mark.parametrize(("text", "pair"), [
+    # containers/storage's ParseIDMap: an entry may hold several triples, empty entries are
+    # skipped, and an option with no triple at all is as if it were not given.
+    ("private:uidmapping=0:1:2:5:10:3", IDMapPair.both(IDMap([Extent(0, 1, 2),
+                                                              Extent(5, 10, 3)]))),
+    ("private:uidmapping=0:1:2,,;gidmapping=", IDMapPair.both(IDMap.single(0, 1, 2))),
+    ("private:uidmapping=;gidmapping=0:7:1", IDMapPair.both(IDMap.single(0, 7, 1))),
+])
+def test_crio_entries_as_containers_storage_reads_them(text: str, pair: IDMapPair) -> None:
+    assert parse_crio(text) == pair
+
+
+def test_crio_no_triple_at_all_is_crio_conf() -> None:
+    with pytest.raises(InvalidMapError) as info:
+        parse_crio("private:uidmapping=;gidmapping=,")
+    assert info.value.reason == "crio-config-mappings"
 
 
 # -- systemd-nspawn --private-users -------------------------------------------------------
@@ -292,6 +312,7 @@ def test_nspawn_values(text: str, host: int, size: int) -> None:
     ("yes", "chosen-at-start"), ("pick", "chosen-at-start"), ("managed", "chosen-at-start"),
     ("no", "no-userns"), ("--private-users=", "empty"), ("1:2:3", "syntax"),
     ("65536:0", "zero-count"), ("4294967290:65536", "wrap"), ("0x10000", "syntax"),
+    ("65535:1000", "invalid-id"),
 ])
 def test_nspawn_refusals(text: str, reason: str) -> None:
     with pytest.raises(UsernsError) as info:
@@ -304,10 +325,12 @@ def test_nspawn_writes_only_what_it_can_express() -> None:
         "--private-users=65536:65536"
     for pair in (IDMapPair(SEED, IDMap.single(0, 1, 1)),
                  IDMapPair.both(IDMap([Extent(0, 1, 1), Extent(1, 5, 1)])),
-                 IDMapPair.both(IDMap.single(1, 65536, 10))):
-        with pytest.raises(InvalidMapError) as info:
+                 IDMapPair.both(IDMap.single(1, 65536, 10)),
+                 IDMapPair.both(IDMap.single(0, 65535, 10)),
+                 IDMapPair(SEED, IDMap())):
+        with pytest.raises(NotExpressibleError) as info:
             format_nspawn(pair)
-        assert info.value.reason == "not-nspawn-shaped"
+        assert info.value.reason == "not-expressible"
 
 
 @settings(max_examples=60)
@@ -324,13 +347,14 @@ def test_nspawn_round_trip(base: int, size: int) -> None:
 # -- the registry and the CLI -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["kubelet", "incus-idmap", "idmap-option"])
+@pytest.mark.parametrize("name", ["kubelet", "incus-idmap", "idmap-option", "crio", "nspawn"])
 def test_registered_and_converted_by_the_cli(name: str,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert get_format(name).name == name
     assert main(["convert", "--from", "proc", "--to", name, "0 231072 65536\n"]) == 0
     text = capsys.readouterr().out
-    assert main(["convert", "--from", name, "--to", "proc", text]) == 0
+    # "--" ends the options: nspawn's text itself starts with "--private-users=".
+    assert main(["convert", "--from", name, "--to", "proc", "--", text]) == 0
     assert capsys.readouterr().out == "0 231072 65536\n"
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidRangeError",
     "Location",
     "MountError",
+    "NotExpressibleError",
     "ParseError",
     "UnmappedIDError",
     "UsernsError",
@@ -314,3 +315,28 @@ class AccessError(UsernsError, OSError):
         self.strerror = message
         self.filename = path
         self.path = path
+
+
+class NotExpressibleError(UsernsError, ValueError):
+    """A valid map that the format asked to write cannot express.
+
+    Raised by the writer of a restricted format (``format_nspawn``: one range from
+    container ID 0, the same for users and groups; ``format_crio``: a uid map and a gid
+    map, neither empty) instead of writing a text that a tool would read as another map.
+    The map itself is fine: unlike :class:`InvalidMapError` nothing is wrong with it, and
+    unlike ``FormatSideError`` (a one-map format given two different maps) choosing a
+    side does not help. ``format_name`` names the format; the message says what it can
+    express. ``Format.writes_any`` in :mod:`userns.formats.registry` says beforehand
+    which formats may raise it.
+
+    >>> err = NotExpressibleError("nspawn maps one range", format_name="nspawn")
+    >>> str(err), isinstance(err, ValueError)
+    ('nspawn maps one range [not-expressible]', True)
+    """
+
+    reason = "not-expressible"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 format_name: str = "") -> None:
+        super().__init__(message, reason=reason)
+        self.format_name = format_name

@@ -4,10 +4,17 @@ Every parser raises :class:`~userns.errors.ParseError` (or
 :class:`~userns.errors.InvalidMapError` for a well-formed text that is not a valid map)
 with the line, the column and the offending text. :mod:`.registry` puts them all behind
 one signature: ``get_format("podman").parse(text)`` and ``convert(text, "podman", "oci")``.
+The writers of the two formats that express only some maps (``format_crio``,
+``format_nspawn``) raise :class:`~userns.errors.NotExpressibleError` for any other.
 """
 
 from __future__ import annotations
 
+from ..errors import NotExpressibleError
+from .crio import format_crio, parse_crio
+from .idmap_option import format_idmap_option, parse_idmap_option
+from .incus_idmap import format_incus_idmap, parse_incus_idmap
+from .kubelet import format_kubelet_userns, parse_kubelet_userns
 from .lxc import (
     apply_raw_idmap,
     format_lxc,
@@ -24,6 +31,7 @@ from .newuidmap import (
     parse_newuidmap_command,
 )
 from .notation import format_notation, parse_notation
+from .nspawn import format_nspawn, parse_nspawn
 from .oci import (
     format_oci_config,
     format_oci_mappings,
@@ -49,6 +57,7 @@ from .registry import (
     Side,
     UnknownFormatError,
     convert,
+    detect_format,
     get_format,
 )
 from .unshare import format_unshare, parse_unshare
@@ -59,14 +68,21 @@ __all__ = [
     "Format",
     "FormatSideError",
     "NewIDMapCommand",
+    "NotExpressibleError",
     "PodmanMapping",
     "Side",
     "UnknownFormatError",
     "apply_raw_idmap",
     "convert",
+    "detect_format",
+    "format_crio",
+    "format_idmap_option",
+    "format_incus_idmap",
+    "format_kubelet_userns",
     "format_lxc",
     "format_newuidmap",
     "format_notation",
+    "format_nspawn",
     "format_oci_config",
     "format_oci_mappings",
     "format_podman",
@@ -80,10 +96,15 @@ __all__ = [
     "get_format",
     "idmap_from_oci",
     "idmap_to_oci",
+    "parse_crio",
+    "parse_idmap_option",
+    "parse_incus_idmap",
+    "parse_kubelet_userns",
     "parse_lxc",
     "parse_newuidmap",
     "parse_newuidmap_command",
     "parse_notation",
+    "parse_nspawn",
     "parse_oci_config",
     "parse_oci_mappings",
     "parse_podman",

@@ -6,7 +6,8 @@ Grammar (CRI-O ``configureSandboxIDMappings``)::
     value   = mode [ ":" option *( ";" option ) ]
     mode    = "auto" | "private"
     option  = key "=" text         ; uidmapping, gidmapping, size, keep-id, map-to-root
-    mapping = triple *( "," triple ), triple = container ":" host ":" size
+    mapping = entry *( "," entry ), entry = [ triple *( ":" triple ) ]
+    triple  = container ":" host ":" size
 
 - ``private:uidmapping=…;gidmapping=…`` names the maps: read into an
   :class:`~userns.maps.IDMapPair` (one kind given: the other is the same, as CRI-O does).
@@ -29,15 +30,19 @@ lacks them; a text does not carry those, so this reads the text alone. A leading
 
 from __future__ import annotations
 
+from ..errors import NotExpressibleError
 from ..maps import IDMap, IDMapPair
 from ._text import Row, Token, build_map, check_extent, invalid, number, split_token, syntax
 
-__all__ = ["DEFAULT_AUTO_SIZE", "format_crio", "parse_crio"]
+__all__ = ["DEFAULT_AUTO_SIZE", "EXPRESSIBLE", "format_crio", "parse_crio"]
 
 #: The size CRI-O gives an ``auto`` user namespace without ``size=``.
 DEFAULT_AUTO_SIZE = 65536
 
 _KEYS = ("io.kubernetes.cri-o.userns-mode", "userns-mode.crio.io")
+
+#: What a ``private`` text can express, for the refusal of any other pair.
+EXPRESSIBLE = "a uid map and a gid map, neither empty"
 
 
 def _strip(line: str) -> int:
@@ -54,16 +59,24 @@ def _strip(line: str) -> int:
     return start
 
 
-def _mappings(value: Token, what: str, path: str | None) -> IDMap:
+def _mappings(value: Token, what: str, path: str | None) -> IDMap | None:
+    """The triples of one option, read as containers/storage's ``ParseIDMap`` reads them:
+    an empty entry is skipped, an entry may hold several triples (``0:1:2:3:4:5``), and
+    no triple at all is no map (``None``), as if the option were not given."""
     rows: list[Row] = []
     for tok in split_token(value, ","):
+        if not tok.text:
+            continue
         parts = split_token(tok, ":")
-        if len(parts) != 3:
+        if len(parts) % 3:
             raise syntax(f"{what} entry {tok.text!r} is not 'container:host:size'", tok, path)
-        c, h, s = (number(p, name, path) for p, name in
-                   zip(parts, ("container ID", "host ID", "count")))
-        rows.append(Row(check_extent(c, h, s, tok, path, parts), tok))
-    return build_map(rows, path)
+        for i in range(0, len(parts), 3):
+            triple = parts[i:i + 3]
+            c, h, s = (number(p, name, path) for p, name in
+                       zip(triple, ("container ID", "host ID", "count")))
+            whole = tok.at(triple[0].start - tok.start, triple[2].end - triple[0].start)
+            rows.append(Row(check_extent(c, h, s, whole, path, triple), whole))
+    return build_map(rows, path) if rows else None
 
 
 def parse_crio(text: str, *, path: str | None = None) -> IDMapPair:
@@ -107,12 +120,13 @@ def parse_crio(text: str, *, path: str | None = None) -> IDMapPair:
     if unknown:
         raise syntax(f"{unknown[0]!r} is not an option of 'private' (uidmapping, "
                      "gidmapping)", values[unknown[0]], path, reason="unknown-option")
+    # An option whose value holds no triple (``uidmapping=``) is no map, as in CRI-O.
     uid = _mappings(values["uidmapping"], "uidmapping", path) if "uidmapping" in values else None
     gid = _mappings(values["gidmapping"], "gidmapping", path) if "gidmapping" in values else None
     if uid is None and gid is None:
-        raise invalid("'private' without uidmapping or gidmapping takes the uid_mappings and "
-                      "gid_mappings of crio.conf: the text names no map", mode, path,
-                      "crio-config-mappings")
+        raise invalid("'private' without a uidmapping or gidmapping triple takes the "
+                      "uid_mappings and gid_mappings of crio.conf: the text names no map",
+                      mode, path, "crio-config-mappings")
     uid = gid if uid is None else uid
     gid = uid if gid is None else gid
     assert uid is not None and gid is not None
@@ -124,17 +138,27 @@ def _triples(m: IDMap) -> str:
 
 
 def format_crio(pair: IDMapPair) -> str:
-    """``private:uidmapping=…;gidmapping=…`` (an empty kind is left out; CRI-O then uses
-    the other kind's map for it).
+    """``private:uidmapping=…;gidmapping=…``, both kinds always written.
+
+    CRI-O reads a lone ``uidmapping`` (or ``gidmapping``) as the map of both kinds, and
+    ``private`` with neither as crio.conf's maps, so a pair with an empty map has no text:
+    :class:`~userns.errors.NotExpressibleError` (reason ``not-expressible``).
 
     >>> format_crio(IDMapPair(IDMap.single(0, 1000, 1), IDMap.single(0, 2000, 1)))
     'private:uidmapping=0:1000:1;gidmapping=0:2000:1'
+    >>> try:
+    ...     format_crio(IDMapPair(IDMap.single(0, 1000, 1), IDMap()))
+    ... except NotExpressibleError as err:
+    ...     print(err.reason, err.message.split("; ")[1])
+    not-expressible this pair maps no group: CRI-O would map the groups as the users
     """
-    parts = [f"{k}={_triples(m)}" for k, m in (("uidmapping", pair.uid),
-                                                ("gidmapping", pair.gid)) if m]
-    if not parts:
-        from ..errors import InvalidMapError
-
-        raise InvalidMapError("an empty map cannot be written: 'private' without mappings "
-                              "means crio.conf's", reason="empty")
-    return "private:" + ";".join(parts)
+    if not pair.uid and not pair.gid:
+        why = "both maps are empty: 'private' alone means crio.conf's maps"
+    elif not pair.gid:
+        why = "this pair maps no group: CRI-O would map the groups as the users"
+    elif not pair.uid:
+        why = "this pair maps no user: CRI-O would map the users as the groups"
+    else:
+        return f"private:uidmapping={_triples(pair.uid)};gidmapping={_triples(pair.gid)}"
+    raise NotExpressibleError(f"CRI-O's userns-mode expresses {EXPRESSIBLE}; {why}",
+                              format_name="crio")

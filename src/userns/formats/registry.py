@@ -10,9 +10,15 @@ back, whatever the text holds:
   ``pair.uid``, ``pair.gid``, or for ``"both"`` the map both hold (and raises
   :class:`FormatSideError` when they differ: say which one you want);
 - a **pair** format (``oci-config``, ``podman``, ``lxc``, ``usernsexec``, ``incus``,
-  ``xmount``) holds both.
-  ``side="uid"`` or ``"gid"`` keeps only that map (the other is empty) when reading and
-  writes only that one when writing.
+  ``xmount``, ``kubelet``, ``incus-idmap``, ``idmap-option``, ``crio``, ``nspawn``) holds
+  both. ``side="uid"`` or ``"gid"`` keeps only that map (the other is empty) when reading
+  and writes only that one when writing.
+
+Most formats write every valid pair (``Format.writes_any``). Two express only some:
+``nspawn`` (one range from container ID 0, the same for users and groups) and ``crio``
+(a uid map and a gid map, neither empty); their ``format`` raises
+:class:`~userns.errors.NotExpressibleError` (reason ``not-expressible``) for any other
+pair rather than write a text the tool would read as another map.
 
 A kind of map a text does not mention is an empty :class:`~userns.maps.IDMap`: to the
 kernel, a namespace whose ``gid_map`` was never written maps no group at all.
@@ -22,7 +28,9 @@ kernel, a namespace whose ``gid_map`` was never written maps no group at all.
 >>> get_format("raw.idmap").name
 'incus'
 >>> sorted(FORMATS)[:4]
-['incus', 'kernel', 'lxc', 'newuidmap']
+['crio', 'idmap-option', 'incus', 'incus-idmap']
+>>> [name for name, f in sorted(FORMATS.items()) if not f.writes_any]
+['crio', 'nspawn']
 """
 
 from __future__ import annotations
@@ -34,9 +42,10 @@ from typing import Literal
 
 import attrs
 
-from ..errors import UsernsError
+from ..errors import NotExpressibleError, UsernsError
 from ..maps import IDMap, IDMapPair
 from ._text import FormatSideError, Side, pick_side
+from .crio import format_crio, parse_crio
 from .idmap_option import format_idmap_option, parse_idmap_option
 from .incus_idmap import format_incus_idmap, parse_incus_idmap
 from .kubelet import format_kubelet_userns, parse_kubelet_userns
@@ -50,6 +59,7 @@ from .lxc import (
 )
 from .newuidmap import format_newuidmap, parse_newuidmap
 from .notation import format_notation, parse_notation
+from .nspawn import format_nspawn, parse_nspawn
 from .oci import format_oci_config, format_oci_mappings, parse_oci_config, parse_oci_mappings
 from .podman import format_podman_pair, parse_podman_pair
 from .proc import format_proc, parse_proc
@@ -60,6 +70,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "FormatSideError",
+    "NotExpressibleError",
     "Side",
     "UnknownFormatError",
     "convert",
@@ -96,7 +107,10 @@ class Format:
     """One format: its name, what it is, whether it holds one map or a uid+gid pair.
 
     ``accepts_empty`` says whether a text with no mapping at all is valid in it (an
-    empty ``raw.idmap`` is; an empty ``uid_map`` write is not).
+    empty ``raw.idmap`` is; an empty ``uid_map`` write is not). ``writes_any`` says
+    whether :meth:`format` writes every valid pair (up to ``accepts_empty``); a format
+    without it raises :class:`~userns.errors.NotExpressibleError` for a pair it cannot
+    express, its message saying what it can.
 
     >>> f = get_format("kernel")
     >>> f.parse("u0:k1000:r1").uid.to_host(0), f.carries
@@ -110,6 +124,7 @@ class Format:
     accepts_empty: bool
     _read: Callable[[str, str | None], IDMapPair] = attrs.field(repr=False)
     _write: Callable[[IDMapPair], str] = attrs.field(repr=False)
+    writes_any: bool = attrs.field(default=True, kw_only=True)
 
     def parse(self, text: str, *, path: str | None = None, side: Side = "both") -> IDMapPair:
         """Read ``text``; ``side`` says where a one-map text goes, or which map of a pair
@@ -123,7 +138,12 @@ class Format:
         return pair
 
     def format(self, pair: IDMapPair, *, side: Side = "both") -> str:
-        """Write ``pair`` (or its ``side`` map) in this format."""
+        """Write ``pair`` (or its ``side`` map) in this format.
+
+        Raises :class:`FormatSideError` when a one-map format is given two different maps
+        and ``side="both"``, and :class:`~userns.errors.NotExpressibleError` when a format
+        that does not write any map (``writes_any`` false) cannot express this one.
+        """
         _check_side(side)
         if self.carries == "one":
             return self._write(IDMapPair.both(pick_side(pair, side, self.name)))
@@ -185,6 +205,14 @@ _ALL = (
     Format("idmap-option", "crun/Podman mount option 'idmap=uids=0-1-10#10-11-10;gids=...'",
            "pair", ("crun-idmap", "podman-idmap"), False, _pair_parse(parse_idmap_option),
            format_idmap_option),
+    Format("crio", "CRI-O pod annotation io.kubernetes.cri-o.userns-mode "
+           "'private:uidmapping=0:100000:65536;gidmapping=...' (a uid map and a gid map, "
+           "neither empty)", "pair", ("cri-o", "userns-mode", "io.kubernetes.cri-o.userns-mode"),
+           False, _pair_parse(parse_crio), format_crio, writes_any=False),
+    Format("nspawn", "systemd-nspawn --private-users=BASE[:RANGE] / PrivateUsers= (one range "
+           "from container ID 0, the same for users and groups)", "pair",
+           ("systemd-nspawn", "private-users", "privateusers"), False,
+           _pair_parse(parse_nspawn), format_nspawn, writes_any=False),
 )
 
 #: Every format by its name.
@@ -226,6 +254,9 @@ _NOTATION = re.compile(r"^[ugb]\d+:k\d+:r\d+")
 _XMOUNT = re.compile(r"^(X-mount\.idmap=)?[ugb]:\d+:\d+:\d+")
 _COLON_TRIPLE = re.compile(r"^[@+ug]*\d+:[@+]?\d+:\d+")
 _NEWUIDMAP = re.compile(r"^(new[ug]idmap\s+)?\d+(\s+\d+\s+\d+\s+\d+)+\s*$")
+_NSPAWN_PREFIXES = ("--private-users=", "PrivateUsers=")
+_CRIO_KEYS = ("io.kubernetes.cri-o.userns-mode", "userns-mode.crio.io")
+_CRIO_MODE = re.compile(r"^(private|auto)(:|$)")
 
 
 def detect_format(text: str, option: str = "--format") -> str:
@@ -237,6 +268,8 @@ def detect_format(text: str, option: str = "--format") -> str:
     ('proc', 'podman')
     >>> detect_format('[{"containerID": 0, "hostID": 1, "size": 1}]')
     'oci'
+    >>> detect_format("--private-users=524288:65536"), detect_format("private:uidmapping=0:1:2")
+    ('nspawn', 'crio')
     """
     lines = [ln.strip() for ln in text.splitlines()
              if ln.strip() and not ln.lstrip().startswith("#")]
@@ -250,6 +283,10 @@ def detect_format(text: str, option: str = "--format") -> str:
         return "kubelet"
     if first.startswith(("idmap=", "uids=", "gids=")) or first == "idmap":
         return "idmap-option"
+    if first.startswith(_NSPAWN_PREFIXES):
+        return "nspawn"
+    if first.startswith(_CRIO_KEYS) or _CRIO_MODE.match(first):
+        return "crio"
     if s.startswith("["):
         return "oci"
     if s.startswith("{"):
