@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,3 +156,37 @@ def test_a_killed_and_resumed_shift_leaves_them_alone(tmp_path: Path, workers: i
         assert outside_state(secret) == before
         assert os.lstat(vol / "shared" / "hl").st_uid == 1010
         assert os.lstat(vol / "plain").st_uid == 1001
+
+
+def test_a_name_moved_during_the_walk_is_not_counted_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inode has one name inside (and one outside); during the walk that name moves
+    from a directory already listed into one not listed yet, so the walk meets it twice.
+    Two names found for a link count of two must not pass for "wholly inside"."""
+    import userns.shift.walk as walk
+
+    vol = tmp_path / "vol"
+    (vol / "a").mkdir(parents=True)
+    (vol / "b").mkdir()
+    secret = tmp_path / "secret"
+    secret.write_text("keep")
+    os.link(secret, vol / "a" / "x")
+    dirs = {os.lstat(vol / d).st_ino: d for d in ("a", "b")}
+    listed: list[str] = []
+    real = os.scandir
+
+    def scandir(fd: Any) -> Any:
+        d = dirs.get(os.fstat(fd).st_ino) if isinstance(fd, int) else None
+        if d is not None:
+            if listed:  # the second of a and b: move the name there before listing it
+                first = listed[0]
+                if (vol / first / "x").exists():
+                    os.rename(vol / first / "x", vol / d / "x")
+            listed.append(d)
+        return real(fd)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    report = shift_tree(vol, OVERLAP, workers=1, policy="skip")
+    assert len(listed) == 2
+    assert outside_state(secret)[:2] == (0, 0)
+    assert [o.links for o in report.outside_links] == [2]

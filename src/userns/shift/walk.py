@@ -208,6 +208,34 @@ class _DirCache:
             pfd = fd
         return pfd
 
+    def borrow(self, node: Node) -> tuple[int, bool]:
+        """A descriptor of ``node`` that evicts nothing (the walk's current directory
+        stays open): the cached one, or one opened from the nearest open ancestor and
+        verified at each step; the flag says the caller must close it."""
+        chain = []
+        n: Node | None = node
+        while n is not None and n.fd < 0:
+            chain.append(n)
+            n = n.parent
+        assert n is not None, "the root descriptor is never closed"
+        if not chain:
+            return n.fd, False
+        pfd, owned = n.fd, False
+        try:
+            for c in reversed(chain):
+                fd = os.open(c.name, DIR_FLAGS, dir_fd=pfd)
+                if owned:
+                    os.close(pfd)
+                pfd, owned = fd, True
+                st = os.fstat(fd)
+                if st.st_dev != c.dev or st.st_ino != c.ino:
+                    raise _Changed(c.name)
+        except BaseException:
+            if owned:
+                os.close(pfd)
+            raise
+        return pfd, True
+
     def open_new(self, node: Node) -> tuple[int, os.stat_result]:
         """Open ``node`` for the first time and return its descriptor and ``fstat``."""
         assert node.parent is not None
@@ -504,8 +532,8 @@ class Walker:
         records = self.records
         journal = self.journal if self.record_plain else None
         seen: set[tuple[int, int]] = set()
-        # (st_dev, st_ino) -> [names found, node, first name, stat] of a hard-linked inode
-        # not all of whose names have been found yet
+        # (st_dev, st_ino) -> [names found, node, first name, stat, [(node, name), ...]]
+        # of a hard-linked inode not all of whose names have been found yet
         links: dict[tuple[int, int], list[Any]] = {}
         ucache, gcache = self.uid.cache, self.gid.cache
         uunm, gunm = self.uid.unmapped, self.gid.unmapped
@@ -589,14 +617,20 @@ class Walker:
                             continue
                         held[0] += 1
                         if held[0] < st.st_nlink:
+                            held[4].append((node, name))
                             continue
                         del links[key]  # every name is inside: change it now, by this one
+                        if not self._names_hold(key, held[4]):
+                            # a name was moved during the walk and counted twice
+                            self.outside_links.append((self._path(node, name), st.st_nlink,
+                                                       held[0] - 1))
+                            continue
                     else:
                         seen.add(key)
                         # (a directory's link count counts its subdirectories: it can
                         # land here when swapped in after the listing)
                         if st.st_nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
-                            links[key] = [1, node, name, st]
+                            links[key] = [1, node, name, st, [(node, name)]]
                             continue
                 count += 1
                 if count % PROGRESS_EVERY == 0 and self.progress is not None:
@@ -705,11 +739,31 @@ class Walker:
                     self._flush_apply()
         self._late_links(links)
 
+    def _names_hold(self, key: tuple[int, int], names: list[tuple[Node, str]]) -> bool:
+        """True when every earlier name found of the inode ``key`` still names it: a name
+        renamed during the walk into a directory not yet listed is counted twice, and
+        could hide a name outside the tree."""
+        for node, name in names:
+            try:
+                fd, owned = self.cache.borrow(node)
+            except (OSError, _Changed):
+                return False
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                return False
+            finally:
+                if owned:
+                    os.close(fd)
+            if (st.st_dev, st.st_ino) != key:
+                return False
+        return True
+
     def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
         """The hard-linked inodes with a name outside the tree (fewer names found than
         their link count): reported and left alone, unless the caller opted in or the
         journal already has their record (an interrupted run that had opted in)."""
-        for key, (found, node, name, st) in links.items():
+        for key, (found, node, name, st, _) in links.items():
             if not self.include_outside_links and not (self.records and key in self.records):
                 self.outside_links.append((self._path(node, name), st.st_nlink, found))
                 continue
