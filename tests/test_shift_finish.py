@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from userns import IDMap, IDMapPair
-from userns.shift import default_journal_path, shift_tree
+from userns.shift import Policy, default_journal_path, shift_tree
 
 from .test_shift_trees import build_tree, need_root, snapshot
 
@@ -59,7 +59,8 @@ print(" ".join(steps), r.complete, flush=True)
 """
 
 
-def child(tree: Path, workers: int, policy: str, kill_at: int) -> subprocess.CompletedProcess[str]:
+def child(tree: Path, workers: int, policy: Policy,
+          kill_at: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CHILD, str(tree), str(workers), policy,
                            str(kill_at)], capture_output=True, text=True)
 
@@ -67,7 +68,7 @@ def child(tree: Path, workers: int, policy: str, kill_at: int) -> subprocess.Com
 @pytest.mark.parametrize("policy", ["skip", "error"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_kill_at_every_step_of_finishing_resumes_to_the_clean_result(
-        tmp_path: Path, workers: int, policy: str) -> None:
+        tmp_path: Path, workers: int, policy: Policy) -> None:
     template = tmp_path / "template"
     build_tree(str(template))
     reference = tmp_path / "reference"

@@ -23,6 +23,7 @@ from userns import IDMap, IDMapPair
 from userns.shift import (
     OutsideLink,
     OutsideLinksError,
+    Policy,
     audit_tree,
     default_journal_path,
     shift_tree,
@@ -80,10 +81,10 @@ def test_policy_error_refuses_and_changes_nothing(tmp_path: Path, workers: int) 
 @pytest.mark.parametrize("policy", ["skip", "overflow"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_skip_and_overflow_leave_them_and_report_them(tmp_path: Path, workers: int,
-                                                      policy: str) -> None:
+                                                      policy: Policy) -> None:
     vol, secret, before = setup(tmp_path)
     other = os.lstat(tmp_path / "other")
-    report = shift_tree(vol, OVERLAP, workers=workers, policy=policy)  # type: ignore[arg-type]
+    report = shift_tree(vol, OVERLAP, workers=workers, policy=policy)
     assert report.complete
     assert outside_state(secret) == before
     assert (os.lstat(tmp_path / "other").st_uid, os.lstat(tmp_path / "other").st_gid) == (
@@ -163,8 +164,6 @@ def test_a_name_moved_during_the_walk_is_not_counted_twice(
     """The inode has one name inside (and one outside); during the walk that name moves
     from a directory already listed into one not listed yet, so the walk meets it twice.
     Two names found for a link count of two must not pass for "wholly inside"."""
-    import userns.shift.walk as walk
-
     vol = tmp_path / "vol"
     (vol / "a").mkdir(parents=True)
     (vol / "b").mkdir()
@@ -185,8 +184,9 @@ def test_a_name_moved_during_the_walk_is_not_counted_twice(
             listed.append(d)
         return real(fd)
 
-    monkeypatch.setattr(walk.os, "scandir", scandir)
+    monkeypatch.setattr(os, "scandir", scandir)
     report = shift_tree(vol, OVERLAP, workers=1, policy="skip")
+    monkeypatch.undo()
     assert len(listed) == 2
     assert outside_state(secret)[:2] == (0, 0)
     assert [o.links for o in report.outside_links] == [2]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from userns import IDMap, IDMapPair
-from userns.shift import JournalError, default_journal_path, shift_tree
+from userns.shift import JournalError, Policy, default_journal_path, shift_tree
 from userns.shift.xattrs import (
     ACLEntry,
     FileCapability,
@@ -101,7 +101,7 @@ def copy(template: Path, dest: Path) -> None:
     subprocess.run(["cp", "-a", "--", str(template), str(dest)], check=True)
 
 
-def start(tree: Path, pair: IDMapPair, workers: int, policy: str,
+def start(tree: Path, pair: IDMapPair, workers: int, policy: Policy,
           kill_after: int = -1) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(pair=pair), str(tree), str(workers), policy,
@@ -118,7 +118,7 @@ def finish(proc: subprocess.Popen[str]) -> list[str]:
 
 
 def clean_run(template: Path, tmp: Path, pair: IDMapPair, workers: int,
-              policy: str) -> tuple[float, int]:
+              policy: Policy) -> tuple[float, int]:
     """How long a clean shift takes in the child, and how many changes the coordinator
     process makes (all of them with ``workers=1``)."""
     tree = tmp / f"timed{len(list(tmp.glob('timed*')))}"
@@ -143,7 +143,7 @@ def changed_fraction(template: dict[bytes, Any], tree: Path) -> float:
     ("disjoint", 1, "skip"),
 ])
 def test_killed_shifts_resume_to_the_clean_result(tmp_path: Path, maps: str, workers: int,
-                                                  policy: str) -> None:
+                                                  policy: Policy) -> None:
     pair = MAPS[maps]
     template = tmp_path / "template"
     build_template(template)
