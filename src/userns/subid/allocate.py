@@ -566,14 +566,12 @@ def shadow_useradd(
     r = _first_fit(zip(starts, counts), limits)
     texts = list(map(columns.texts.__getitem__, order))
     new = f"{owner}:{r.start}:{limits.count}"
-    if not _is_canonical(new):
-        return SubidFile.parse("\n".join([*texts, new]) + "\n", path=file.path), r
-    owners = list(map(columns.owners.__getitem__, order))
     texts.append(new)
-    owners.append(owner)
-    starts.append(r.start)
-    counts.append(r.size)
-    return canonical_file(CanonicalColumns(texts, owners, starts, counts), path=file.path), r
+    text = "\n".join(texts) + "\n"
+    if not _is_canonical(new):
+        return SubidFile.parse(text, path=file.path), r
+    # The columns of the new file are built only if someone asks for them.
+    return canonical_file(text, path=file.path), r
 
 
 def _find_range(

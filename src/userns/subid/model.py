@@ -581,18 +581,21 @@ class CanonicalColumns(NamedTuple):
     counts: list[int]
 
 
-def canonical_file(columns: CanonicalColumns, *, path: str | None = None) -> SubidFile:
-    """The file of these canonical lines, each ending in a newline, as ``parse`` keeps it.
+def canonical_file(text: str, *, path: str | None = None) -> SubidFile:
+    """The file of ``text``, canonical lines each ending in a newline; its columns
+    (and lines) are built from the text when they are first asked for.
 
     Nothing is checked: the caller vouches that every line is canonical (the subid
     package's own fast paths, e.g. the file ``shadow_useradd`` writes).
 
-    >>> canonical_file(CanonicalColumns(["a:1:2"], ["a"], [1], [2])).text
-    'a:1:2\\n'
+    >>> f = canonical_file("a:1:2\\nb:5:5\\n")
+    >>> len(f), f.canonical_columns.owners, f.lines[1].entry
+    (2, ['a', 'b'], SubidEntry(owner='b', range=IDRange(5, 5), lineno=2))
     """
+    if not text:
+        return SubidFile((), path)
     f = SubidFile(None, path)
-    object.__setattr__(f, "_columns", columns)
-    object.__setattr__(f, "_text", "\n".join(columns.texts) + "\n" if columns.texts else "")
+    object.__setattr__(f, "_text", text)
     return f
 
 
@@ -744,15 +747,20 @@ class SubidFile:
         >>> SubidFile.parse("# c\\na:1:2\\n").canonical_columns is None
         True
         """
-        return self._columns
+        columns = self._columns
+        if columns is None and self._lines is None:
+            columns = _columns(self._text or "")  # a canonical_file's text, vouched for
+            object.__setattr__(self, "_columns", columns)
+        return columns
 
     @property
     def lines(self) -> tuple[SubidLine, ...]:
         """Every line, in file order."""
         lines = self._lines
         if lines is None:
-            assert self._columns is not None
-            bodies, owners, starts, counts = self._columns
+            columns = self.canonical_columns
+            assert columns is not None
+            bodies, owners, starts, counts = columns
             collecting = gc.isenabled()
             gc.disable()  # see _parse_lines
             try:
@@ -805,7 +813,9 @@ class SubidFile:
 
     def __len__(self) -> int:
         if self._columns is not None:
-            return len(self._columns[0])
+            return len(self._columns.texts)
+        if self._lines is None:  # a canonical_file's text: one newline per line
+            return (self._text or "").count("\n")
         return len(self.lines)
 
     def __iter__(self) -> Iterator[SubidEntry]:
