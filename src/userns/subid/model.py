@@ -606,7 +606,11 @@ def _columns(block: str) -> CanonicalColumns | None:
     bodies.pop()  # the block ends in a newline
     fields = block[:-1].replace("\n", ":").split(":")  # owner, start, count, owner, ...
     starts = list(map(int, fields[1::3]))
-    counts = list(map(int, fields[2::3]))
+    count_texts = fields[2::3]
+    if count_texts.count(count_texts[0]) == len(count_texts):
+        counts = [int(count_texts[0])] * len(count_texts)  # the usual file: one count for all
+    else:
+        counts = list(map(int, count_texts))
     if max(map(len, bodies)) >= _CANONICAL_LEN:
         return None
     # The pairwise sums only when the two maxima alone could pass ID_MAX.
