@@ -110,3 +110,27 @@ def test_capped_says_how_many_were_left_out() -> None:
     shown, more = capped(list(range(25)), 20)
     assert list(shown) == list(range(20)) and more == "… and 5 more"
     assert capped(list(range(20)), 20) == (list(range(20)), None)
+
+
+def test_cli_defaults_restated_for_start_up_match_the_library() -> None:
+    from userns import kubelet
+    from userns.cli import k8s
+
+    assert (k8s.DEFAULT_IDS_PER_POD, k8s.DEFAULT_MAX_PODS) == (
+        kubelet.DEFAULT_IDS_PER_POD, kubelet.DEFAULT_MAX_PODS)
+
+
+def test_building_the_parser_imports_no_analysis_module() -> None:
+    # Start-up of every command pays for what the parser imports: keep the heavy library
+    # modules (kubelet, doctor, shift, mount, access, subid) out of it.
+    import subprocess
+    import sys
+
+    code = ("import sys; from userns.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('userns.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = set(eval(out))
+    heavy = {"userns.kubelet", "userns.doctor", "userns.shift", "userns.mount",
+             "userns.access", "userns.subid", "userns.runtimes", "userns.kernel"}
+    assert not loaded & heavy, sorted(loaded & heavy)

@@ -9,7 +9,6 @@ import argparse
 import os
 from typing import Any
 
-from ..doctor import diagnose
 from ._common import CommandError, Output, add_json
 
 __all__ = ["cmd_doctor", "register"]
@@ -23,6 +22,8 @@ def cmd_doctor(args: argparse.Namespace, out: Output) -> int:
         raise CommandError(f"--root {root}: no such directory", reason="io")
     if args.proc_sys and not os.path.isdir(args.proc_sys):
         raise CommandError(f"--proc-sys {args.proc_sys}: no such directory", reason="io")
+    from ..doctor import diagnose
+
     report = diagnose(root, args.paths, proc_sys=args.proc_sys,
                       run_getsubids=not args.no_getsubids)
     where = "the running host" if report.live else root

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..formats.registry import FORMATS, get_format
-from ..kubelet import (
-    DEFAULT_IDS_PER_POD,
-    DEFAULT_MAX_PODS,
-    KubeletNode,
-    Pod,
-    Pool,
-    StartError,
-    pool_keeping,
-    read_node,
-)
 from ._common import CommandError, Output, UsageError, add_json, finding_dict, parse_positive
+
+if TYPE_CHECKING:  # the library is imported when a k8s command runs, not at start-up
+    from ..kubelet import KubeletNode, Pod, Pool, StartError
+
+#: kubelet's defaults (``userns.kubelet.DEFAULT_IDS_PER_POD``/``DEFAULT_MAX_PODS``, checked
+#: equal by a test), here so that building the parser imports no library module.
+DEFAULT_IDS_PER_POD = 65536
+DEFAULT_MAX_PODS = 110
 
 __all__ = ["cmd_check", "cmd_pods", "register"]
 
@@ -32,6 +30,8 @@ def _node(args: argparse.Namespace) -> KubeletNode:
     if args.kubelet_dir and not os.path.isdir(args.kubelet_dir):
         raise CommandError(f"--kubelet-dir {args.kubelet_dir}: no such directory", reason="io")
     try:
+        from ..kubelet import read_node
+
         return read_node(root, kubelet_dir=args.kubelet_dir, ids_per_pod=args.ids_per_pod,
                          max_pods=args.max_pods, run_real=not args.no_getsubids)
     except ValueError as err:
@@ -98,6 +98,8 @@ def cmd_pods(args: argparse.Namespace, out: Output) -> int:
     node = _node(args)
     pool = node.pool
     if args.pool is not None:
+        from ..kubelet import Pool
+
         pool = Pool(args.pool[0], args.pool[1], node.ids_per_pod, "given")
     blocked = {p.uid: e for p, e in node.blocking(pool)} if pool else {}
     fmt = get_format(args.format) if args.format else None
@@ -120,6 +122,8 @@ def cmd_pods(args: argparse.Namespace, out: Output) -> int:
         out.line(f"{pod.uid}: {where}  {status}")
         if fmt is not None and pair is not None:
             out.line("  " + fmt.format(pair).rstrip("\n").replace("\n", "\n  "))
+    from ..kubelet import Pool, StartError, pool_keeping
+
     keep = pool_keeping(node.pods, ids_per_pod=node.ids_per_pod, max_pods=node.max_pods,
                         around=pool)
     if isinstance(keep, Pool):
