@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from itertools import islice, repeat
 from operator import attrgetter, eq
 from typing import TypeVar
 
@@ -224,6 +224,8 @@ def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
     columns = file.canonical_columns
     if columns is not None:  # canonical lines only: no NIS line, every line an entry
         starts, counts = columns.starts, columns.counts
+        if counts.count(counts[0]) == len(counts):  # one count for all: sort the starts
+            return zip(sorted(starts), repeat(counts[0]))
         order = sorted(range(len(starts)), key=starts.__getitem__)
         return zip(map(starts.__getitem__, order), map(counts.__getitem__, order))
     lines = file.lines
