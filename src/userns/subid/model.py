@@ -54,6 +54,7 @@ from .accounts import Accounts
 from .owners import check_owner
 
 __all__ = [
+    "CanonicalColumns",
     "LineKind",
     "NumberReading",
     "RawRange",
