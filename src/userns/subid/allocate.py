@@ -209,6 +209,8 @@ def _canonical_order(columns: CanonicalColumns) -> tuple[list[int], list[int], l
         keys = zip(starts, counts, map(_owner_key, columns.owners), range(len(starts)))
         order = [key[-1] for key in sorted(keys)]
         in_order = list(map(starts.__getitem__, order))
+    if counts.count(counts[0]) == len(counts):  # one count for all
+        return order, in_order, [counts[0]] * len(counts)
     return order, in_order, list(map(counts.__getitem__, order))
 
 
