@@ -126,6 +126,10 @@ def test_strtoul_pinned_cases() -> None:
     assert c_strtoul("junk", 10) == Strtoul(0, 0, False, 10)
     assert util_linux_strtoul("-1") == ULONG_MAX
     assert util_linux_strtoul("") is None
+    # Past Python's 4300-digit int() limit: read as C reads it, out of range, no ValueError.
+    assert util_linux_strtoul("9" * 5000) is None
+    assert shadow_strtoul("9" * 5000) == NumberReading(ULONG_MAX, 10, False)
+    assert go_parse_int("9" * 5000) == (2**63 - 1, GO_RANGE)
 
 
 def test_c_strtoul_refuses_other_bases() -> None:
