@@ -42,7 +42,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -567,19 +567,43 @@ def _is_canonical(text: str) -> bool:
             and int(m[2]) + int(m[3]) - 1 <= ID_MAX)
 
 
-class CanonicalColumns(NamedTuple):
+class CanonicalColumns:
     """Canonical lines column by column: the form the fast paths work on.
 
     A canonical line is ``owner:start:count`` read alike by the strict syntax, shadow
     and Docker (no white space at the ends, no sign, no leading zero, not a comment
     or NIS line, shorter than shadow's limit, the range inside ``0 … ID_MAX``).
-    ``texts[i]`` is the line's text without its newline. Treat the lists as read-only.
+    ``texts[i]`` is the line's text without its newline; :attr:`owners` are taken
+    from the texts when first asked for, unless given. Treat the lists as read-only.
+
+    >>> CanonicalColumns(["a:1:2", "b:5:5"], None, [1, 5], [2, 5]).owners
+    ['a', 'b']
     """
 
+    __slots__ = ("_owners", "counts", "starts", "texts")
     texts: list[str]
-    owners: list[str]
     starts: list[int]
     counts: list[int]
+    _owners: list[str] | None
+
+    def __init__(self, texts: list[str], owners: list[str] | None, starts: list[int],
+                 counts: list[int]) -> None:
+        self.texts = texts
+        self._owners = owners
+        self.starts = starts
+        self.counts = counts
+
+    @property
+    def owners(self) -> list[str]:
+        """Each line's owner: its text up to the first colon."""
+        owners = self._owners
+        if owners is None:
+            owners = self._owners = [text[: text.index(":")] for text in self.texts]
+        return owners
+
+    def __repr__(self) -> str:
+        return (f"CanonicalColumns({self.texts!r}, {self._owners!r}, {self.starts!r}, "
+                f"{self.counts!r})")
 
 
 def canonical_file(text: str, *, path: str | None = None) -> SubidFile:
@@ -605,20 +629,27 @@ def _columns(block: str) -> CanonicalColumns | None:
     (``_CANONICAL_RUN``), or ``None`` when a line is too long or ends past ID_MAX."""
     bodies = block.split("\n")
     bodies.pop()  # the block ends in a newline
-    fields = block[:-1].replace("\n", ":").split(":")  # owner, start, count, owner, ...
-    starts = list(map(int, fields[1::3]))
-    count_texts = fields[2::3]
-    if count_texts.count(count_texts[0]) == len(count_texts):
-        counts = [int(count_texts[0])] * len(count_texts)  # the usual file: one count for all
+    pieces = block.split(":")  # owner, start, "count\nowner", start, ..., "count\n"
+    tails = pieces[2::2]
+    count_text = tails[-1][:-1]
+    owners: list[str] | None
+    if all(map(str.startswith, tails, repeat(count_text + "\n"))):
+        # The usual file: one count for all, read once; the owners when asked for.
+        starts = list(map(int, pieces[1::2]))
+        counts = [int(count_text)] * len(starts)
+        owners = None
     else:
-        counts = list(map(int, count_texts))
+        fields = block[:-1].replace("\n", ":").split(":")  # owner, start, count, owner, ...
+        starts = list(map(int, fields[1::3]))
+        counts = list(map(int, fields[2::3]))
+        owners = fields[0::3]
     if max(map(len, bodies)) >= _CANONICAL_LEN:
         return None
     # The pairwise sums only when the two maxima alone could pass ID_MAX.
     if (max(starts) + max(counts) - 1 > ID_MAX
             and max(map(operator.add, starts, counts)) - 1 > ID_MAX):
         return None
-    return CanonicalColumns(bodies, fields[0::3], starts, counts)
+    return CanonicalColumns(bodies, owners, starts, counts)
 
 
 def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
@@ -627,7 +658,7 @@ def _parse_block(block: str, first: int, path: str | None) -> list[SubidLine]:
     if columns is None:
         return [SubidLine.parse(body, lineno, "\n", path=path)
                 for lineno, body in enumerate(block[:-1].split("\n"), start=first)]
-    bodies, owners, starts, counts = columns
+    bodies, owners, starts, counts = columns.texts, columns.owners, columns.starts, columns.counts
     return _canonical_lines(bodies, range(first, first + len(bodies)), owners,
                             starts, counts, "\n")
 
@@ -765,7 +796,8 @@ class SubidFile:
         if lines is None:
             columns = self.canonical_columns
             assert columns is not None
-            bodies, owners, starts, counts = columns
+            bodies, owners = columns.texts, columns.owners
+            starts, counts = columns.starts, columns.counts
             collecting = gc.isenabled()
             gc.disable()  # see _parse_lines
             try:
