@@ -350,3 +350,40 @@ def test_canonical_files_take_the_short_way_to_the_same_result(
     assert got[0].entries == want[0].entries and len(got[0]) == len(want[0])
     assert pickle.loads(pickle.dumps(got[0])).lines == want[0].lines
     assert short.lines == long.lines and short.text == long.text
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "é", "1000"]), st.integers(0, 60)),
+                min_size=1, max_size=14),
+       st.sampled_from([1, 7, 40]), st.integers(1, 30), st.integers(0, 40), st.integers(40, 120))
+@example([("a", 0), ("b", 0), ("a", 7)], 7, 7, 0, 60)  # a repeated start
+@settings(deadline=None)
+def test_one_count_for_all_takes_the_short_way_to_the_same_result(
+    entries: list[tuple[str, int]], size: int, count: int, low: int, high: int
+) -> None:
+    # Every line with the same count (the usual file): the columns are read and sorted
+    # another way; everything must come out as for the same file read line by line.
+    from userns.subid.model import SubidLine
+
+    text = "".join(f"{o}:{s}:{size}\n" for o, s in entries)
+    short = SubidFile.parse(text)
+    columns = short.canonical_columns
+    assert columns is not None and columns.counts == [size] * len(entries)
+    assert columns.owners == [o for o, _ in entries]
+    long = SubidFile(tuple(SubidLine._parse_slow(body, i, "\n")
+                           for i, body in enumerate(text.splitlines(), start=1)))
+    limits = SubidLimits(low, high, count)
+
+    def outcome(f: SubidFile) -> object:
+        try:
+            new, r = shadow_useradd(f, "n", defs=limits)
+        except AllocationError as e:
+            return e.reason, str(e)
+        try:
+            many, got = allocate_many(f, ["x", "y"], defs=limits)
+        except AllocationError as e:
+            return r, new.text, new.lines, e.reason, str(e)
+        return r, allocate(f, defs=limits), new.text, new.lines, len(new), got, many.text
+
+    assert outcome(short) == outcome(long)
+    assert free_space(short, defs=limits) == free_space(long, defs=limits)
+    assert short.lines == long.lines
