@@ -34,10 +34,43 @@ def test_explain_volume_follows_the_probe(capsys: pytest.CaptureFixture[str]) ->
     assert row["strategy"] == ("idmap" if answer.ok else "shift"), answer
     assert row["probe"] == answer.to_dict()
     code, out = run(capsys, "explain", "--example", "--volume", path)
+    assert code == 0
     expected = "an idmapped mount serves it" if answer.ok else "shift it"
     assert f"{path}: {expected}" in out
 
 
 def test_explain_without_volume_reports_none(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, "explain", "--example", "--json")
-    assert json.loads(out)["volumes"] == []
+    assert code == 0 and json.loads(out)["volumes"] == []
+
+
+def _tree(root: os.PathLike[str] | str) -> str:
+    path = os.path.join(root, "vol")
+    os.makedirs(os.path.join(path, "d"))
+    with open(os.path.join(path, "d", "f"), "w") as f:
+        f.write("x")
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to container IDs needs root")
+def test_audit_exits_1_unless_the_tree_is_shifted_and_names_the_idmap_answer(
+    tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    vol = _tree(tmp_path)
+    for p in (vol, os.path.join(vol, "d"), os.path.join(vol, "d", "f")):
+        os.chown(p, 0, 0)
+    code, out = run(capsys, "audit", vol, "-m", "0 231072 65536", "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"]) == (1, "unshifted")
+    assert doc["idmap"] == probe(vol).to_dict()
+    code, out = run(capsys, "audit", vol, "-m", "0 231072 65536")
+    assert "the tree is unshifted, not shifted by this map: exit status 1" in out
+    expected = "possible here" if probe(vol).ok else "not possible here"
+    assert f"idmapped mount: {expected}" in out
+    os.chown(os.path.join(vol, "d", "f"), 231072, 231072)  # half shifted
+    code, out = run(capsys, "audit", vol, "-m", "0 231072 65536", "--json")
+    assert (code, json.loads(out)["state"]) == (1, "mixed")
+    for p in (vol, os.path.join(vol, "d")):
+        os.chown(p, 231072, 231072)
+    code, out = run(capsys, "audit", vol, "-m", "0 231072 65536", "--json")
+    assert (code, json.loads(out)["state"]) == (0, "shifted")

@@ -275,8 +275,20 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
         out.line(f"  pending journal: {report.journal} (an interrupted shift: run it again "
                  "to resume, or roll it back with unshift / shift --rollback)")
     _list(out, report.errors, _error_line)
-    out.json(report.to_dict())
-    return EXIT_FAILURE if report.outside or report.errors else EXIT_OK
+    from ..mount import probe
+
+    idmap = probe(args.path)
+    if idmap.ok:
+        out.line("  idmapped mount: possible here; instead of shifting this tree, an "
+                 "idmapped mount of it in its unshifted state serves the container "
+                 "('userns mount' / 'userns volume'), in constant time")
+    else:
+        out.line(f"  idmapped mount: not possible here ({idmap.reason}): a shift is the way")
+    wrong_state = report.state in ("mixed", "unshifted")
+    if wrong_state:
+        out.line(f"  the tree is {report.state}, not shifted by this map: exit status 1")
+    out.json({**report.to_dict(), "idmap": idmap.to_dict()})
+    return EXIT_FAILURE if report.outside or report.errors or wrong_state else EXIT_OK
 
 
 def _add_maps(p: argparse.ArgumentParser) -> None:
