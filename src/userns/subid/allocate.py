@@ -44,8 +44,7 @@ from .model import (
     RawRange,
     SubidFile,
     SubidLine,
-    _is_canonical,
-    canonical_file,
+    lazy_file,
 )
 from .owners import check_owner
 
@@ -563,19 +562,15 @@ def shadow_useradd(
     if columns is None:
         r = _first_fit(_pairs_in_shadow_order(file), limits)
         text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
-        return SubidFile.parse(text, path=file.path), r
+        return lazy_file(text, path=file.path), r
     # Canonical lines only: every line is a record, and shadow's order is the stable
     # sort by (start, count, owner's bytes); the new line goes last.
     order, starts, counts = _canonical_order(columns)
     r = _first_fit(zip(starts, counts), limits)
     texts = list(map(columns.texts.__getitem__, order))
-    new = f"{owner}:{r.start}:{limits.count}"
-    texts.append(new)
-    text = "\n".join(texts) + "\n"
-    if not _is_canonical(new):
-        return SubidFile.parse(text, path=file.path), r
-    # The columns of the new file are built only if someone asks for them.
-    return canonical_file(text, path=file.path), r
+    texts.append(f"{owner}:{r.start}:{limits.count}")
+    # The new file is read only if someone asks for more than its text.
+    return lazy_file("\n".join(texts) + "\n", path=file.path), r
 
 
 def _find_range(

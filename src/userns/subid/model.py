@@ -560,13 +560,6 @@ def _canonical_lines(bodies: Sequence[str], linenos: Sequence[int], owners: Sequ
                   repeat(()), raws, raws, entries)
 
 
-def _is_canonical(text: str) -> bool:
-    """Whether ``text`` (one line, no terminator) takes the fast path of ``SubidLine.parse``."""
-    m = _CANONICAL.match(text)
-    return (m is not None and len(text) < _CANONICAL_LEN
-            and int(m[2]) + int(m[3]) - 1 <= ID_MAX)
-
-
 class CanonicalColumns:
     """Canonical lines column by column: the form the fast paths work on.
 
@@ -606,19 +599,17 @@ class CanonicalColumns:
                 f"{self.counts!r})")
 
 
-def canonical_file(text: str, *, path: str | None = None) -> SubidFile:
-    """The file of ``text``, canonical lines each ending in a newline; its columns
-    (and lines) are built from the text when they are first asked for.
+def lazy_file(text: str, *, path: str | None = None) -> SubidFile:
+    """``SubidFile.parse(text, path=path)``, read only when its lines or columns are
+    first asked for (its text is there at once).
 
-    Nothing is checked: the caller vouches that every line is canonical (the subid
-    package's own fast paths, e.g. the file ``shadow_useradd`` writes).
+    For the package's writers (``shadow_useradd``), whose callers often only write the
+    file out.
 
-    >>> f = canonical_file("a:1:2\\nb:5:5\\n")
-    >>> len(f), f.canonical_columns.owners, f.lines[1].entry
-    (2, ['a', 'b'], SubidEntry(owner='b', range=IDRange(5, 5), lineno=2))
+    >>> f = lazy_file("a:1:2\\n# c\\n")
+    >>> f.text, len(f), f.lines[1].kind, f.canonical_columns
+    ('a:1:2\\n# c\\n', 2, <LineKind.COMMENT: 'comment'>, None)
     """
-    if not text:
-        return SubidFile((), path)
     f = SubidFile(None, path)
     object.__setattr__(f, "_text", text)
     return f
@@ -783,18 +774,25 @@ class SubidFile:
         >>> SubidFile.parse("# c\\na:1:2\\n").canonical_columns is None
         True
         """
-        columns = self._columns
-        if columns is None and self._lines is None:
-            columns = _columns(self._text or "")  # a canonical_file's text, vouched for
-            object.__setattr__(self, "_columns", columns)
-        return columns
+        if self._columns is None and self._lines is None:
+            self._read_text()
+        return self._columns
+
+    def _read_text(self) -> None:
+        """Read the text of a :func:`lazy_file`, as :meth:`parse` reads it."""
+        parsed = SubidFile.parse(self._text or "", path=self.path)
+        object.__setattr__(self, "_columns", parsed._columns)
+        object.__setattr__(self, "_lines", parsed._lines)
 
     @property
     def lines(self) -> tuple[SubidLine, ...]:
         """Every line, in file order."""
         lines = self._lines
+        if lines is None and self._columns is None:
+            self._read_text()
+            lines = self._lines
         if lines is None:
-            columns = self.canonical_columns
+            columns = self._columns
             assert columns is not None
             bodies, owners = columns.texts, columns.owners
             starts, counts = columns.starts, columns.counts
@@ -849,10 +847,10 @@ class SubidFile:
         return hash((self.text, self.path))
 
     def __len__(self) -> int:
+        if self._columns is None and self._lines is None:
+            self._read_text()
         if self._columns is not None:
             return len(self._columns.texts)
-        if self._lines is None:  # a canonical_file's text: one newline per line
-            return (self._text or "").count("\n")
         return len(self.lines)
 
     def __iter__(self) -> Iterator[SubidEntry]:
