@@ -16,7 +16,9 @@ import os
 from collections.abc import Callable
 from typing import NoReturn
 
-from .errors import UsernsError
+from .errors import (
+    ChildFailure,
+)
 
 __all__ = ["CLONE_NEWUSER", "ChildFailure", "NamespaceChild", "Report", "unshare_user"]
 
@@ -50,24 +52,6 @@ def unshare_user() -> None:
     if _load_libc().unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(CLONE_NEWUSER): {os.strerror(err)}")
-
-
-class ChildFailure(UsernsError, OSError):
-    """What the child reported before it could do its work: ``stage``, ``errno``, ``detail``.
-
-    :func:`userns.kernel.run_in_userns` turns it into a ``NamespaceSetupError``.
-
-    >>> str(ChildFailure("exec", 2, "nosuchcommand"))
-    'exec: No such file or directory (nosuchcommand) [child-failed]'
-    """
-
-    reason = "child-failed"
-
-    def __init__(self, stage: str, errno: int, detail: str) -> None:
-        super().__init__(f"{stage}: {os.strerror(errno)}{f' ({detail})' if detail else ''}")
-        self.stage = stage
-        self.errno = errno
-        self.detail = detail
 
 
 def _report(fd: int, stage: str, err: OSError) -> NoReturn:

@@ -40,7 +40,10 @@ from typing import TypeAlias
 import attrs
 
 from ._foreign import ULONG_MAX
-from .errors import UsernsError
+from .errors import (
+    NotAllowedError,
+    UsernsError,
+)
 from .formats.proc import validate_map_write
 from .ids import INVALID_ID
 from .maps import Extent, IDMap
@@ -58,18 +61,6 @@ __all__ = [
 _UINT_MAX = INVALID_ID  # 4294967295
 
 SubidSource: TypeAlias = "SubidFile | str | bytes"
-
-
-class NotAllowedError(UsernsError, PermissionError):
-    """``newuidmap``/``newgidmap`` would refuse the map (raised by :meth:`Decision.check`).
-
-    ``reason`` is ``not-allowed`` (an extent outside the caller's subordinate IDs),
-    ``overflow`` (an argument past 32 bits), ``unknown-user`` (no passwd entry for the
-    caller's uid) or ``kernel-refused`` (authorized, but the kernel then refuses the
-    write: overlapping extents, or none at all); the message is what the tool prints.
-    """
-
-    reason = "not-allowed"
 
 
 def _shadow_last(r: RawRange) -> int:

@@ -10,7 +10,30 @@ This module imports nothing else from the package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from os import strerror as _strerror  # a table of messages; the one use of os here
+from typing import Any
+
 __all__ = [
+    "ShiftError",
+    "UnmappedOwnersError",
+    "OutsideLinksError",
+    "XattrFormatError",
+    "JournalError",
+    "RuntimeConfigError",
+    "UnknownFormatError",
+    "FormatSideError",
+    "CommandError",
+    "UsageError",
+    "SubidParseError",
+    "LockError",
+    "AllocationError",
+    "NotAllowedError",
+    "KernelError",
+    "MapWriteError",
+    "NamespaceSetupError",
+    "HelperMissingError",
+    "ChildFailure",
     "AccessError",
     "InvalidIDError",
     "InvalidMapError",
@@ -340,3 +363,252 @@ class NotExpressibleError(UsernsError, ValueError):
                  format_name: str = "") -> None:
         super().__init__(message, reason=reason)
         self.format_name = format_name
+
+
+class ShiftError(UsernsError, OSError):
+    """A shift stopped part-way: a path could not be changed (``reason`` ``path-error``)
+    or the walk found the tree changing under it. ``report`` says what was done; the
+    journal is kept, so running the same shift again resumes it.
+    """
+
+    reason = "path-error"
+
+    def __init__(self, message: str, report: Any, *, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.report = report
+
+
+class UnmappedOwnersError(UsernsError, LookupError):
+    """The preflight found IDs the maps cannot translate (policy ``error``); nothing was
+    changed. ``report`` lists them in ``unmapped``.
+    """
+
+    reason = "unmapped"
+
+    def __init__(self, report: Any) -> None:
+        ids = ", ".join(f"{u.kind} {u.id}" for u in report.unmapped[:5])
+        more = "" if len(report.unmapped) <= 5 else f" and {len(report.unmapped) - 5} more"
+        super().__init__(f"{len(report.unmapped)} IDs cannot be translated: {ids}{more}; "
+                         "nothing was changed (use policy 'skip' or 'overflow')")
+        self.report = report
+
+
+class OutsideLinksError(UsernsError, LookupError):
+    """The preflight (policy ``error``) found hard-linked inodes with a name outside the
+    tree: changing them would change files outside it. Nothing was changed. Unlike
+    :class:`UnmappedOwnersError` the maps are fine; the tree is not self-contained.
+    ``report.outside_links`` lists them; ``include_outside_links=True`` (the CLI's
+    ``--include-outside-links``) re-owns them anyway, policy ``skip`` leaves them.
+    """
+
+    reason = "outside-links"
+
+    def __init__(self, report: Any) -> None:
+        links = report.outside_links
+        shown = ", ".join(f"{o.path} ({o.links} links, {o.inside} inside)" for o in links[:5])
+        more = "" if len(links) <= 5 else f" and {len(links) - 5} more"
+        one = len(links) == 1
+        super().__init__(f"{len(links)} hard-linked {'inode has' if one else 'inodes have'} "
+                         f"a name outside the tree: {shown}{more}; changing "
+                         f"{'it' if one else 'them'} would change files outside "
+                         "it; nothing was changed (remove the links, use policy 'skip' to "
+                         "leave them, or include_outside_links to re-own them anyway)")
+        self.report = report
+
+
+class XattrFormatError(UsernsError, ValueError):
+    """A ``security.capability`` or POSIX ACL value is not in the kernel's format.
+
+    ``reason`` is ``bad-capability`` or ``bad-acl``.
+    """
+
+    reason = "bad-xattr"
+
+
+class JournalError(UsernsError, OSError):
+    """The journal cannot be used: another shift holds it (``busy``), it belongs to a
+    different shift (``journal-mismatch``), it is unreadable (``bad-journal``) or it
+    cannot be created (``journal-unwritable``); or a rollback finds none (``no-journal``),
+    or an unshift finds an interrupted shift it cannot roll back here
+    (``journal-pending``)."""
+
+    reason = "journal"
+
+
+class RuntimeConfigError(UsernsError, ValueError):
+    """A runtime would refuse its configuration; the message is the runtime's own.
+
+    Raised by :func:`docker_remapped_root` (``reason`` ``docker-config``) and
+    :func:`podman_auto_size` / :func:`podman_auto` (``auto-too-big``,
+    ``no-available-ids``). Functions that return a :class:`RuntimeMaps` report the same
+    failures in its ``error`` instead of raising.
+    """
+
+    reason = "runtime-config"
+
+
+class UnknownFormatError(UsernsError, LookupError):
+    """:func:`get_format` was given a name that is neither a format nor an alias."""
+
+    reason = "unknown-format"
+
+
+class FormatSideError(UsernsError, ValueError):
+    """A one-map format was asked to write a uid+gid pair whose two maps differ.
+
+    Pass ``side="uid"`` or ``side="gid"`` to say which map to write.
+    """
+
+    reason = "sides-differ"
+
+
+class CommandError(UsernsError, ValueError):
+    """A command was given something it cannot use (a missing file, an unreadable map)."""
+
+    reason = "input"
+
+
+class UsageError(CommandError):
+    """The command line itself is wrong (exit status 2, like argparse's own errors)."""
+
+    reason = "usage"
+
+
+class SubidParseError(ParseError):
+    """A subid file broke one or more rules of the strict syntax.
+
+    ``location`` and ``reason`` are those of the first problem; :attr:`problems` holds
+    every problem in line order, each a :class:`~userns.ParseError` with its own
+    location and reason. :meth:`render` shows them all, each with its caret.
+    """
+
+    def __init__(self, problems: Sequence[ParseError]) -> None:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first.message + more, reason=first.reason, location=first.location)
+        self.problems = tuple(problems)
+
+    def render(self) -> str:
+        """Every problem, one block each: ``path:line:col: message [reason]`` and a caret."""
+        return "\n".join(p.render() for p in self.problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
+
+class LockError(UsernsError, OSError):
+    """The file's ``.lock`` is held by a live process (``locked``), or the lock could not
+    be made (``lock-failed``: no permission, a lock without a PID, …)."""
+
+    reason = "locked"
+
+
+class AllocationError(UsernsError, LookupError):
+    """No range can be allocated: ``no-room`` (the file is full between MIN and MAX),
+    ``invalid-config`` (shadow's MIN/MAX/COUNT check fails), or ``past-id-max`` (shadow
+    would pick a start that does not fit a 32-bit ID).
+    """
+
+    reason = "no-room"
+
+
+class NotAllowedError(UsernsError, PermissionError):
+    """``newuidmap``/``newgidmap`` would refuse the map (raised by :meth:`Decision.check`).
+
+    ``reason`` is ``not-allowed`` (an extent outside the caller's subordinate IDs),
+    ``overflow`` (an argument past 32 bits), ``unknown-user`` (no passwd entry for the
+    caller's uid) or ``kernel-refused`` (authorized, but the kernel then refuses the
+    write: overlapping extents, or none at all); the message is what the tool prints.
+    """
+
+    reason = "not-allowed"
+
+
+class KernelError(UsernsError, OSError):
+    """The kernel, or a process around it, refused something: an :class:`OSError` with an
+    ``errno``, a ``reason`` code and, where one is involved, the ``pid`` and ``path``.
+
+    >>> err = KernelError("no such process", reason="no-such-process", errno=3, pid=9)
+    >>> isinstance(err, OSError), err.errno, str(err)
+    (True, 3, 'no such process [no-such-process]')
+    """
+
+    reason = "kernel"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        errno: int | None = None,
+        pid: int | str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.errno = errno
+        self.strerror = _strerror(errno) if errno else message
+        self.filename = path
+        self.pid = pid
+        self.path = path
+
+
+class MapWriteError(KernelError):
+    """Writing ``uid_map``/``gid_map``/``setgroups`` failed in the kernel; ``reason`` says why.
+
+    - ``already-written``: the map was written before (a map is written once; EPERM);
+    - ``not-permitted``: the writer may not install this map (EPERM): it lacks
+      ``CAP_SETUID``/``CAP_SETGID`` over the parent namespace, or it is not in the target's
+      namespace or its parent, or a host ID is not mapped in the writer's namespace, or
+      mapping host root lacks ``CAP_SETFCAP``, or (gid_map, unprivileged) setgroups is
+      not ``deny``;
+    - ``kernel-refused``: EINVAL for a text the validator accepted (an older kernel's
+      limits, such as 5 extents before Linux 4.15);
+    - ``setgroups-after-gid-map``: ``deny`` written after gid_map (EPERM);
+    - ``no-such-process``: the process is gone.
+
+    A text the kernel's rules refuse never gets here: :func:`write_map` raises the
+    validator's :class:`~userns.errors.InvalidMapError` before writing.
+    """
+
+    reason = "map-write"
+
+
+class NamespaceSetupError(KernelError):
+    """Starting a process in a new user namespace failed; ``reason`` names the step.
+
+    ``unshare-failed`` (user namespaces disabled or their limit reached), ``setid-failed``
+    (``setresuid``/``setresgid`` inside), ``chdir-failed``, ``exec-failed`` (the command
+    was not found or is not executable: ``errno`` says which).
+    """
+
+    reason = "namespace-setup"
+
+
+class HelperMissingError(KernelError):
+    """An unprivileged caller cannot install the maps; the message says exactly what is missing.
+
+    ``no-newuidmap`` / ``no-newgidmap`` (install the ``uidmap`` package),
+    ``no-subuid-range`` / ``no-subgid-range`` (``/etc/subuid`` or ``/etc/subgid`` does
+    not delegate these host IDs to the caller), ``helper-failed`` (the helper refused;
+    its own message is quoted).
+    """
+
+    reason = "helper-missing"
+
+
+class ChildFailure(UsernsError, OSError):
+    """What the child reported before it could do its work: ``stage``, ``errno``, ``detail``.
+
+    :func:`userns.kernel.run_in_userns` turns it into a ``NamespaceSetupError``.
+
+    >>> str(ChildFailure("exec", 2, "nosuchcommand"))
+    'exec: No such file or directory (nosuchcommand) [child-failed]'
+    """
+
+    reason = "child-failed"
+
+    def __init__(self, stage: str, errno: int, detail: str) -> None:
+        super().__init__(f"{stage}: {_strerror(errno)}{f' ({detail})' if detail else ''}")
+        self.stage = stage
+        self.errno = errno
+        self.detail = detail

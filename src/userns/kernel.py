@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal, NoReturn
 
 from ._kernel_spawn import ChildFailure, NamespaceChild, Report
-from .errors import UsernsError
+from .errors import HelperMissingError, KernelError, MapWriteError, NamespaceSetupError, UsernsError  # noqa: F401 (re-exported)
 from .formats.proc import format_proc, parse_proc, validate_map_write
 from .ids import LEGACY_MAX_EXTENTS
 from .maps import IDMap, IDMapPair
@@ -77,78 +77,6 @@ _PROC = "/proc"
 
 
 # -- errors -----------------------------------------------------------------------------
-
-
-class KernelError(UsernsError, OSError):
-    """The kernel, or a process around it, refused something: an :class:`OSError` with an
-    ``errno``, a ``reason`` code and, where one is involved, the ``pid`` and ``path``.
-
-    >>> err = KernelError("no such process", reason="no-such-process", errno=3, pid=9)
-    >>> isinstance(err, OSError), err.errno, str(err)
-    (True, 3, 'no such process [no-such-process]')
-    """
-
-    reason = "kernel"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        errno: int | None = None,
-        pid: int | str | None = None,
-        path: str | None = None,
-    ) -> None:
-        super().__init__(message, reason=reason)
-        self.errno = errno
-        self.strerror = os.strerror(errno) if errno else message
-        self.filename = path
-        self.pid = pid
-        self.path = path
-
-
-class MapWriteError(KernelError):
-    """Writing ``uid_map``/``gid_map``/``setgroups`` failed in the kernel; ``reason`` says why.
-
-    - ``already-written``: the map was written before (a map is written once; EPERM);
-    - ``not-permitted``: the writer may not install this map (EPERM): it lacks
-      ``CAP_SETUID``/``CAP_SETGID`` over the parent namespace, or it is not in the target's
-      namespace or its parent, or a host ID is not mapped in the writer's namespace, or
-      mapping host root lacks ``CAP_SETFCAP``, or (gid_map, unprivileged) setgroups is
-      not ``deny``;
-    - ``kernel-refused``: EINVAL for a text the validator accepted (an older kernel's
-      limits, such as 5 extents before Linux 4.15);
-    - ``setgroups-after-gid-map``: ``deny`` written after gid_map (EPERM);
-    - ``no-such-process``: the process is gone.
-
-    A text the kernel's rules refuse never gets here: :func:`write_map` raises the
-    validator's :class:`~userns.errors.InvalidMapError` before writing.
-    """
-
-    reason = "map-write"
-
-
-class NamespaceSetupError(KernelError):
-    """Starting a process in a new user namespace failed; ``reason`` names the step.
-
-    ``unshare-failed`` (user namespaces disabled or their limit reached), ``setid-failed``
-    (``setresuid``/``setresgid`` inside), ``chdir-failed``, ``exec-failed`` (the command
-    was not found or is not executable: ``errno`` says which).
-    """
-
-    reason = "namespace-setup"
-
-
-class HelperMissingError(KernelError):
-    """An unprivileged caller cannot install the maps; the message says exactly what is missing.
-
-    ``no-newuidmap`` / ``no-newgidmap`` (install the ``uidmap`` package),
-    ``no-subuid-range`` / ``no-subgid-range`` (``/etc/subuid`` or ``/etc/subgid`` does
-    not delegate these host IDs to the caller), ``helper-failed`` (the helper refused;
-    its own message is quoted).
-    """
-
-    reason = "helper-missing"
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..errors import UsernsError
+from ..errors import CommandError, UsageError, UsernsError  # noqa: F401 (re-exported)
 from ..formats.registry import FORMATS, detect_format, get_format
 from ..ids import ID_MAX
 from ..maps import IDMap, IDMapPair
@@ -72,18 +72,6 @@ EXAMPLE_PASSWD = (
 EXAMPLE_GROUP = "root:x:0:\nnogroup:x:65534:\ndockremap:x:999:\n"
 
 NOTABLE = (0, 33, 1000, 65534)
-
-
-class CommandError(UsernsError, ValueError):
-    """A command was given something it cannot use (a missing file, an unreadable map)."""
-
-    reason = "input"
-
-
-class UsageError(CommandError):
-    """The command line itself is wrong (exit status 2, like argparse's own errors)."""
-
-    reason = "usage"
 
 
 class Output:
@@ -219,7 +207,6 @@ def triples(m: IDMap | None) -> list[list[int]] | None:
 # -- explain ----------------------------------------------------------------------------
 
 
-
 def plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
@@ -262,7 +249,6 @@ def add_map_options(p: argparse.ArgumentParser, *, required: bool = True) -> Non
                    help="the map: its text, @FILE, or - for stdin")
     p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
                    help=f"the map's format (default: guessed): {', '.join(sorted(FORMATS))}")
-
 
 
 #: Finding severities from the lowest, as ``--fail-on`` names them.

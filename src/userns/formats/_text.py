@@ -16,7 +16,12 @@ from typing import Literal
 
 import attrs
 
-from ..errors import InvalidMapError, Location, ParseError, UsernsError
+from ..errors import (
+    FormatSideError,
+    InvalidMapError,
+    Location,
+    ParseError,
+)
 from ..ids import ID_LIMIT, INVALID_ID
 from ..maps import Extent, IDMap, IDMapPair
 
@@ -205,15 +210,6 @@ def build_map(rows: Sequence[Row], path: str | None) -> IDMap:
                     f"{second.name} overlaps {first.name} on the {side} side",
                     second.token, path, f"overlap-{side}")
     return IDMap(r.extent for r in rows)
-
-
-class FormatSideError(UsernsError, ValueError):
-    """A one-map format was asked to write a uid+gid pair whose two maps differ.
-
-    Pass ``side="uid"`` or ``side="gid"`` to say which map to write.
-    """
-
-    reason = "sides-differ"
 
 
 def pick_side(pair: IDMapPair, side: Side, what: str) -> IDMap:

@@ -42,7 +42,10 @@ from typing import Literal
 
 import attrs
 
-from ..errors import NotExpressibleError, UsernsError
+from ..errors import (
+    NotExpressibleError,
+    UnknownFormatError,
+)
 from ..maps import IDMap, IDMapPair
 from ._text import FormatSideError, Side, pick_side
 from .crio import format_crio, parse_crio
@@ -77,12 +80,6 @@ __all__ = [
     "detect_format",
     "get_format",
 ]
-
-
-class UnknownFormatError(UsernsError, LookupError):
-    """:func:`get_format` was given a name that is neither a format nor an alias."""
-
-    reason = "unknown-format"
 
 
 _EMPTY = IDMap()

@@ -8,7 +8,10 @@ from typing import TypeAlias
 
 import attrs
 
-from ..errors import UsernsError
+from ..errors import (
+    RuntimeConfigError,
+    UsernsError,
+)
 from ..formats.proc import validate_map_write
 from ..maps import IDMap, IDMapPair
 from ..severity import Severity
@@ -30,18 +33,6 @@ AUTO_USERNS_MAX_SIZE = 65536
 _UINT32 = 2**32
 _INCUS_POSIX = 65536
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")
-
-
-class RuntimeConfigError(UsernsError, ValueError):
-    """A runtime would refuse its configuration; the message is the runtime's own.
-
-    Raised by :func:`docker_remapped_root` (``reason`` ``docker-config``) and
-    :func:`podman_auto_size` / :func:`podman_auto` (``auto-too-big``,
-    ``no-available-ids``). Functions that return a :class:`RuntimeMaps` report the same
-    failures in its ``error`` instead of raising.
-    """
-
-    reason = "runtime-config"
 
 
 def _severity(value: Severity | str) -> Severity:

@@ -29,7 +29,9 @@ import zlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ..errors import UsernsError
+from ..errors import (
+    JournalError,
+)
 from .xattrs import ACL_ACCESS, ACL_DEFAULT, CAPABILITY
 
 __all__ = [
@@ -61,16 +63,6 @@ _XATTR = struct.Struct("<BI")
 _FRAME = struct.Struct("<II")
 _ABSENT = 0xFFFFFFFF
 _HEADER = "header.json"
-
-
-class JournalError(UsernsError, OSError):
-    """The journal cannot be used: another shift holds it (``busy``), it belongs to a
-    different shift (``journal-mismatch``), it is unreadable (``bad-journal``) or it
-    cannot be created (``journal-unwritable``); or a rollback finds none (``no-journal``),
-    or an unshift finds an interrupted shift it cannot roll back here
-    (``journal-pending``)."""
-
-    reason = "journal"
 
 
 class Record(NamedTuple):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..errors import UsernsError
+from ..errors import OutsideLinksError, ShiftError, UnmappedOwnersError, UsernsError  # noqa: F401 (re-exported)
 
 __all__ = [
     "AuditReport",
@@ -216,53 +216,3 @@ class AuditReport:
         return result
 
 
-class ShiftError(UsernsError, OSError):
-    """A shift stopped part-way: a path could not be changed (``reason`` ``path-error``)
-    or the walk found the tree changing under it. ``report`` says what was done; the
-    journal is kept, so running the same shift again resumes it.
-    """
-
-    reason = "path-error"
-
-    def __init__(self, message: str, report: ShiftReport, *, reason: str | None = None) -> None:
-        super().__init__(message, reason=reason)
-        self.report = report
-
-
-class UnmappedOwnersError(UsernsError, LookupError):
-    """The preflight found IDs the maps cannot translate (policy ``error``); nothing was
-    changed. ``report`` lists them in ``unmapped``.
-    """
-
-    reason = "unmapped"
-
-    def __init__(self, report: ShiftReport) -> None:
-        ids = ", ".join(f"{u.kind} {u.id}" for u in report.unmapped[:5])
-        more = "" if len(report.unmapped) <= 5 else f" and {len(report.unmapped) - 5} more"
-        super().__init__(f"{len(report.unmapped)} IDs cannot be translated: {ids}{more}; "
-                         "nothing was changed (use policy 'skip' or 'overflow')")
-        self.report = report
-
-
-
-class OutsideLinksError(UsernsError, LookupError):
-    """The preflight (policy ``error``) found hard-linked inodes with a name outside the
-    tree: changing them would change files outside it. Nothing was changed. Unlike
-    :class:`UnmappedOwnersError` the maps are fine; the tree is not self-contained.
-    ``report.outside_links`` lists them; ``include_outside_links=True`` (the CLI's
-    ``--include-outside-links``) re-owns them anyway, policy ``skip`` leaves them.
-    """
-
-    reason = "outside-links"
-
-    def __init__(self, report: ShiftReport) -> None:
-        links = report.outside_links
-        shown = ", ".join(f"{o.path} ({o.links} links, {o.inside} inside)" for o in links[:5])
-        more = "" if len(links) <= 5 else f" and {len(links) - 5} more"
-        one = len(links) == 1
-        super().__init__(f"{len(links)} hard-linked {'inode has' if one else 'inodes have'} "
-                         f"a name outside the tree: {shown}{more}; changing "
-                         f"{'it' if one else 'them'} would change files outside "
-                         "it; nothing was changed (remove the links, use policy 'skip' to "
-                         "leave them, or include_outside_links to re-own them anyway)")
-        self.report = report

@@ -37,7 +37,9 @@ from collections.abc import Callable
 
 import attrs
 
-from ..errors import UsernsError
+from ..errors import (
+    XattrFormatError,
+)
 
 __all__ = [
     "ACL_ACCESS",
@@ -70,15 +72,6 @@ _TAG_NAMES = {0x01: "user_obj", 0x02: "user", 0x04: "group_obj", 0x08: "group",
               0x10: "mask", 0x20: "other"}
 _ACL_USER = 0x02
 _ACL_GROUP = 0x08
-
-
-class XattrFormatError(UsernsError, ValueError):
-    """A ``security.capability`` or POSIX ACL value is not in the kernel's format.
-
-    ``reason`` is ``bad-capability`` or ``bad-acl``.
-    """
-
-    reason = "bad-xattr"
 
 
 @attrs.frozen

@@ -34,7 +34,7 @@ from typing import TypeVar
 import attrs
 
 from .._foreign import ULONG_MAX
-from ..errors import UsernsError
+from ..errors import AllocationError
 from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
 from ..ranges import IDRange, IDSet
@@ -73,15 +73,6 @@ T = TypeVar("T")
 _shadow_of = attrgetter("shadow")
 _start_of = attrgetter("start")
 _count_of = attrgetter("count")
-
-
-class AllocationError(UsernsError, LookupError):
-    """No range can be allocated: ``no-room`` (the file is full between MIN and MAX),
-    ``invalid-config`` (shadow's MIN/MAX/COUNT check fails), or ``past-id-max`` (shadow
-    would pick a start that does not fit a 32-bit ID).
-    """
-
-    reason = "no-room"
 
 
 def _limits(defs: LoginDefs | SubidLimits | None, kind: str) -> SubidLimits:
@@ -321,7 +312,7 @@ def allocate(
     >>> allocate(SubidFile.parse("x:100000:65536\\n"), defs=SubidLimits(100000, 200000, 65536))
     Traceback (most recent call last):
       ...
-    userns.subid.allocate.AllocationError: no free range of 65536 IDs in 100000…200000 [no-room]
+    userns.errors.AllocationError: no free range of 65536 IDs in 100000…200000 [no-room]
     """
     limits = _limits(defs, kind)
     if count is not None:
@@ -560,8 +551,10 @@ def shadow_useradd(
     limits = _limits(defs, kind)
     columns = file.canonical_columns
     if columns is None:
-        r = _first_fit(_pairs_in_shadow_order(file), limits)
-        text = _shadow_text([*shadow_order(file), f"{owner}:{r.start}:{limits.count}"])
+        ordered = shadow_order(file)  # the records in it are in the walk's order too
+        records = [r for r in map(_shadow_of, ordered) if r is not None]
+        r = _first_fit(zip(map(_start_of, records), map(_count_of, records)), limits)
+        text = _shadow_text([*ordered, f"{owner}:{r.start}:{limits.count}"])
         return lazy_file(text, path=file.path), r
     # Canonical lines only: every line is a record, and shadow's order is the stable
     # sort by (start, count, owner's bytes); the new line goes last.

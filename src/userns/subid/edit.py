@@ -26,7 +26,11 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from ..errors import InvalidOwnerError, UsernsError
+from ..errors import (
+    InvalidOwnerError,
+    LockError,
+    UsernsError,
+)
 from ..ranges import IDRange
 from .accounts import Accounts
 from .model import SubidFile, SubidParseError
@@ -46,13 +50,6 @@ __all__ = [
 #: shadow's lock attempts (``LOCK_TRIES``) and the pause between them (``LOCK_SLEEP``).
 LOCK_TRIES = 15
 LOCK_SLEEP = 1.0
-
-
-class LockError(UsernsError, OSError):
-    """The file's ``.lock`` is held by a live process (``locked``), or the lock could not
-    be made (``lock-failed``: no permission, a lock without a PID, …)."""
-
-    reason = "locked"
 
 
 def _checkpoint(step: str) -> None:

@@ -47,7 +47,11 @@ from typing import Any, TypeVar
 import attrs
 
 from .._foreign import C_SPACE, NumberReading, go_parse_int, go_trim_space, shadow_strtoul
-from ..errors import Location, ParseError
+from ..errors import (
+    Location,
+    ParseError,
+    SubidParseError,
+)
 from ..ids import ID_MAX
 from ..ranges import IDRange
 from .accounts import Accounts
@@ -82,28 +86,6 @@ _CANONICAL_RUN = re.compile(
     r":(?:0|[1-9][0-9]{0,9}):[1-9][0-9]{0,9}\n)*"
 )
 _entry_of = operator.attrgetter("entry")
-
-
-class SubidParseError(ParseError):
-    """A subid file broke one or more rules of the strict syntax.
-
-    ``location`` and ``reason`` are those of the first problem; :attr:`problems` holds
-    every problem in line order, each a :class:`~userns.ParseError` with its own
-    location and reason. :meth:`render` shows them all, each with its caret.
-    """
-
-    def __init__(self, problems: Sequence[ParseError]) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(first.message + more, reason=first.reason, location=first.location)
-        self.problems = tuple(problems)
-
-    def render(self) -> str:
-        """Every problem, one block each: ``path:line:col: message [reason]`` and a caret."""
-        return "\n".join(p.render() for p in self.problems)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.problems,))
 
 
 class LineKind(enum.Enum):
@@ -721,7 +703,7 @@ class SubidFile:
         >>> SubidFile.parse("alice:100000:0\\n", path="subuid", strict=True)
         Traceback (most recent call last):
           ...
-        userns.subid.model.SubidParseError: subuid:1:14: the count must be at least 1 [zero-count]
+        userns.errors.SubidParseError: subuid:1:14: the count must be at least 1 [zero-count]
         """
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8", "surrogateescape")
