@@ -44,8 +44,28 @@ def test_cli_examples_parse() -> None:
     from userns.cli import build_parser
 
     parser = build_parser()
-    lines = [ln for ln in blocks("sh")[2].splitlines() if ln.startswith("userns ")]
-    assert len(lines) == 8
+    (cli_block,) = [b for b in blocks("sh") if b.startswith("userns explain")]
+    lines = [ln for ln in cli_block.splitlines() if ln.startswith("userns ")]
+    assert len(lines) == 13
     for line in lines:
         argv = shlex.split(line.split("#")[0])[1:]
         parser.parse_args(argv)  # exits (fails the test) on a usage error
+
+
+def test_readme_names_every_debian_package_ci_installs() -> None:
+    listed = README.split("<!-- packages: begin -->", 1)[1].split("<!-- packages: end -->")[0]
+    named = set(re.findall(r"`([a-z0-9.+-]+)`", listed))
+    ci = (ROOT / ".ci" / "run").read_text()
+    line = ci.split("apt-get install", 1)[1].split(">/dev/null", 1)[0]
+    installed = {w for w in line.replace("\\", " ").split() if not w.startswith("-")}
+    assert named == installed
+
+
+def test_quick_test_command_selects_a_marker_that_exists() -> None:
+    (quick,) = [b.strip() for b in blocks("sh") if "not slow" in b]
+    assert quick.startswith(".venv/bin/python -m pytest -m \"not slow\"")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"slow: ' in pyproject
+    slow_tests = [p for p in (ROOT / "tests").glob("test_*.py")
+                  if "pytest.mark.slow" in p.read_text()]
+    assert slow_tests  # the quick command leaves something out
