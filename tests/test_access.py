@@ -296,7 +296,7 @@ class Tree:
                 "flags": flags, "target": target}
 
     def path(self, e: dict[str, Any]) -> str:
-        return self.base + e["rel"]
+        return f"{self.base}{e['rel']}"
 
     def build(self, *, keep_root: bool = False) -> None:
         if not keep_root:
@@ -552,8 +552,9 @@ def test_seeds_on_a_real_tree_agree_with_the_kernel() -> None:
             got = {p: analyze(p, Identity(pair)) for p in paths}
             assert got[hosts].read.allowed
             assert got[hosts].write.allowed is expect
-            assert got[etc].create is not None and got[etc].create.allowed is expect
-            assert got[etc].delete is not None and got[etc].delete.allowed is expect
+            create, delete = got[etc].create, got[etc].delete
+            assert create is not None and create.allowed is expect
+            assert delete is not None and delete.allowed is expect
             assert got[mine].write.allowed and got[mine].write.rule == CAP_DAC_OVERRIDE
             kern = kernel_answers(base, pair, (0, 0, ()), paths, [])
             tally = Tally()

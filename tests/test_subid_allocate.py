@@ -34,7 +34,7 @@ small_limits = st.tuples(st.integers(0, UNIVERSE), st.integers(0, UNIVERSE + 50)
 
 
 def brute_first_fit(entries: list[tuple[str, int, int]], limits: SubidLimits) -> int | None:
-    used = set()
+    used: set[int] = set()
     for _, s, c in entries:
         used.update(range(s, s + c))
     for start in range(limits.min, limits.max - limits.count + 2):
@@ -161,7 +161,7 @@ def test_allocate_aligned_is_lowest_aligned_free_block(
 ) -> None:
     limits = SubidLimits(0, UNIVERSE + 100, count)
     f = SubidFile.from_entries(entries)
-    used = set()
+    used: set[int] = set()
     for _, s, c in entries:
         used.update(range(s, s + c))
     want = next((s for s in range(0, limits.max - count + 2, align)

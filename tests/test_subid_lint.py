@@ -140,7 +140,7 @@ def test_overlap_findings_match_brute_force(items: list[tuple[str, int, int]]) -
             if i != j and s1 < s2 + c2 and s2 < s1 + c1:
                 reason = "overlap" if o1 != o2 else "self-overlap"
                 want.setdefault((i + 1, reason), set()).add(j + 1)
-    got = {(x.lineno, x.reason): x.message for x in lint(f)
+    got = {(x.lineno or 0, x.reason): x.message for x in lint(f)
            if x.reason in ("overlap", "self-overlap")}
     assert set(got) == set(want)
     for key, message in got.items():

@@ -201,7 +201,7 @@ def test_docker_parse_int_reads_decimal(value: int) -> None:
 
 
 def test_accounts_from_root(tmp_path: pytest.TempPathFactory) -> None:
-    root = tmp_path  # type: ignore[assignment]
+    root = tmp_path
     etc = root / "etc"  # type: ignore[operator]
     etc.mkdir()
     (etc / "passwd").write_text(

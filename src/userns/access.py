@@ -143,6 +143,14 @@ def _default_caps(self: Identity) -> frozenset[str]:
     return ALL_CAPS if self.uid == 0 else frozenset()
 
 
+def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(values)
+
+
+def _str_set(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
 @attrs.frozen
 class Identity:
     """Who asks: a user namespace's maps, the uid, gid and groups inside, the capabilities.
@@ -161,9 +169,9 @@ class Identity:
     maps: IDMapPair
     uid: int = 0
     gid: int = attrs.field(default=attrs.Factory(lambda self: self.uid, takes_self=True))
-    groups: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    groups: tuple[int, ...] = attrs.field(default=(), converter=_int_tuple)
     caps: frozenset[str] = attrs.field(
-        default=attrs.Factory(_default_caps, takes_self=True), converter=frozenset,
+        default=attrs.Factory(_default_caps, takes_self=True), converter=_str_set,
         validator=_check_caps)
     host_uid: int = attrs.field(init=False)
     host_gid: int = attrs.field(init=False)
