@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -333,3 +335,11 @@ def test_bulk_parse_builds_the_objects_the_validated_path_builds(
             assert line.entry.range == IDRange(line.entry.start, line.entry.count)
             assert line.entry.line == line.text
     assert f.entries == tuple(line.entry for line in slow if line.entry is not None)
+
+
+def test_reading_a_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    missing = tmp_path / "subuid"
+    with pytest.raises(FileNotFoundError, match="missing_ok=True") as info:
+        SubidFile.read(missing)
+    assert info.value.filename == str(missing)
+    assert SubidFile.read(missing, missing_ok=True).entries == ()

@@ -728,9 +728,11 @@ class SubidFile:
         try:
             with open(name, "rb") as fh:
                 data = fh.read()
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
             if not missing_ok:
-                raise
+                raise FileNotFoundError(
+                    exc.errno, f"no subordinate ID file at {name} (pass missing_ok=True to "
+                    "read a missing file as empty, as shadow does)", name) from None
             data = b""
         return cls.parse(data, path=name, strict=strict)
 
