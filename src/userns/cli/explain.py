@@ -108,6 +108,28 @@ def _volumes(paths: list[str], e: Any, out: Output) -> list[dict[str, Any]]:
 
 
 def _render(e: Any, system: System, out: Output, detected: bool) -> None:
+    """The text report, in the order a reader needs it."""
+    _render_head(e, system, out, detected)
+    docker = e.docker
+    pair = None if docker is None else docker.pair
+    if docker is not None and pair is None:
+        why = docker.error.message if docker.error else "no map"
+        out.line(f"  no user namespace: {why}")
+    if docker is not None and pair is not None:
+        _render_maps(e, docker, pair, out)
+    if docker is not None:
+        for note in docker.notes:
+            out.line(_fill(f"note: {note.message}", "", "  "))
+    _render_lint(e, out)
+    _render_comparison(e, pair, out)
+    security = e.security
+    if security:
+        out.line(f"\n{len(security)} security finding(s): exit status 1")
+        for s in security:
+            out.line(_fill(f"- {s}"))
+
+
+def _render_head(e: Any, system: System, out: Output, detected: bool) -> None:
     rules = e.rules
     how = (f"dockerd {rules.release}, detected" if detected
            else f"{rules.version} rules" if rules.release == rules.version
@@ -117,82 +139,78 @@ def _render(e: Any, system: System, out: Output, detected: bool) -> None:
         out.line(f"  from {e.remap_from}")
         out.line("")
         out.line(_fill(f"!!! {e.host_root}", "", "    "))
-    else:
-        out.line(f"Docker --userns-remap={e.remap}: what dockerd would build ({how})")
-        if e.remap_from not in ("--user", "--example", "given"):
-            out.line(f"  userns-remap from {e.remap_from}")
-        out.line(f"  from {system.subuid_path} and {system.subgid_path}")
-    docker = e.docker
-    pair = None if docker is None else docker.pair
-    if docker is not None and pair is None:
-        why = docker.error.message if docker.error else "no map"
-        out.line(f"  no user namespace: {why}")
-    if docker is not None and pair is not None:
-        for kind, m, lines in (("uid", pair.uid, docker.uid_lines),
-                               ("gid", pair.gid, docker.gid_lines)):
-            used = ", ".join(str(n) for n in lines)
-            where = (f"sub{kind} line{'s' if len(lines) > 1 else ''} {used}" if lines
-                     else f"a range dockerd would add to /etc/sub{kind}")
-            out.line(f"\n{kind} map ({where}):")
-            for x in m:
-                out.line(f"  container {x.container}…{x.container + x.size - 1}"
-                         f"  ->  host {x.host}…{x.host + x.size - 1}  ({x.size} IDs)")
-        out.line("\ncontainer -> host (uid / gid):")
-        for t in e.translations:
-            out.line(f"  {t.container:>6} -> {show(t.host_uid)} / {show(t.host_gid)}")
-        out.line("\nhost -> seen inside (uid / gid; an unmapped ID shows as 65534, "
-                 "nobody/nogroup):")
-        for v in e.host_views:
-            note = f"  ({v.note})" if v.note else ""
-            out.line(f"  {v.host:>6} -> {v.inside_uid} / {v.inside_gid}{note}")
-        loud = "!!! " if e.host_root_is_container_root or not e.host_root.startswith(
-            "host root (uid 0, gid 0) is not mapped") else ""
-        out.line("")
-        out.line(_fill(f"{loud}{e.host_root}", "", "    "))
-        out.line("\n/proc/PID/uid_map:")
-        out.line("  " + format_proc(pair.uid).rstrip("\n").replace("\n", "\n  "))
-        out.line("/proc/PID/gid_map:")
-        out.line("  " + format_proc(pair.gid).rstrip("\n").replace("\n", "\n  "))
-        out.line(f"\nDocker data root: {e.data_root_path}")
-        for n in e.data_root_notes:
-            out.line(_fill(f"{n.severity}: {n.message}"))
-    if docker is not None:
-        for note in docker.notes:
-            out.line(_fill(f"note: {note.message}", "", "  "))
-    if e.user is not None:
-        out.line(f"\nlint ({e.user}):" if e.findings else f"\nlint ({e.user}): no findings")
-        for f in e.findings:
-            out.line("  " + f.render().replace("\n", "\n  "))
-        if e.other_findings:
-            out.line(f"  ({e.other_findings} more finding(s) about other owners: run "
-                     "'userns check')")
-    if e.comparison is not None:
-        out.line("\nwhere the other runtimes differ from Docker for this user:")
-        for n in e.notes:
-            if n.reason not in _SAID:
-                out.line(_fill(f"({n.message})"))
-        for r in e.comparison.results:
-            if r.runtime == "docker":
-                continue
-            diffs = [d for d in e.comparison.differences
-                     if {d.first, d.second} == {"docker", r.runtime}]
-            if not r.ok:
-                why = r.error.message if r.error else "it would build none"
-                either = " either" if pair is None else ""
-                out.line(_fill(f"{r.runtime}: no map{either}: {why}"))
-                continue
-            if not diffs:
-                out.line(f"  {r.runtime}: the same maps")
-                continue
+        return
+    out.line(f"Docker --userns-remap={e.remap}: what dockerd would build ({how})")
+    if e.remap_from not in ("--user", "--example", "given"):
+        out.line(f"  userns-remap from {e.remap_from}")
+    out.line(f"  from {system.subuid_path} and {system.subgid_path}")
+
+
+def _render_maps(e: Any, docker: Any, pair: Any, out: Output) -> None:
+    for kind, m, lines in (("uid", pair.uid, docker.uid_lines),
+                           ("gid", pair.gid, docker.gid_lines)):
+        used = ", ".join(str(n) for n in lines)
+        where = (f"sub{kind} line{'s' if len(lines) > 1 else ''} {used}" if lines
+                 else f"a range dockerd would add to /etc/sub{kind}")
+        out.line(f"\n{kind} map ({where}):")
+        for x in m:
+            out.line(f"  container {x.container}…{x.container + x.size - 1}"
+                     f"  ->  host {x.host}…{x.host + x.size - 1}  ({x.size} IDs)")
+    out.line("\ncontainer -> host (uid / gid):")
+    for t in e.translations:
+        out.line(f"  {t.container:>6} -> {show(t.host_uid)} / {show(t.host_gid)}")
+    out.line("\nhost -> seen inside (uid / gid; an unmapped ID shows as 65534, "
+             "nobody/nogroup):")
+    for v in e.host_views:
+        note = f"  ({v.note})" if v.note else ""
+        out.line(f"  {v.host:>6} -> {v.inside_uid} / {v.inside_gid}{note}")
+    loud = "!!! " if e.host_root_is_container_root or not e.host_root.startswith(
+        "host root (uid 0, gid 0) is not mapped") else ""
+    out.line("")
+    out.line(_fill(f"{loud}{e.host_root}", "", "    "))
+    out.line("\n/proc/PID/uid_map:")
+    out.line("  " + format_proc(pair.uid).rstrip("\n").replace("\n", "\n  "))
+    out.line("/proc/PID/gid_map:")
+    out.line("  " + format_proc(pair.gid).rstrip("\n").replace("\n", "\n  "))
+    out.line(f"\nDocker data root: {e.data_root_path}")
+    for n in e.data_root_notes:
+        out.line(_fill(f"{n.severity}: {n.message}"))
+
+
+def _render_lint(e: Any, out: Output) -> None:
+    if e.user is None:
+        return
+    out.line(f"\nlint ({e.user}):" if e.findings else f"\nlint ({e.user}): no findings")
+    for f in e.findings:
+        out.line("  " + f.render().replace("\n", "\n  "))
+    if e.other_findings:
+        out.line(f"  ({e.other_findings} more finding(s) about other owners: run "
+                 "'userns check')")
+
+
+def _render_comparison(e: Any, pair: Any, out: Output) -> None:
+    if e.comparison is None:
+        if e.comparison_error:
+            out.line(f"\nother runtimes: not compared: {e.comparison_error}")
+        return
+    out.line("\nwhere the other runtimes differ from Docker for this user:")
+    for n in e.notes:
+        if n.reason not in _SAID:
+            out.line(_fill(f"({n.message})"))
+    for r in e.comparison.results:
+        if r.runtime == "docker":
+            continue
+        diffs = [d for d in e.comparison.differences
+                 if {d.first, d.second} == {"docker", r.runtime}]
+        if not r.ok:
+            why = r.error.message if r.error else "it would build none"
+            either = " either" if pair is None else ""
+            out.line(_fill(f"{r.runtime}: no map{either}: {why}"))
+        elif not diffs:
+            out.line(f"  {r.runtime}: the same maps")
+        else:
             kinds = " and ".join(d.kind for d in diffs)
             out.line(_fill(f"{r.runtime} ({kinds} maps differ): {diffs[0].message}"))
-    elif e.comparison_error:
-        out.line(f"\nother runtimes: not compared: {e.comparison_error}")
-    security = e.security
-    if security:
-        out.line(f"\n{len(security)} security finding(s): exit status 1")
-        for s in security:
-            out.line(_fill(f"- {s}"))
 
 
 def register(sub: Any) -> None:
