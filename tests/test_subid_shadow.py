@@ -66,7 +66,7 @@ def _number(rng: random.Random, value: int) -> str:
     return str(value)
 
 
-def random_subid_text(rng: random.Random, lo: int, hi: int, count: int) -> str:
+def random_subid_text(rng: random.Random, lo: int, hi: int, count: int) -> str:  # noqa: C901 (a generator of every line shape, one branch each)
     """A messy subid file with entries around ``lo … hi``."""
     lines: list[str] = []
     hi = max(hi, lo)

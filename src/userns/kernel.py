@@ -451,7 +451,7 @@ _STAGE_REASONS = {
 }
 
 
-def run_in_userns(
+def run_in_userns(  # noqa: C901 (the namespace set-up steps in the order the kernel needs them)
     argv: Sequence[str],
     maps: IDMapPair,
     *,

@@ -58,7 +58,7 @@ def _error(
     return InvalidMapError(message, reason=reason, location=loc)
 
 
-def _parse_line(
+def _parse_line(  # noqa: C901 (the kernel's map_write field scan, kept in its order)
     line: bytes, lineno: int, path: str | None
 ) -> tuple[tuple[int, int, int], tuple[tuple[int, int], ...]]:
     """One line as the kernel scans it: the three values and each field's byte span."""

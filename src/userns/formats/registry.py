@@ -256,7 +256,7 @@ _CRIO_KEYS = ("io.kubernetes.cri-o.userns-mode", "userns-mode.crio.io")
 _CRIO_MODE = re.compile(r"^(private|auto)(:|$)")
 
 
-def detect_format(text: str, option: str = "--format") -> str:
+def detect_format(text: str, option: str = "--format") -> str:  # noqa: C901 (an ordered list of guesses, read top to bottom)
     """Guess the format of a map text; raise :class:`UnknownFormatError` when unsure.
 
     ``option`` names the command-line option that would say it, for the message.

@@ -136,7 +136,7 @@ def _incus_isolated_base(
                              reason="incus-no-room")
 
 
-def incus_maps(
+def incus_maps(  # noqa: C901 (mirrors Incus's own branches, case for case)
     subuid: SubidSource | None,
     subgid: SubidSource | None,
     *,

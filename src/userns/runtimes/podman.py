@@ -60,7 +60,7 @@ def _podman_ranges(
     return out, None
 
 
-def podman_maps(
+def podman_maps(  # noqa: C901 (mirrors containers/storage's branches, case for case)
     subuid: SubidSource,
     subgid: SubidSource,
     user: str,

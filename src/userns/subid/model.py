@@ -270,7 +270,7 @@ def _strict_number(
                            lineno, text, offset, end, path)]
 
 
-def _strict(text: str, lineno: int, path: str | None) -> tuple[
+def _strict(text: str, lineno: int, path: str | None) -> tuple[  # noqa: C901 (one rule per branch, in shadow's order)
     LineKind, tuple[str, int, int] | None, list[ParseError]
 ]:
     """Classify a line and list what the strict syntax has against it."""

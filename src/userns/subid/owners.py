@@ -74,7 +74,7 @@ def _where(owner: str, i: int) -> str:
     return f"{owner[i]!r} at position {i}"
 
 
-def owner_problem(owner: str, *, badname: bool = False) -> tuple[str, str] | None:
+def owner_problem(owner: str, *, badname: bool = False) -> tuple[str, str] | None:  # noqa: C901 (one rule per branch, in the order the refusal names them)
     """``(rule, why)`` when ``owner`` may not be written; ``None`` when it may.
 
     ``badname`` relaxes only the portable-name rule, as ``useradd --badname`` does.
