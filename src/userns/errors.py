@@ -15,6 +15,7 @@ from os import strerror as _strerror  # a table of messages; the one use of os h
 from typing import Any
 
 __all__ = [
+    "SystemCallError",
     "ShiftError",
     "UnmappedOwnersError",
     "OutsideLinksError",
@@ -258,7 +259,33 @@ class InvalidOwnerError(UsernsError, ValueError):
         self.rule = rule
 
 
-class MountError(UsernsError, OSError):
+class SystemCallError(UsernsError, OSError):
+    """A system call on a path failed in a way userns explains: the base of the errors of
+    the I/O modules that carry the kernel's ``errno`` and the ``path`` involved.
+
+    Not raised itself; its subclasses are (:class:`MountError`, :class:`AccessError`).
+    Unlike the ``ValueError`` family, the input was valid: the system said no. As an
+    ``OSError``, ``errno`` and ``filename`` are set; ``strerror`` is the explanation.
+    """
+
+    reason = "os-error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        errno: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.errno = errno
+        self.strerror = message
+        self.filename = path
+        self.path = path
+
+
+class MountError(SystemCallError):
     """An idmapped mount could not be made, probed or read (:mod:`userns.mount`).
 
     Raised by ``idmapped_mount``, ``idmap_in_place``, ``read_idmap`` and by
@@ -298,15 +325,11 @@ class MountError(UsernsError, OSError):
         path: str | None = None,
         step: str | None = None,
     ) -> None:
-        super().__init__(message, reason=reason)
-        self.errno = errno
-        self.strerror = message
-        self.filename = path
-        self.path = path
+        super().__init__(message, reason=reason, errno=errno, path=path)
         self.step = step
 
 
-class AccessError(UsernsError, OSError):
+class AccessError(SystemCallError):
     """An access analysis (:mod:`userns.access`) could not read the path it was asked about.
 
     Raised by ``userns.access.walk``/``analyze``/``read_inode`` when a component cannot be
@@ -324,20 +347,6 @@ class AccessError(UsernsError, OSError):
     """
 
     reason = "access"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        errno: int | None = None,
-        path: str | None = None,
-    ) -> None:
-        super().__init__(message, reason=reason)
-        self.errno = errno
-        self.strerror = message
-        self.filename = path
-        self.path = path
 
 
 class NotExpressibleError(UsernsError, ValueError):
