@@ -22,10 +22,8 @@ differential; the counts are printed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
-import functools
 import json
 import os
 import random
@@ -33,7 +31,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +56,7 @@ from userns.kernel import run_in_userns
 from userns.maps import IDMap, IDMapPair
 from userns.shift.xattrs import ACL_ACCESS, ACLEntry, PosixACL, format_acl
 
+from .mountns import kernel_at_least, private_mountns
 from .test_kernel import needs_root, needs_userns
 
 REMAP = IDMapPair.both(IDMap.single(0, 231072, 65536))
@@ -75,8 +73,6 @@ OWNERS = [0, 33, 100, 1000, 5000, 65534, 100000, 100032, 100099, 100999, 231072,
 PYTHON = "/usr/bin/python3"  # the venv's python lives under a 0700 directory
 _FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602
 _IMMUTABLE, _APPEND = 0x10, 0x20
-CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 0x40000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _root(pair: IDMapPair = REMAP) -> Identity:
@@ -597,50 +593,7 @@ def test_random_trees_agree_with_the_kernel(capsys: pytest.CaptureFixture[str]) 
 # -- in a private mount namespace: read-only/noexec, idmapped ---------------------------
 
 
-def _kernel_at_least(major: int, minor: int) -> bool:
-    nums = os.uname().release.split("-")[0].split(".")
-    return (int(nums[0]), int(nums[1])) >= (major, minor)
-
-
-def in_private_mountns(fn: Callable[..., None]) -> Callable[..., None]:
-    """Run ``fn`` in a forked child in a private mount namespace; failures come back."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            msg = b""
-            try:
-                os.close(r)
-                if _libc.unshare(CLONE_NEWNS) != 0:
-                    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-                if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-                    raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-                fn(*args, **kwargs)
-            except pytest.skip.Exception as e:
-                msg = b"SKIP:" + str(e).encode()
-            except BaseException:
-                msg = b"FAIL:" + traceback.format_exc().encode()
-            finally:
-                with contextlib.suppress(OSError):
-                    os.write(w, msg)
-                os._exit(0)
-        os.close(w)
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        os.close(r)
-        os.waitpid(pid, 0)
-        out = b"".join(chunks).decode(errors="replace")
-        if out.startswith("SKIP:"):
-            pytest.skip(out[5:])
-        if out.startswith("FAIL:"):
-            pytest.fail(out[5:], pytrace=False)
-        if out:
-            print(out)
-
-    return wrapper
+in_private_mountns = private_mountns()
 
 
 def _mount(*argv: str) -> None:
@@ -700,7 +653,7 @@ def _idmapped_body() -> None:
         shown.__dict__.update(base=view, entries=src.entries)
         try:
             # read through the mount: on-disk IDs come back with the mount's maps
-            if _kernel_at_least(6, 15):  # statmount reports a mount's maps from 6.15
+            if kernel_at_least(6, 15):  # statmount reports a mount's maps from 6.15
                 top = walk(view).components[-1]
                 assert top.mount_map == on_mount and top.mount_point
                 assert (top.uid, top.seen_uid) == (0, 231072)

@@ -11,10 +11,8 @@ searchable from inside a remapped namespace (pytest's own temporary directory is
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import functools
 import json
 import os
 import pickle
@@ -22,10 +20,8 @@ import shutil
 import struct
 import subprocess
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -48,73 +44,31 @@ from userns.mount import (
     read_idmap,
 )
 
+from .mountns import CLONE_NEWNS, kernel_at_least, private_mountns
+
 PAIR = IDMapPair(IDMap.single(0, 100000, 65536), IDMap.single(0, 200000, 65536))
 UNMAPPED = 70000  # on disk, outside PAIR's container side
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 BASE = Path("/mnt")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 _libc = ctypes.CDLL(None, use_errno=True)
 
-
-def _kernel_at_least(major: int, minor: int) -> bool:
-    nums = os.uname().release.split("-")[0].split(".")
-    return (int(nums[0]), int(nums[1])) >= (major, minor)
-
-
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
-needs_idmap = pytest.mark.skipif(not _kernel_at_least(5, 12),
+needs_idmap = pytest.mark.skipif(not kernel_at_least(5, 12),
                                  reason="idmapped mounts need Linux 5.12")
-needs_tmpfs_idmap = pytest.mark.skipif(not _kernel_at_least(6, 3),
+needs_tmpfs_idmap = pytest.mark.skipif(not kernel_at_least(6, 3),
                                        reason="tmpfs takes idmapped mounts from Linux 6.3")
 needs_statmount_maps = pytest.mark.skipif(
-    not _kernel_at_least(6, 15), reason="statmount reports a mount's maps from Linux 6.15")
+    not kernel_at_least(6, 15), reason="statmount reports a mount's maps from Linux 6.15")
 pytestmark = [needs_root, needs_idmap]
 
 
-def in_private_mountns(fn: F) -> F:
-    """Run the test body in a forked child, in a private mount namespace with a fresh
-    tmpfs at ``/mnt``; its failure (or skip) comes back to the parent as text."""
+def _fresh_base() -> None:
+    _mount_tmpfs(BASE)
+    clear_probe_cache()
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            msg = b""
-            try:
-                os.close(r)
-                if _libc.unshare(CLONE_NEWNS) != 0:
-                    raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-                if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-                    raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
-                _mount_tmpfs(BASE)
-                clear_probe_cache()
-                fn(*args, **kwargs)
-            except pytest.skip.Exception as e:
-                msg = b"SKIP:" + str(e).encode()
-            except BaseException:
-                msg = b"FAIL:" + traceback.format_exc().encode()
-            finally:
-                with contextlib.suppress(OSError):
-                    os.write(w, msg)
-                os._exit(0)
-        os.close(w)
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        out = b"".join(chunks).decode(errors="replace")
-        if out.startswith("SKIP:"):
-            pytest.skip(out[5:])
-        if out.startswith("FAIL:"):
-            pytest.fail(out[5:], pytrace=False)
-        assert os.waitstatus_to_exitcode(status) == 0
 
-    return wrapper  # type: ignore[return-value]
+#: The test body runs in a forked child, in a private mount namespace with a fresh tmpfs
+#: at ``BASE``; its failure (or skip) comes back to the parent as text.
+in_private_mountns = private_mountns(_fresh_base)
 
 
 def _run(*argv: str) -> None:
@@ -239,7 +193,7 @@ def _check_translated(src: Path, dst: Path) -> None:
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         line = next(ln for ln in f if f" {dst} " in ln)
     assert "idmapped" in line.split()[5].split(",")
-    if _kernel_at_least(6, 15):
+    if kernel_at_least(6, 15):
         assert read_idmap(dst) == PAIR
     assert read_idmap(src) is None
 
@@ -282,7 +236,7 @@ def test_overlayfs_refused_itself_served_over_idmapped_layers() -> None:
     # overlayfs has no FS_ALLOW_IDMAP: the overlay mount itself is refused ...
     assert (answer.ok, answer.reason, answer.fs_type) == (False, "fs-unsupported", "overlay")
     assert "layers" in answer.message
-    if not _kernel_at_least(5, 19):
+    if not kernel_at_least(5, 19):
         pytest.skip("overlayfs takes idmapped layers from Linux 5.19")
     # ... but takes idmapped layers (5.19+): idmap them, then mount the overlay on top.
     for name, src in (("ilower", lower), ("iup", up)):
@@ -348,7 +302,7 @@ def test_already_idmapped_refused_without_open_tree_attr() -> None:
 @needs_tmpfs_idmap
 @in_private_mountns
 def test_already_idmapped_gets_the_new_map_with_open_tree_attr() -> None:
-    if not _kernel_at_least(6, 15):
+    if not kernel_at_least(6, 15):
         pytest.skip("open_tree_attr replaces a copy's idmap from Linux 6.15")
     src = _mount_tmpfs(BASE / "src")
     (src / "f").write_text("x")
@@ -534,7 +488,7 @@ def test_prepare_volume_idmap_and_shift_look_the_same_inside() -> None:
 def test_prepare_volume_auto_shifts_where_the_probe_says_no() -> None:
     # A real refusal: a volume on an idmapped mount cannot be idmapped again without
     # open_tree_attr (kept from this process, as on a kernel before 6.15).
-    if not _kernel_at_least(6, 3):
+    if not kernel_at_least(6, 3):
         pytest.skip("tmpfs takes idmapped mounts from Linux 6.3")
     _without_open_tree_attr()
     src = _mount_tmpfs(BASE / "src")
