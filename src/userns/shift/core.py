@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
 
+import attrs
+
 from ..maps import IDMap, IDMapPair
 from ..ranges import IDSet
 from .journal import Journal, JournalError, JournalWriter, Record
@@ -43,9 +45,53 @@ from .report import (
 from .translate import IDTranslator, Policy, check_policy, compose
 from .walk import DIR_FLAGS, INODE_MISMATCH, Walker, open_root
 
-__all__ = ["audit_tree", "default_journal_path", "rollback_shift", "shift_tree", "unshift_tree"]
+__all__ = [
+    "ShiftOptions",
+    "audit_tree",
+    "default_journal_path",
+    "rollback_shift",
+    "shift_tree",
+    "unshift_tree",
+]
 
 OnError = Literal["stop", "continue"]
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("stop", "continue"):
+        raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
+
+
+@attrs.frozen
+class ShiftOptions:
+    """How one shift runs: every keyword of :func:`shift_tree` but the maps and
+    ``rollback`` (see there for each one's meaning), checked when built.
+
+    >>> ShiftOptions(workers=1).policy
+    'error'
+    >>> ShiftOptions(workers=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: workers must be >= 1: 0
+    """
+
+    policy: Policy = "error"
+    overflow: tuple[int, int] | None = None
+    dry_run: bool = False
+    progress: Callable[[Progress], None] | None = None
+    journal: str | os.PathLike[str] | None = None
+    cross_mounts: bool = False
+    on_error: OnError = "stop"
+    workers: int | None = None
+    durable: bool = True
+    include_outside_links: bool = False
+    trust_mark: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        check_policy(self.policy)
+        _check_on_error(self.on_error)
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1: {self.workers}")
 
 
 class _SplitImpossible(Exception):
@@ -498,51 +544,35 @@ def shift_tree(
     ...     os.stat(f"{d}/tree").st_uid, r.changed, r.complete
     (100000, 1, True)
     """
+    options = ShiftOptions(policy=policy, overflow=overflow, dry_run=dry_run, progress=progress,
+                           journal=journal, cross_mounts=cross_mounts, on_error=on_error,
+                           workers=workers, durable=durable,
+                           include_outside_links=include_outside_links, trust_mark=trust_mark)
     if rollback:
-        return rollback_shift(root, target, source=source, journal=journal, progress=progress,
-                              cross_mounts=cross_mounts, on_error=on_error, durable=durable)
+        return _rollback(root, target, source, options)
+    return _shift(root, target, source, options)
 
-    def once(nworkers: int | None) -> ShiftReport:
-        return _shift_once(root, target, source=source, policy=policy, overflow=overflow,
-                           dry_run=dry_run, progress=progress, journal=journal,
-                           cross_mounts=cross_mounts, on_error=on_error, workers=nworkers,
-                           durable=durable, include_outside_links=include_outside_links,
-                           trust_mark=trust_mark)
 
+def _shift(root: str | os.PathLike[str], target: IDMapPair | None, source: IDMapPair | None,
+           options: ShiftOptions) -> ShiftReport:
     try:
-        return once(workers)
+        return _shift_once(root, target, source, options)
     except _SplitImpossible:
         # Nothing was changed twice: the workers stopped before the hard-linked inode
         # whose entry misled them. One process resumes from the journal.
-        return once(1)
+        return _shift_once(root, target, source, attrs.evolve(options, workers=1))
 
 
-def _shift_once(
-    root: str | os.PathLike[str],
-    target: IDMapPair | None,
-    *,
-    source: IDMapPair | None = None,
-    policy: Policy = "error",
-    overflow: tuple[int, int] | None = None,
-    dry_run: bool = False,
-    progress: Callable[[Progress], None] | None = None,
-    journal: str | os.PathLike[str] | None = None,
-    cross_mounts: bool = False,
-    on_error: OnError = "stop",
-    workers: int | None = None,
-    durable: bool = True,
-    include_outside_links: bool = False,
-    trust_mark: bool = False,
-) -> ShiftReport:
-    policy = check_policy(policy)
-    if on_error not in ("stop", "continue"):
-        raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
+def _shift_once(root: str | os.PathLike[str], target: IDMapPair | None,
+                source: IDMapPair | None, options: ShiftOptions) -> ShiftReport:
+    policy, dry_run, journal = options.policy, options.dry_run, options.journal
+    on_error, durable, trust_mark = options.on_error, options.durable, options.trust_mark
     uid_map = compose(target.uid if target else None, source.uid if source else None)
     gid_map = compose(target.gid if target else None, source.gid if source else None)
     root_path = os.fspath(root)
-    ovf = overflow if overflow is not None else _overflow_ids()
-    run = _Shift(root_path, uid_map, gid_map, policy, ovf, cross_mounts,
-                 on_error == "stop", progress, include_outside_links)
+    ovf = options.overflow if options.overflow is not None else _overflow_ids()
+    run = _Shift(root_path, uid_map, gid_map, policy, ovf, options.cross_mounts,
+                 on_error == "stop", options.progress, options.include_outside_links)
     u_done, g_done = (t.idempotent_set() for t in run.translators())
     # When the IDs translated and the IDs produced are disjoint, translating is
     # idempotent: a resume may take a produced ID as done, and an inode seen twice is
@@ -551,9 +581,7 @@ def _shift_once(
     idempotent = u_done is not None and g_done is not None
     run.track_all = not idempotent
     run.record_plain = not idempotent or policy == "skip"
-    nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if nworkers < 1:
-        raise ValueError(f"workers must be >= 1: {nworkers}")
+    nworkers = options.workers if options.workers is not None else min(2, os.cpu_count() or 1)
     preflight = policy == "error" or dry_run
 
     if not os.path.isdir("/proc/self/fd"):
@@ -690,31 +718,49 @@ def _shift_once(
         os.close(fd)
 
 
-def unshift_tree(root: str | os.PathLike[str], mapping: IDMapPair, **options: Any) -> ShiftReport:
+def unshift_tree(
+    root: str | os.PathLike[str],
+    mapping: IDMapPair,
+    *,
+    policy: Policy = "error",
+    overflow: tuple[int, int] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    journal: str | os.PathLike[str] | None = None,
+    cross_mounts: bool = False,
+    on_error: OnError = "stop",
+    workers: int | None = None,
+    durable: bool = True,
+    include_outside_links: bool = False,
+    trust_mark: bool = False,
+) -> ShiftReport:
     """Undo :func:`shift_tree`: host IDs of ``mapping`` back to container IDs.
 
-    The same as ``shift_tree(root, None, source=mapping, **options)``, except on a tree
-    whose shift by ``mapping`` (``shift_tree(root, mapping)``) was interrupted: its
-    journal is pending, the tree is half shifted, and an unshift would translate back
-    what the shift had not reached. That is a rollback (:func:`rollback_shift`): every
-    inode the journal says was changed gets its original state back.
+    The same as ``shift_tree(root, None, source=mapping, ...)`` with the same keywords,
+    except on a tree whose shift by ``mapping`` (``shift_tree(root, mapping)``) was
+    interrupted: its journal is pending, the tree is half shifted, and an unshift would
+    translate back what the shift had not reached. That is a rollback
+    (:func:`rollback_shift`): every inode the journal says was changed gets its original
+    state back.
     """
-    pending = _pending_shift(root, mapping, None, options.get("journal"))
+    options = ShiftOptions(policy=policy, overflow=overflow, dry_run=dry_run, progress=progress,
+                           journal=journal, cross_mounts=cross_mounts, on_error=on_error,
+                           workers=workers, durable=durable,
+                           include_outside_links=include_outside_links, trust_mark=trust_mark)
+    pending = _pending_shift(root, mapping, None, journal)
     if pending is not None:
         jpath, found = pending
         if found.get("verify"):
             raise JournalError(f"a verifying re-run of the shift of {os.fspath(root)} by this "
                                f"map was interrupted (journal {jpath}): run that shift again "
                                "to finish it, then unshift", reason="journal-pending")
-        if options.get("dry_run"):
+        if dry_run:
             raise JournalError(f"the shift of {os.fspath(root)} by this map was interrupted "
                                f"(journal {jpath}): an unshift rolls it back, and a rollback "
                                "has no dry run; run the unshift, or run the shift again to "
                                "finish it", reason="journal-pending")
-        keep = {k: v for k, v in options.items()
-                if k in ("journal", "progress", "cross_mounts", "on_error", "durable")}
-        return rollback_shift(root, mapping, **keep)
-    return shift_tree(root, None, source=mapping, **options)
+        return _rollback(root, mapping, None, options)
+    return _shift(root, None, mapping, options)
 
 
 def _pending_shift(root: str | os.PathLike[str], target: IDMapPair | None,
@@ -760,9 +806,18 @@ def rollback_shift(
     (``no-journal``) when there is no interrupted shift to roll back, for instance when
     it finished: undo a finished shift with :func:`unshift_tree`.
     """
+    return _rollback(root, target, source, ShiftOptions(
+        journal=journal, progress=progress, cross_mounts=cross_mounts, on_error=on_error,
+        durable=durable))
+
+
+def _rollback(root: str | os.PathLike[str], target: IDMapPair | None,
+              source: IDMapPair | None, options: ShiftOptions) -> ShiftReport:
+    """:func:`rollback_shift`'s work; of ``options`` it takes ``journal``, ``progress``,
+    ``cross_mounts``, ``on_error`` and ``durable``."""
+    journal, progress, cross_mounts = options.journal, options.progress, options.cross_mounts
+    on_error, durable = options.on_error, options.durable
     root_path = os.fspath(root)
-    if on_error not in ("stop", "continue"):
-        raise ValueError(f"on_error must be 'stop' or 'continue': {on_error!r}")
     pending = _pending_shift(root_path, target, source, journal)
     if pending is None:
         where = os.fspath(journal) if journal is not None else default_journal_path(root_path)
