@@ -30,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import errno as errno_mod
 import os
-import platform
 import resource
 import stat as stat_mod
 import sys
@@ -83,51 +82,68 @@ _DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
 
 class _ListXattrAt:
     """``listxattrat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` (Linux 6.13), else ``llistxattr``
-    through ``/proc/self/fd/DIRFD/NAME``: one system call either way, no symlink followed."""
+    through ``/proc/self/fd/DIRFD/NAME``: one system call either way, no symlink followed.
+
+    :attr:`at` takes the name as bytes and is the walk's hottest call: a closure over
+    its buffers, so a call costs no attribute look-ups. It returns the names, each
+    ending in a NUL, ``b""`` where the filesystem has no extended attributes, and raises
+    ``OSError`` otherwise."""
 
     def __init__(self) -> None:
         # The kernel allocates a buffer of the size asked for on every call: ask for a
         # small one (enough for our three names and a security label), and only on
         # ERANGE for the largest list (XATTR_LIST_MAX).
-        self.size = ctypes.c_size_t(256)
-        self.buf = ctypes.create_string_buffer(256)
-        self.big_size = ctypes.c_size_t(65536)
-        self.big_buf = ctypes.create_string_buffer(65536)
-        self.nr = ctypes.c_long(465)
-        self.flags = ctypes.c_uint(_AT_SYMLINK_NOFOLLOW)
-        self.syscall: Any = None
-        if platform.machine() in ("x86_64", "aarch64"):
+        size = ctypes.c_size_t(256)
+        buf = ctypes.create_string_buffer(256)
+        big_size = ctypes.c_size_t(65536)
+        big_buf = ctypes.create_string_buffer(65536)
+        nr = ctypes.c_long(465)
+        flags = ctypes.c_uint(_AT_SYMLINK_NOFOLLOW)
+        get_errno = ctypes.get_errno
+        unsupported = (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP)
+        erange = errno_mod.ERANGE
+        sc: Any = None
+        if os.uname().machine in ("x86_64", "aarch64"):
             libc = ctypes.CDLL(None, use_errno=True)
-            fn = libc.syscall
-            fn.restype = ctypes.c_long
-            self.syscall = fn
+            sc = libc.syscall
+            sc.restype = ctypes.c_long
             fd = os.open("/", DIR_FLAGS)
             try:
-                if fn(self.nr, ctypes.c_int(fd), b".", self.flags, self.buf, self.size) < 0:
-                    self.syscall = None
+                if sc(nr, ctypes.c_int(fd), b".", flags, buf, size) < 0:
+                    sc = None
             finally:
                 os.close(fd)
 
-    def __call__(self, dirfd: int, name: str) -> bytes:
-        fn = self.syscall
-        if fn is not None:
-            n = fn(self.nr, dirfd, os.fsencode(name), self.flags, self.big_buf,
-                   self.big_size)
+        def at(dirfd: int, name: bytes) -> bytes:
+            n = sc(nr, dirfd, name, flags, buf, size)
+            if n > 0:
+                return buf.raw[:n] + b"\0"
             if n == 0:
                 return b""
-            if n > 0:
-                return self.big_buf.raw[:n] + b"\0"
-            err = ctypes.get_errno()
-            if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+            err = get_errno()
+            if err == erange:
+                n = sc(nr, dirfd, name, flags, big_buf, big_size)
+                if n >= 0:
+                    return big_buf.raw[:n] + b"\0" if n else b""
+                err = get_errno()
+            if err in unsupported:
                 return b""
-            raise OSError(err, os.strerror(err), name)
-        try:
-            names = os.listxattr(f"/proc/self/fd/{dirfd}/{name}", follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
-                return b""
-            raise
-        return b"".join(n.encode() + b"\0" for n in names)
+            raise OSError(err, os.strerror(err), os.fsdecode(name))
+
+        def through_proc(dirfd: int, name: bytes) -> bytes:
+            try:
+                names = os.listxattr(f"/proc/self/fd/{dirfd}/{os.fsdecode(name)}",
+                                     follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno in unsupported:
+                    return b""
+                raise
+            return b"".join(n.encode() + b"\0" for n in names)
+
+        self.at: Callable[[int, bytes], bytes] = at if sc is not None else through_proc
+
+    def __call__(self, dirfd: int, name: str) -> bytes:
+        return self.at(dirfd, os.fsencode(name))
 
 
 _listxattrat: _ListXattrAt | None = None
@@ -265,6 +281,10 @@ class _Stop(Exception):
 # A plan for one directory: its node, its own change (or None), plain changes
 # ``(name, uid, gid)`` and special changes ``(name, dev, ino, record)``.
 _Plan = tuple[Node, "Record | None", list[tuple[str, int, int]], list[tuple[str, int, int, Record]]]
+# The two per-entry steps of a scan (see Walker._classifier and Walker._examiner).
+_Classify = Callable[[Node, int, "os.DirEntry[str]"], "os.stat_result | None"]
+_Examine = Callable[[Node, int, str, os.stat_result, list[tuple[str, int, int]],
+                     list[tuple[str, int, int, Record]]], None]
 
 
 class Walker:
@@ -525,239 +545,302 @@ class Walker:
                     self.owner_changes["gid", gid, ng] += n
 
     def _scan_loop(self, stream: bool, pairs: dict[tuple[int, int, int, int], int]) -> None:
-        assert self.uid is not None and self.gid is not None
+        """The driver: every directory taken off the stack is entered, listed and its
+        entries classified and examined (:meth:`_scan_dir`); the hard-linked inodes whose
+        every name was found come after the walk (:meth:`_finish_links`)."""
+        # The stack holds Node values, the directories still to enter: each names its
+        # parent node, its name there and the (st_dev, st_ino) its parent's listing gave,
+        # which the descriptor opened later must match. ``entered`` maps a directory's
+        # (st_dev, st_ino) to its place in the walk (a directory renamed during the walk
+        # can be listed twice: it is entered once).
+        stack: list[Node] = [self.root]
+        entered: dict[tuple[int, int], int] = {}
+        # (st_dev, st_ino) -> [names found, node, first name, stat, [(node, name), ...]]
+        # of a hard-linked inode not all of whose names have been found yet; once they
+        # all are: (key, names, link count) in ``complete``.
+        links: dict[tuple[int, int], list[Any]] = {}
+        complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
+        classify = self._classifier(stack, links, complete)
+        examine = self._examiner(pairs)
+        while stack:
+            node = stack.pop()
+            key = (node.dev, node.ino)
+            if key not in entered:
+                entered[key] = len(entered)
+                self._scan_dir(node, classify, examine, stream)
+        self._finish_links(complete, entered, examine, stream)
+        self._late_links(links)
+
+    def _scan_dir(self, node: Node, classify: _Classify,
+                  examine: _Examine, stream: bool) -> None:
+        """The per-directory step: open ``node`` (verified), examine its own inode when it
+        is this walker's share, list it, examine the entries ``classify`` hands over,
+        and plan the changes."""
+        own: Record | None = None
+        if node is self.root:
+            fd = node.fd
+        else:
+            try:
+                fd, dst = self.cache.open_new(node)
+            except (OSError, _Changed) as exc:
+                self._error(node, None, "open", exc)
+                return
+            if node.ino % self.parts == self.part:
+                try:
+                    own = self.examine_dir(node, fd, dst)
+                except (OSError, XattrFormatError) as exc:
+                    self._error(node, None, "examine", exc)
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+        except OSError as exc:
+            self._error(node, None, "list", exc)
+            return
+        plain: list[tuple[str, int, int]] = []
+        special: list[tuple[str, int, int, Record]] = []
+        dev = node.dev
+        count = before = self._scanned
+        progress = self.progress
+        try:
+            for e in entries:
+                st = classify(node, dev, e)
+                if st is None:
+                    continue
+                count += 1
+                if count % PROGRESS_EVERY == 0 and progress is not None:
+                    progress("scan", count)
+                examine(node, fd, e.name, st, plain, special)
+        finally:
+            self.entries += count - before
+            self._scanned = count
+        self._plan(node, own, plain, special, stream)
+
+    def _plan(self, node: Node, own: Record | None, plain: list[tuple[str, int, int]],
+              special: list[tuple[str, int, int, Record]], stream: bool) -> None:
+        if own is not None or plain or special:
+            self.plans.append((node, own, plain, special))
+            self.planned += len(plain) + len(special) + (own is not None)
+            self.pending += len(plain) + len(special) + 1
+            if stream and self.pending >= BATCH:
+                self._flush_apply()
+
+    def _classifier(self, stack: list[Node], links: dict[tuple[int, int], list[Any]],
+                    complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]]
+                    ) -> _Classify:
+        """The per-entry classifier ``classify(node, dev, entry)``: the ``lstat`` of an
+        inode this walker examines now, else ``None`` (a directory pushed on ``stack``,
+        another walker's share, another filesystem, the journal, a hard-linked inode held
+        until all its names are found). Its state is bound once, as closure variables:
+        this runs once per entry."""
         part, parts = self.part, self.parts
-        root = self.root
-        cache = self.cache
+        cross, exclude, track_all = self.cross_mounts, self.exclude, self.track_all
+        push = stack.append
+        skipped = self.skipped_mounts
+        # Without a journal record per inode, a file moved into a directory not yet
+        # walked would be seen twice; with one (track_all), keep every inode seen.
+        seen: set[tuple[int, int]] = set()
+        enoent = errno_mod.ENOENT
+
+        def classify(node: Node, dev: int, e: os.DirEntry[str]) -> os.stat_result | None:
+            st: os.stat_result
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    st = e.stat(follow_symlinks=False)
+                    if st.st_mode & _S_IFMT != _S_IFDIR:
+                        return None  # replaced since the listing: the next run gets it
+                    if st.st_dev != dev and not cross:
+                        if st.st_ino % parts == part:
+                            skipped.append(self._path(node, e.name))
+                        return None
+                    if (st.st_dev, st.st_ino) not in exclude:  # (the shift's journal)
+                        push(Node(node, e.name, st.st_dev, st.st_ino))
+                    return None
+                if e.inode() % parts != part:
+                    return None
+                st = e.stat(follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno != enoent:  # (else removed since the listing)
+                    self._error(node, e.name, "stat", exc)
+                return None
+            if st.st_dev != dev and not cross:
+                skipped.append(self._path(node, e.name))
+                return None
+            nlink = st.st_nlink
+            if nlink > 1 or track_all:
+                if parts > 1 and nlink > 1 and e.inode() != st.st_ino:
+                    self._mismatch(node, e.name)
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    self.hardlinks += 1
+                    # A hard-linked inode is held back until as many names as its link
+                    # count are found: only then is it wholly inside the tree.
+                    held = links.get(key)
+                    if held is not None:
+                        held[0] += 1
+                        held[4].append((node, e.name))
+                        if held[0] >= nlink:
+                            del links[key]
+                            complete.append((key, held[4], nlink))
+                    return None
+                seen.add(key)
+                # (a directory's link count counts its subdirectories: it can land
+                # here when swapped in after the listing)
+                if nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
+                    links[key] = [1, node, e.name, st, [(node, e.name)]]
+                    return None
+            return st
+
+        return classify
+
+    def _examiner(self, pairs: dict[tuple[int, int, int, int], int]) -> _Examine:
+        """The per-inode step ``examine(node, fd, name, st, plain, special)``: the change
+        one non-directory inode needs, appended to ``plain`` (``(name, uid, gid)``, one
+        ``fchownat``) or ``special`` (a mode, capability or ACL to keep), journalled
+        first. Owner pairs are counted in ``pairs``. Its aliases are bound once, as
+        closure variables: this runs once per inode, the walk's hottest code."""
+        assert self.uid is not None and self.gid is not None
         records = self.records
         journal = self.journal if self.record_plain else None
-        seen: set[tuple[int, int]] = set()
-        # (st_dev, st_ino) -> [names found, node, first name, stat, [(node, name), ...]]
-        # of a hard-linked inode not all of whose names have been found yet
-        links: dict[tuple[int, int], list[Any]] = {}
         ucache, gcache = self.uid.cache, self.gid.cache
         uunm, gunm = self.uid.unmapped, self.gid.unmapped
         utr, gtr = self.uid, self.gid
-        lister = _lister()
-        sc, nr, nofollow, buf, bufsize = (lister.syscall, lister.nr, lister.flags, lister.buf,
-                                          lister.size)
+        listxattr = _lister()
         fsenc = sys.getfilesystemencoding()
         pairs_get = pairs.get
-        cross = self.cross_mounts
-        count = last = 0
-        stack: list[Node] = [root]
-        dirs_seen: set[tuple[int, int]] = set()
-        # Without a journal record per inode, a file moved into a directory not yet walked
-        # would be seen twice; with one, keep every inode seen.
-        track_all = self.track_all
-        while stack:
-            node = stack.pop()
-            if (node.dev, node.ino) in dirs_seen:
-                continue  # renamed during the walk and listed twice
-            dirs_seen.add((node.dev, node.ino))
-            plain: list[tuple[str, int, int]] = []
-            special: list[tuple[str, int, int, Record]] = []
-            own: Record | None = None
-            if node is root:
-                fd = root.fd
+        resumed = self._resumed
+        note_unmapped = self._note_unmapped
+        unchanged = self._unchanged
+        enoent = errno_mod.ENOENT
+
+        def examine(node: Node, fd: int, name: str, st: os.stat_result,
+                    plain: list[tuple[str, int, int]],
+                    special: list[tuple[str, int, int, Record]]) -> None:
+            if records:
+                rec = records.get((st.st_dev, st.st_ino))
+                if rec is not None:
+                    need = resumed(rec, st)
+                    if need is None:
+                        unchanged()
+                        return
+                    key4 = (st.st_uid, st.st_gid, need.new_uid, need.new_gid)
+                    pairs[key4] = pairs_get(key4, 0) + 1
+                    if need.xattrs or need.mode != NO_MODE:
+                        special.append((name, st.st_dev, st.st_ino, need))
+                    else:
+                        plain.append((name, need.new_uid, need.new_gid))
+                    return
+            mode = st.st_mode
+            uid = st.st_uid
+            gid = st.st_gid
+            nu = ucache.get(uid)
+            if nu is None:
+                nu = utr(uid)
+            if uunm and uid in uunm:
+                note_unmapped("uid", uid, node, name)
+            ng = gcache.get(gid)
+            if ng is None:
+                ng = gtr(gid)
+            if gunm and gid in gunm:
+                note_unmapped("gid", gid, node, name)
+            if mode & _S_IFMT == _S_IFLNK:
+                names = b""
             else:
                 try:
-                    fd, dst = cache.open_new(node)
-                except (OSError, _Changed) as exc:
-                    self._error(node, None, "open", exc)
-                    continue
-                if node.ino % parts == part:
-                    try:
-                        own = self.examine_dir(node, fd, dst)
-                    except (OSError, XattrFormatError) as exc:
-                        self._error(node, None, "examine", exc)
-            try:
-                with os.scandir(fd) as it:
-                    entries = list(it)
-            except OSError as exc:
-                self._error(node, None, "list", exc)
-                continue
-            dev = node.dev
-            for e in entries:
-                name = e.name
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        st = e.stat(follow_symlinks=False)
-                        if st.st_mode & _S_IFMT != _S_IFDIR:
-                            continue  # replaced since the listing: the next run gets it
-                        if st.st_dev != dev and not cross:
-                            if st.st_ino % parts == part:
-                                self.skipped_mounts.append(self._path(node, name))
-                            continue
-                        if (st.st_dev, st.st_ino) in self.exclude:
-                            continue  # the shift's own journal
-                        stack.append(Node(node, name, st.st_dev, st.st_ino))
-                        continue
-                    if e.inode() % parts != part:
-                        continue
-                    st = e.stat(follow_symlinks=False)
+                    names = listxattr.at(fd, name.encode(fsenc, "surrogateescape"))
                 except OSError as exc:
-                    if exc.errno == errno_mod.ENOENT:
-                        continue  # removed since the listing
-                    self._error(node, name, "stat", exc)
-                    continue
-                if st.st_dev != dev and not cross:
-                    self.skipped_mounts.append(self._path(node, name))
-                    continue
-                if st.st_nlink > 1 or track_all:
-                    if parts > 1 and st.st_nlink > 1 and e.inode() != st.st_ino:
-                        self._mismatch(node, name)
-                    key = (st.st_dev, st.st_ino)
-                    if key in seen:
-                        self.hardlinks += 1
-                        # A hard-linked inode is held back until as many names as its
-                        # link count are found: only then is it wholly inside the tree.
-                        held = links.get(key)
-                        if held is None:
-                            continue
-                        held[0] += 1
-                        if held[0] < st.st_nlink:
-                            held[4].append((node, name))
-                            continue
-                        del links[key]  # every name is inside: change it now, by this one
-                        if not self._names_hold(key, held[4]):
-                            # a name was moved during the walk and counted twice
-                            self.outside_links.append((self._path(node, name), st.st_nlink,
-                                                       held[0] - 1))
-                            continue
-                    else:
-                        seen.add(key)
-                        # (a directory's link count counts its subdirectories: it can
-                        # land here when swapped in after the listing)
-                        if st.st_nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
-                            links[key] = [1, node, name, st, [(node, name)]]
-                            continue
-                count += 1
-                if count % PROGRESS_EVERY == 0 and self.progress is not None:
-                    self.progress("scan", count)
-                if records:
-                    rec = records.get((st.st_dev, st.st_ino))
-                    if rec is not None:
-                        need = self._resumed(rec, st)
-                        if need is None:
-                            self.unchanged += 1
-                            continue
-                        key4 = (st.st_uid, st.st_gid, need.new_uid, need.new_gid)
-                        pairs[key4] = pairs_get(key4, 0) + 1
-                        if need.xattrs or need.mode != NO_MODE:
-                            special.append((name, st.st_dev, st.st_ino, need))
-                        else:
-                            plain.append((name, need.new_uid, need.new_gid))
-                        continue
-                mode = st.st_mode
-                fmt = mode & _S_IFMT
-                uid = st.st_uid
-                gid = st.st_gid
-                nu = ucache.get(uid)
-                if nu is None:
-                    nu = utr(uid)
-                if uunm and uid in uunm:
-                    self._note_unmapped("uid", uid, node, name)
-                ng = gcache.get(gid)
-                if ng is None:
-                    ng = gtr(gid)
-                if gunm and gid in gunm:
-                    self._note_unmapped("gid", gid, node, name)
-                if fmt == _S_IFLNK:
-                    names = b""
-                elif sc is not None:
-                    # listxattrat inline: the hottest call of the walk.
-                    n = sc(nr, fd, name.encode(fsenc, "surrogateescape"), nofollow, buf, bufsize)
-                    if n == 0:
-                        names = b""
-                    elif n > 0:
-                        names = buf.raw[:n] + b"\0"
-                    else:
-                        err = ctypes.get_errno()
-                        if err == errno_mod.ENOENT:
-                            continue
-                        if err in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
-                            names = b""
-                        elif err == errno_mod.ERANGE:
-                            try:
-                                names = lister(fd, name)
-                            except OSError as exc:
-                                self._error(node, name, "listxattr", exc)
-                                continue
-                        else:
-                            self._error(node, name, "listxattr",
-                                        OSError(err, os.strerror(err)))
-                            continue
-                else:
-                    try:
-                        names = lister(fd, name)
-                    except OSError as exc:
-                        if exc.errno == errno_mod.ENOENT:
-                            continue
+                    if exc.errno != enoent:  # (else removed since the listing)
                         self._error(node, name, "listxattr", exc)
-                        continue
-                if (names and (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names)) \
-                        or (mode & _SETID and (nu != uid or ng != gid)):
-                    base = f"/proc/self/fd/{fd}/{name}"
+                    return
+            if (names and (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names)) \
+                    or (mode & _SETID and (nu != uid or ng != gid)):
+                self._examine_special(node, fd, name, st, names, special)
+                return
+            if nu == uid and ng == gid:
+                unchanged()
+                return
+            key4 = (uid, gid, nu, ng)
+            pairs[key4] = pairs_get(key4, 0) + 1
+            if journal is not None:
+                journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
+            plain.append((name, nu, ng))
 
-                    def read(attr: str, base: str = base) -> bytes | None:
-                        try:
-                            return os.getxattr(base, attr, follow_symlinks=False)
-                        except OSError as exc:
-                            if exc.errno == errno_mod.ENODATA:
-                                return None
-                            raise
+        return examine
 
-                    try:
-                        rec = self._special(node, name, st, names, read, owner_noted=True)
-                    except (OSError, XattrFormatError) as exc:
-                        self._error(node, name, "examine", exc)
-                        continue
-                    if rec is None:
-                        self.unchanged += 1
-                        continue
-                    self._count_change(rec)
-                    if self.journal is not None:
-                        self.journal.add(st.st_dev, st.st_ino, rec)
-                    special.append((name, st.st_dev, st.st_ino, rec))
-                    continue
-                if nu == uid and ng == gid:
-                    self.unchanged += 1
-                    continue
-                key4 = (uid, gid, nu, ng)
-                pairs[key4] = pairs_get(key4, 0) + 1
-                if journal is not None:
-                    journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
-                plain.append((name, nu, ng))
-            self.entries += count - last
-            last = self._scanned = count
-            if own is not None or plain or special:
-                self.plans.append((node, own, plain, special))
-                self.planned += len(plain) + len(special) + (own is not None)
-                self.pending += len(plain) + len(special) + 1
-                if stream and self.pending >= BATCH:
-                    self._flush_apply()
-        self._late_links(links)
+    def _unchanged(self) -> None:
+        self.unchanged += 1
 
-    def _names_hold(self, key: tuple[int, int], names: list[tuple[Node, str]]) -> bool:
-        """True when every earlier name found of the inode ``key`` still names it: a name
-        renamed during the walk into a directory not yet listed is counted twice, and
-        could hide a name outside the tree."""
-        for node, name in names:
+    def _examine_special(self, node: Node, fd: int, name: str, st: os.stat_result,
+                         names: bytes, special: list[tuple[str, int, int, Record]]) -> None:
+        """Plan the change of an inode with a mode, capability or ACL to keep."""
+        base = f"/proc/self/fd/{fd}/{name}"
+
+        def read(attr: str) -> bytes | None:
             try:
-                fd, owned = self.cache.borrow(node)
+                return os.getxattr(base, attr, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno == errno_mod.ENODATA:
+                    return None
+                raise
+
+        try:
+            rec = self._special(node, name, st, names, read, owner_noted=True)
+        except (OSError, XattrFormatError) as exc:
+            self._error(node, name, "examine", exc)
+            return
+        if rec is None:
+            self.unchanged += 1
+            return
+        self._count_change(rec)
+        if self.journal is not None:
+            self.journal.add(st.st_dev, st.st_ino, rec)
+        special.append((name, st.st_dev, st.st_ino, rec))
+
+    def _finish_links(self, complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]],
+                      entered: dict[tuple[int, int], int], examine: _Examine,
+                      stream: bool) -> None:
+        """Examine the hard-linked inodes whose every name was found, once each, after
+        checking that every name still names the inode: a name renamed during the walk
+        into a directory not yet listed is counted twice, and could hide a name outside
+        the tree. The names are checked directory by directory in walk order (each
+        directory opened once, its ancestors from the descriptor cache); an inode is
+        examined through the name checked last."""
+        by_dir: dict[Node, list[tuple[str, int]]] = {}
+        left = []
+        for i, (_, names, _) in enumerate(complete):
+            left.append(len(names))
+            for node, name in names:
+                by_dir.setdefault(node, []).append((name, i))
+        holds = [True] * len(complete)
+        for node in sorted(by_dir, key=lambda n: entered.get((n.dev, n.ino), -1)):
+            try:
+                fd = self.cache.fd(node)
             except (OSError, _Changed):
-                return False
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except OSError:
-                return False
-            finally:
-                if owned:
-                    os.close(fd)
-            if (st.st_dev, st.st_ino) != key:
-                return False
-        return True
+                fd = -1
+            plain: list[tuple[str, int, int]] = []
+            special: list[tuple[str, int, int, Record]] = []
+            for name, i in by_dir[node]:
+                key, names, nlink = complete[i]
+                st = None
+                if fd >= 0 and holds[i]:
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        st = None
+                if st is None or (st.st_dev, st.st_ino) != key:
+                    holds[i] = False
+                left[i] -= 1
+                if left[i]:
+                    continue
+                if not holds[i]:
+                    last_node, last_name = names[-1]
+                    self.outside_links.append((self._path(last_node, last_name), nlink,
+                                               len(names) - 1))
+                    continue
+                assert st is not None
+                self.entries += 1
+                self._scanned += 1
+                examine(node, fd, name, st, plain, special)
+            self._plan(node, None, plain, special, stream)
 
     def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
         """The hard-linked inodes with a name outside the tree (fewer names found than
@@ -930,11 +1013,18 @@ class Walker:
     def run_audit(self) -> None:
         """Count owners of every inode (hard links once), read-only."""
         links: dict[tuple[int, int], list[Any]] = {}  # key -> [names found, nlink, path]
+        # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
+        # and the examples are derived at the end (examples: the first paths of each pair)
+        owners: dict[tuple[int, int], int] = {}
+        examples: dict[tuple[int, int], list[str]] = {}
+        owners_get = owners.get
+        cross = self.cross_mounts
         stack: list[Node] = [self.root]
+        push = stack.append
         root_st = os.fstat(self.root.fd)
-        self.entries += 1
-        self.uids[root_st.st_uid] += 1
-        self.gids[root_st.st_gid] += 1
+        owners[root_st.st_uid, root_st.st_gid] = 1
+        examples[root_st.st_uid, root_st.st_gid] = [self.root_path]
+        count = 1
         try:
             while stack:
                 node = stack.pop()
@@ -951,6 +1041,7 @@ class Walker:
                 except OSError as exc:
                     self._error(node, None, "list", exc)
                     continue
+                dev = node.dev
                 for e in entries:
                     try:
                         st = e.stat(follow_symlinks=False)
@@ -958,11 +1049,11 @@ class Walker:
                         if exc.errno != errno_mod.ENOENT:
                             self._error(node, e.name, "stat", exc)
                         continue
-                    if st.st_dev != node.dev and not self.cross_mounts:
+                    if st.st_dev != dev and not cross:
                         self.skipped_mounts.append(self._path(node, e.name))
                         continue
-                    if stat_mod.S_ISDIR(st.st_mode):
-                        stack.append(Node(node, e.name, st.st_dev, st.st_ino))
+                    if st.st_mode & _S_IFMT == _S_IFDIR:
+                        push(Node(node, e.name, st.st_dev, st.st_ino))
                     elif st.st_nlink > 1:
                         key = (st.st_dev, st.st_ino)
                         held = links.get(key)
@@ -972,18 +1063,24 @@ class Walker:
                             held[1] = st.st_nlink
                             continue
                         links[key] = [1, st.st_nlink, self._path(node, e.name)]
-                    self.entries += 1
-                    for kind, value, counter in (("uid", st.st_uid, self.uids),
-                                                 ("gid", st.st_gid, self.gids)):
-                        counter[value] += 1
-                        ex = self.examples.setdefault((kind, value), [])
-                        if len(ex) < 3:
-                            ex.append(self._path(node, e.name))
+                    count += 1
+                    pair = (st.st_uid, st.st_gid)
+                    n = owners_get(pair, 0)
+                    owners[pair] = n + 1
+                    if n < 3:
+                        examples.setdefault(pair, []).append(self._path(node, e.name))
             self.outside_links = sorted((path, nlink, found)
                                         for found, nlink, path in links.values()
                                         if found < nlink)
         finally:
             self.cache.close()
+            self.entries += count
+            for (uid, gid), n in owners.items():
+                self.uids[uid] += n
+                self.gids[gid] += n
+                for kind, value in (("uid", uid), ("gid", gid)):
+                    ex = self.examples.setdefault((kind, value), [])
+                    ex += examples.get((uid, gid), ())[:3 - len(ex)]
 
     def close(self) -> None:
         """Close the directory descriptors, the root's included."""
