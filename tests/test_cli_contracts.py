@@ -134,3 +134,36 @@ def test_building_the_parser_imports_no_analysis_module() -> None:
     heavy = {"userns.kubelet", "userns.doctor", "userns.shift", "userns.mount",
              "userns.access", "userns.subid", "userns.runtimes", "userns.kernel"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_check_map_checks_the_gid_map_of_a_pair_format_too(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The uid map fits the parent; the gid map does not: the kernel would refuse it.
+    code, out, _ = run(capsys, "check", "--map", "u0:1:1 g0:5:1", "--parent", "0 0 2")
+    assert code == EXIT_FAILURE
+    assert "(as written to gid_map):1:1" in out and "[not-in-parent]" in out
+    code, out, _ = run(capsys, "check", "--map", "u0:1:1 g0:1:1", "--parent",
+                       '[{"containerID": 0, "hostID": 0, "size": 3}]')  # an OCI parent
+    assert code == EXIT_OK and out.startswith("ok: uid_map and gid_map: ")
+
+
+def test_format_aliases_are_accepted_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "convert", "--to", "LXD", "0:1:2")
+    assert (code, out) == (EXIT_OK, "both 1-2 0-1\n")
+    code, out, _ = run(capsys, "translate", "-f", "UID_MAP", "-m", "0 1 2", "1")
+    assert (code, out) == (EXIT_OK, "1 -> 2\n")
+    code, _, err = run(capsys, "convert", "--to", "nope", "0:1:2")
+    assert code == EXIT_USAGE and "unknown format 'nope'" in err
+
+
+def test_a_closed_stdin_is_an_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", None)
+    code, out, err = run(capsys, "translate", "-m", "-", "0", "--json")
+    assert code == EXIT_FAILURE
+    assert json.loads(out)["error"]["reason"] == "io"
+    assert "standard input is closed" in err

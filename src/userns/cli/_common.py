@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..errors import CommandError, UsageError, UsernsError  # noqa: F401 (re-exported)
+from ..errors import CommandError, UsageError, UsernsError
 from ..formats.registry import FORMATS, detect_format, get_format
 from ..ids import ID_MAX
 from ..maps import IDMap, IDMapPair
@@ -37,6 +37,7 @@ __all__ = [
     "add_system_options",
     "capped",
     "finding_dict",
+    "format_name",
     "load_pair",
     "parse_id",
     "parse_positive",
@@ -107,7 +108,14 @@ def capped(items: Sequence[Any], limit: int = TEXT_CAP) -> tuple[Sequence[Any], 
 def read_text(value: str) -> tuple[str, str | None]:
     """``@PATH`` or ``-`` (stdin) or the text itself; the text and its path, if any."""
     if value == "-":
-        return sys.stdin.read(), "<stdin>"
+        if sys.stdin is None or sys.stdin.closed:
+            raise CommandError("standard input is closed: give the map as text or @FILE",
+                               reason="io")
+        try:
+            return sys.stdin.read(), "<stdin>"
+        except OSError as err:
+            raise CommandError(f"cannot read standard input: {err.strerror}",
+                               reason="io") from err
     if value.startswith("@"):
         path = value[1:]
         try:
@@ -247,8 +255,17 @@ def parse_positive(text: str) -> int:
 def add_map_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--map", "-m", required=required, metavar="MAP",
                    help="the map: its text, @FILE, or - for stdin")
-    p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
-                   help=f"the map's format (default: guessed): {', '.join(sorted(FORMATS))}")
+    p.add_argument("--format", "-f", type=format_name, metavar="FORMAT",
+                   help=f"the map's format (default: guessed): {', '.join(sorted(FORMATS))}"
+                   " (or an alias, any case)")
+
+
+def format_name(text: str) -> str:
+    """An argparse type: a format's name or alias (any case), as its canonical name."""
+    try:
+        return get_format(text).name
+    except UsernsError as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 #: Finding severities from the lowest, as ``--fail-on`` names them.

@@ -16,6 +16,7 @@ from ._common import (
     UsageError,
     add_json,
     add_map_options,
+    format_name,
     load_pair,
     parse_id,
     prefix_message,
@@ -122,9 +123,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("convert", help="convert a map from one format to another")
-    p.add_argument("--from", "--format", "-f", dest="from_", choices=sorted(FORMATS),
+    p.add_argument("--from", "--format", "-f", dest="from_", type=format_name,
                    metavar="FORMAT", help="input format (default: guessed)")
-    p.add_argument("--to", required=True, choices=sorted(FORMATS), metavar="FORMAT",
+    p.add_argument("--to", required=True, type=format_name, metavar="FORMAT",
                    help=f"output format: {', '.join(sorted(FORMATS))}")
     p.add_argument("--kind", "--side", dest="side", choices=("uid", "gid", "both"),
                    default="both", help="which map: uid, gid or both (default)")

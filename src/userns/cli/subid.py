@@ -9,9 +9,12 @@ from typing import Any
 
 from ..errors import UsernsError
 from ..formats.proc import format_proc, validate_map_write
-from ..formats.registry import FORMATS, detect_format, get_format
+from ..formats.registry import detect_format, get_format
 from ..ids import MAX_EXTENTS
+from ..maps import IDMap
 from ._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
     LEVELS,
     CommandError,
     Output,
@@ -19,6 +22,7 @@ from ._common import (
     add_json,
     add_system_options,
     finding_dict,
+    format_name,
     parse_positive,
     read_text,
     triples,
@@ -51,27 +55,58 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
 def _check_map(args: argparse.Namespace, out: Output) -> int:
     text, path = read_text(args.map)
     fmt = args.format or detect_format(text)
-    if fmt != "proc":
-        # Another format: check the uid_map text it stands for, as the kernel would.
-        text = format_proc(get_format(fmt).parse(text, path=path, side="uid").uid)
-    parent = None
+    # (kind, the text the kernel would be given, where it came from) for each map to check:
+    # a proc text is checked as given (carets on the user's own text); any other format is
+    # read, and each of its maps checked as the uid_map/gid_map text it stands for.
+    if fmt == "proc":
+        texts = [("uid", text, path)]
+        parsed = None
+    else:
+        parsed = get_format(fmt).parse(text, path=path)
+        where = f"{path or '<input>'} (as written to "
+        texts = [(kind, format_proc(m), where + f"{kind}_map)")
+                 for kind, m in (("uid", parsed.uid), ("gid", parsed.gid)) if m]
+        if parsed.uid == parsed.gid:
+            texts = texts[:1]  # one map for both: checked once
+        if not texts:
+            raise CommandError("the map is empty: the kernel takes no empty map",
+                               reason="empty")
+    parents: dict[str, IDMap | None] = {"uid": None, "gid": None}
     if args.parent is not None:
         ptext, ppath = read_text(args.parent)
-        parent = validate_map_write(ptext, path=ppath, page_size=1 << 30, max_extents=1 << 30)
+        pfmt = detect_format(ptext, "--parent")
+        if pfmt == "proc":
+            whole = validate_map_write(ptext, path=ppath, page_size=1 << 30,
+                                       max_extents=1 << 30)
+            parents = {"uid": whole, "gid": whole}
+        else:
+            ppair = get_format(pfmt).parse(ptext, path=ppath)
+            parents = {"uid": ppair.uid, "gid": ppair.gid}
     max_extents = 5 if args.legacy else MAX_EXTENTS
-    try:
-        m = validate_map_write(text, path=path, parent=parent, max_extents=max_extents)
-    except UsernsError as err:
-        out.line(err.render())
-        loc = err.location
-        out.json({"ok": False, "error": {
-            "reason": err.reason, "message": err.message, "path": loc.path if loc else None,
-            "line": loc.line if loc else None, "column": loc.column if loc else None}})
-        return 1
-    out.line(f"ok: the kernel would install {len(m)} extent(s), {m.size} IDs")
-    out.line("  " + format_proc(m).rstrip("\n").replace("\n", "\n  "))
-    out.json({"ok": True, "map": triples(m)})
-    return 0
+    checked: dict[str, IDMap] = {}
+    for kind, kernel_text, origin in texts:
+        try:
+            checked[kind] = validate_map_write(kernel_text, path=origin, parent=parents[kind],
+                                               max_extents=max_extents)
+        except UsernsError as err:
+            out.line(err.render())
+            loc = err.location
+            out.json({"ok": False, "kind": kind, "error": {
+                "reason": err.reason, "message": err.message,
+                "path": loc.path if loc else None, "line": loc.line if loc else None,
+                "column": loc.column if loc else None}})
+            return EXIT_FAILURE
+    both = parsed is not None and parsed.uid == parsed.gid
+    for kind, m in checked.items():
+        label = ("" if parsed is None else "uid_map and gid_map: " if both
+                 else f"{kind}_map: ")
+        out.line(f"ok: {label}the kernel would install {len(m)} extent(s), {m.size} IDs")
+        out.line("  " + format_proc(m).rstrip("\n").replace("\n", "\n  "))
+    first = next(iter(checked.values()))
+    out.json({"ok": True, "map": triples(first),
+              "uid_map": triples(checked.get("uid", first)),
+              "gid_map": triples(checked.get("gid", first))})
+    return EXIT_OK
 
 
 # -- allocate ----------------------------------------------------------------------------
@@ -147,7 +182,7 @@ def register(sub: Any) -> None:
     add_system_options(p)
     p.add_argument("--map", "-m", metavar="MAP",
                    help="check this map (text, @FILE, -) against the kernel's uid_map rules")
-    p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
+    p.add_argument("--format", "-f", type=format_name, metavar="FORMAT",
                    help="with --map: its format (default: guessed)")
     p.add_argument("--parent", metavar="MAP", help="with --map: the parent namespace's map")
     p.add_argument("--legacy", action="store_true", help="with --map: at most 5 lines")
