@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 DELTA = 100_000
 SIZE = 65536
 MARK = "trusted.userns.shift"  # userns.shift's root mark of a finished shift
+CLI = "userns CLI process"  # the issue's yardstick: ``python -m userns shift``
 
 
 @dataclass
@@ -65,6 +66,25 @@ class Measured:
     bad_runs: int = 0  # runs after which some owner was not what a correct shift gives
 
 
+#: The environment of every measured process: Python's bytecode caches written and
+#: read (under the run's scratch directory), as in an installed package; without them
+#: every run would compile the package first (see :func:`_use_bytecode_caches`).
+_ENV: dict[str, str] | None = None
+
+
+def _use_bytecode_caches(work: Path) -> None:
+    """Let the measured Python processes keep bytecode caches in ``work`` (even when this
+    process runs with ``PYTHONDONTWRITEBYTECODE``), and fill them once, untimed."""
+    global _ENV
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    _ENV = env
+    for argv in ([sys.executable, "-c", "import userns.shift, userns.cli"],
+                 [sys.executable, "-m", "userns", "shift", "--help"]):
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
     """Run ``argv``; wall seconds, peak RSS in bytes (0 if unknown), error text.
 
@@ -73,7 +93,7 @@ def _run(argv: list[str], peak: Path | None) -> tuple[float, int, str | None]:
     """
     full = [str(peak), *argv] if peak is not None else argv
     t0 = time.perf_counter()
-    proc = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
     wall = time.perf_counter() - t0
     err = proc.stderr.decode(errors="replace")
     rss = 0
@@ -107,12 +127,23 @@ def _userns_argv(workers: int | None, *, again: bool = False, policy: str = "err
     return argv
 
 
+def _cli_argv(root: Path, off: int) -> list[str]:
+    """``python -m userns shift`` from ``off`` to ``off + DELTA``: the command as a user
+    runs it (its defaults: policy error, a durable journal, default workers)."""
+    argv = [sys.executable, "-m", "userns", "shift", str(root), "--map",
+            f"0 {off + DELTA} {SIZE}", "--no-progress"]
+    if off:
+        argv += ["--source", f"0 {off} {SIZE}"]
+    return argv
+
+
 def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
     """The shifters available here, and notes on the ones that are not."""
     tools = [
         Tool("userns", _userns_argv(None)),
         Tool("userns, 1 worker", _userns_argv(1)),
         Tool("userns, durable=False", _userns_argv(None, durable=False)),
+        Tool(CLI, _cli_argv),
     ]
     missing = []
     if floor_bin is not None:
@@ -132,7 +163,8 @@ def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
             "-g", f"{o}:{o + DELTA}:{SIZE}"]))
     else:
         missing.append("idmapshift: not importable (pip install --no-deps idmapshift)")
-    # Re-running the shift userns just finished: its root mark makes it a no-op. Without
+    # Re-running the shift userns just finished: its root mark makes it a verifying walk
+    # (read-only when nothing is wrong; trust_mark=True would make it a no-op). Without
     # the mark (a tree shifted by another tool, or a lost xattr), the default policy
     # "error" refuses (every owner is outside the source map) and "skip" walks read-only.
     tools.append(Tool("userns, rerun (marked)", _userns_argv(None, again=True),
@@ -239,7 +271,8 @@ class Bench:
             self.prepare()
         out = work / "strace.txt"
         argv = ["strace", "-c", "-f", "-o", str(out), "--", *tool.argv(self.root, self.offset)]
-        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=_ENV)
         if proc.returncode != 0:
             if tool.mutates:
                 self._resync()
@@ -288,7 +321,7 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     for name, m in res.items():
         if name.startswith("userns,") and "worker" not in name and "durable" not in name:
             continue
-        if name in ("userns", "userns audit_tree", "find -printf %U:%G") or m.failed:
+        if name in ("userns", "userns audit_tree", "find -printf %U:%G", CLI) or m.failed:
             continue
         r = ratio(me.timing, m.timing)
         target, met = "", None
@@ -299,8 +332,17 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
         rows.append(Row(f"{fmt_count(entries)} entries, {label}", "shift_tree", name,
                         fmt_seconds(me.timing.median), fmt_seconds(m.timing.median), r,
                         target=target, met=met))
+    floor, cli = res.get("C nftw+lchown"), res.get(CLI)
+    if floor and cli and floor.timing.times and cli.timing.times and not (floor.failed
+                                                                          or cli.failed):
+        r = ratio(cli.timing, floor.timing)
+        rows.append(Row(f"{fmt_count(entries)} entries, {label}", "shift, CLI process",
+                        "C nftw+lchown", fmt_seconds(cli.timing.median),
+                        fmt_seconds(floor.timing.median), r,
+                        target="<= 1.5x slower", met=r.median >= 1 / 1.5))
     # The followers ran right after each userns run: pair them with that run.
     find = res.get("find -printf %U:%G")
+    audit = res.get("userns audit_tree")
     for name, shown in (("userns, rerun (marked)", "rerun, root marked"),
                         ("userns, rerun (no mark, skip)", "rerun, no mark (skip)"),
                         ("userns audit_tree", "audit_tree")):
@@ -311,9 +353,19 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
                         fmt_seconds(f.timing.median), fmt_seconds(me.timing.median),
                         ratio(f.timing, me.timing)))
         if find and find.timing.times and not find.failed:
+            r = ratio(f.timing, find.timing)
+            target, met = ("<= 1.5x slower", r.median >= 1 / 1.5) if name == \
+                "userns audit_tree" else ("", None)
             rows.append(Row(f"already shifted, {label}", shown, "find -printf %U:%G",
                             fmt_seconds(f.timing.median), fmt_seconds(find.timing.median),
-                            ratio(f.timing, find.timing)))
+                            r, target=target, met=met))
+        if name == "userns, rerun (marked)" and audit and audit.timing.times \
+                and not audit.failed:
+            # Nothing is wrong in the tree: "an audit plus the changes" is an audit.
+            r = ratio(f.timing, audit.timing)
+            rows.append(Row(f"already shifted, {label}", shown, "audit_tree",
+                            fmt_seconds(f.timing.median), fmt_seconds(audit.timing.median),
+                            r, target="<= audit + changes", met=r.median >= 1.0))
     return rows
 
 
@@ -373,6 +425,7 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
     try:
         floor_bin = _build(work, "shift_floor")
         peak = _build(work, "peak_rss")
+        _use_bytecode_caches(work)
         tools, missing = _tools(floor_bin)
         sec.notes += [f"not measured: {m}" for m in missing]
         for label, parent in places:
@@ -380,16 +433,8 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
             try:
                 b = Bench(d, size, seed, peak)
                 res = b.measure(tools, rounds)
-                counts: dict[str, tuple[int, list[tuple[str, int]]] | None] = {}
-                if strace and label == "tmpfs":
-                    for t in tools:
-                        if t.follows or res[t.name].failed:
-                            continue
-                        counts[t.name] = b.strace(t, work)
-                        if t.name == "userns":
-                            for f in tools:
-                                if f.follows and not res[f.name].failed:
-                                    counts[f.name] = b.strace(f, work)
+                counts = _strace_counts(b, tools, res, work) if strace and label == "tmpfs" \
+                    else {}
                 shown = label if label == "tmpfs" else f"disk ({label})"
                 sec.rows += _main_rows(shown, res, b.info.entries)
                 detail += _detail_rows(shown, res, b.info.entries, counts, b.checks, b.info)
@@ -411,6 +456,8 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
         "Each tool runs as a process; ratios are per round, the tools interleaved with the "
         "order rotating. Every run shifts all IDs by +100000 (the tree was reset untimed "
         "before it, and `sync`ed).",
+        f"`{CLI}`: `python -m userns shift TREE --map ... --no-progress`, the command "
+        "as a user runs it (the issue's yardstick for the C loop).",
         "userns runs with its defaults: two worker processes on two CPUs, a journal, and a "
         "`syncfs` at the end (durable); the others do not sync (`userns, durable=False` "
         "skips the journal's fsyncs and the final syncfs). Peak RSS is the largest "
@@ -418,16 +465,36 @@ def run(*, size: int, growth: Sequence[int], rounds: int, disk_dir: Path | None,
         "owners/setuid/caps columns: state after that tool's first run, against a correct "
         "shift (hard links wrong = inodes with several names shifted more than once); "
         "the last column counts the timed runs after which any owner was wrong.",
+        "Python processes run with bytecode caches (written once, untimed, before the "
+        "first round), as an installed package has them; the start-up figures do not "
+        "include compiling the package.",
         "syscalls/entry: one extra run under `strace -c -f` on tmpfs (process start and, "
         "for Python tools, imports included).",
         "already shifted: measured right after each userns shift, on the tree it left. "
         "`rerun, root marked`: the same call again; the root's `trusted.userns.shift` mark "
-        "makes it a no-op. `rerun, no mark (skip)`: the mark removed first (as after another "
+        "makes it a verifying walk (every ID the shift produces is taken as right, only what "
+        "is wrong is changed: here nothing, so it is read-only; `trust_mark=True` would make "
+        "it a no-op). `rerun, no mark (skip)`: the mark removed first (as after another "
         "tool, or a lost xattr); the default `policy='error'` then refuses the tree (every "
         "owner is outside the source map), so `policy='skip'` is timed: a read-only walk. "
         "`audit_tree`: the read-only report. Floor: `find -printf %U:%G`, a C read-only walk.",
     ]
     return sec
+
+
+def _strace_counts(b: Bench, tools: Sequence[Tool], res: dict[str, Measured],
+                   work: Path) -> dict[str, tuple[int, list[tuple[str, int]]] | None]:
+    """One traced run of each tool that did not fail (the followers right after "userns")."""
+    counts: dict[str, tuple[int, list[tuple[str, int]]] | None] = {}
+    for t in tools:
+        if t.follows or res[t.name].failed:
+            continue
+        counts[t.name] = b.strace(t, work)
+        if t.name == "userns":
+            for f in tools:
+                if f.follows and not res[f.name].failed:
+                    counts[f.name] = b.strace(f, work)
+    return counts
 
 
 def _growth(parent: Path, sizes: Sequence[int], tools: Sequence[Tool], rounds: int,

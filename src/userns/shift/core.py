@@ -563,8 +563,10 @@ def _shift(root: str | os.PathLike[str], target: IDMapPair | None, source: IDMap
         return _shift_once(root, target, source, attrs.evolve(options, workers=1))
 
 
-def _shift_once(root: str | os.PathLike[str], target: IDMapPair | None,
-                source: IDMapPair | None, options: ShiftOptions) -> ShiftReport:
+def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, journal, mark, walk, finish)
+    root: str | os.PathLike[str], target: IDMapPair | None, source: IDMapPair | None,
+    options: ShiftOptions,
+) -> ShiftReport:
     policy, dry_run, journal = options.policy, options.dry_run, options.journal
     on_error, durable, trust_mark = options.on_error, options.durable, options.trust_mark
     uid_map = compose(target.uid if target else None, source.uid if source else None)

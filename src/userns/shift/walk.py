@@ -284,7 +284,7 @@ _Plan = tuple[Node, "Record | None", list[tuple[str, int, int]], list[tuple[str,
 # The two per-entry steps of a scan (see Walker._classifier and Walker._examiner).
 _Classify = Callable[[Node, int, "os.DirEntry[str]"], "os.stat_result | None"]
 _Examine = Callable[[Node, int, str, os.stat_result, list[tuple[str, int, int]],
-                     list[tuple[str, int, int, Record]]], None]
+                     list[tuple[str, int, int, Record]]], bool]
 
 
 class Walker:
@@ -600,6 +600,7 @@ class Walker:
         special: list[tuple[str, int, int, Record]] = []
         dev = node.dev
         count = before = self._scanned
+        same = 0
         progress = self.progress
         try:
             for e in entries:
@@ -609,10 +610,12 @@ class Walker:
                 count += 1
                 if count % PROGRESS_EVERY == 0 and progress is not None:
                     progress("scan", count)
-                examine(node, fd, e.name, st, plain, special)
+                if examine(node, fd, e.name, st, plain, special):
+                    same += 1
         finally:
             self.entries += count - before
             self._scanned = count
+            self.unchanged += same
         self._plan(node, own, plain, special, stream)
 
     def _plan(self, node: Node, own: Record | None, plain: list[tuple[str, int, int]],
@@ -633,27 +636,16 @@ class Walker:
         until all its names are found). Its state is bound once, as closure variables:
         this runs once per entry."""
         part, parts = self.part, self.parts
-        cross, exclude, track_all = self.cross_mounts, self.exclude, self.track_all
-        push = stack.append
+        cross, track_all = self.cross_mounts, self.track_all
         skipped = self.skipped_mounts
-        # Without a journal record per inode, a file moved into a directory not yet
-        # walked would be seen twice; with one (track_all), keep every inode seen.
-        seen: set[tuple[int, int]] = set()
         enoent = errno_mod.ENOENT
+        enter = self._enterer(stack)
+        hold = self._holder(links, complete)
 
         def classify(node: Node, dev: int, e: os.DirEntry[str]) -> os.stat_result | None:
-            st: os.stat_result
             try:
                 if e.is_dir(follow_symlinks=False):
-                    st = e.stat(follow_symlinks=False)
-                    if st.st_mode & _S_IFMT != _S_IFDIR:
-                        return None  # replaced since the listing: the next run gets it
-                    if st.st_dev != dev and not cross:
-                        if st.st_ino % parts == part:
-                            skipped.append(self._path(node, e.name))
-                        return None
-                    if (st.st_dev, st.st_ino) not in exclude:  # (the shift's journal)
-                        push(Node(node, e.name, st.st_dev, st.st_ino))
+                    enter(node, dev, e)
                     return None
                 if e.inode() % parts != part:
                     return None
@@ -665,38 +657,79 @@ class Walker:
             if st.st_dev != dev and not cross:
                 skipped.append(self._path(node, e.name))
                 return None
-            nlink = st.st_nlink
-            if nlink > 1 or track_all:
-                if parts > 1 and nlink > 1 and e.inode() != st.st_ino:
-                    self._mismatch(node, e.name)
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    self.hardlinks += 1
-                    # A hard-linked inode is held back until as many names as its link
-                    # count are found: only then is it wholly inside the tree.
-                    held = links.get(key)
-                    if held is not None:
-                        held[0] += 1
-                        held[4].append((node, e.name))
-                        if held[0] >= nlink:
-                            del links[key]
-                            complete.append((key, held[4], nlink))
-                    return None
-                seen.add(key)
-                # (a directory's link count counts its subdirectories: it can land
-                # here when swapped in after the listing)
-                if nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
-                    links[key] = [1, node, e.name, st, [(node, e.name)]]
-                    return None
+            if st.st_nlink > 1 or track_all:
+                return hold(node, e, st)
             return st
 
         return classify
+
+    def _enterer(self, stack: list[Node]) -> Callable[[Node, int, os.DirEntry[str]], None]:
+        """``enter(node, dev, entry)``: a listed directory pushed on ``stack`` with the
+        ``(st_dev, st_ino)`` it must have when opened (unless it is on another filesystem,
+        not entered, or the shift's own journal)."""
+        part, parts = self.part, self.parts
+        cross, exclude = self.cross_mounts, self.exclude
+        push = stack.append
+        skipped = self.skipped_mounts
+
+        def enter(node: Node, dev: int, e: os.DirEntry[str]) -> None:
+            st = e.stat(follow_symlinks=False)
+            if st.st_mode & _S_IFMT != _S_IFDIR:
+                return  # replaced since the listing: the next run gets it
+            if st.st_dev != dev and not cross:
+                if st.st_ino % parts == part:
+                    skipped.append(self._path(node, e.name))
+                return
+            if (st.st_dev, st.st_ino) not in exclude:  # (the shift's journal)
+                push(Node(node, e.name, st.st_dev, st.st_ino))
+
+        return enter
+
+    def _holder(self, links: dict[tuple[int, int], list[Any]],
+                complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]]
+                ) -> Callable[[Node, os.DirEntry[str], os.stat_result], os.stat_result | None]:
+        """``hold(node, entry, st)``: an inode that may have been seen under another name
+        (hard-linked, or every inode with ``track_all``): its ``st`` when it is examined
+        now, else ``None`` (seen before, or held in ``links`` until all its names are
+        found, then listed in ``complete``)."""
+        parts = self.parts
+        # Without a journal record per inode, a file moved into a directory not yet
+        # walked would be seen twice; with one (track_all), keep every inode seen.
+        seen: set[tuple[int, int]] = set()
+
+        def hold(node: Node, e: os.DirEntry[str], st: os.stat_result) -> os.stat_result | None:
+            nlink = st.st_nlink
+            if parts > 1 and nlink > 1 and e.inode() != st.st_ino:
+                self._mismatch(node, e.name)
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                self.hardlinks += 1
+                # A hard-linked inode is held back until as many names as its link
+                # count are found: only then is it wholly inside the tree.
+                held = links.get(key)
+                if held is not None:
+                    held[0] += 1
+                    held[4].append((node, e.name))
+                    if held[0] >= nlink:
+                        del links[key]
+                        complete.append((key, held[4], nlink))
+                return None
+            seen.add(key)
+            # (a directory's link count counts its subdirectories: it can land here
+            # when swapped in after the listing)
+            if nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
+                links[key] = [1, node, e.name, st, [(node, e.name)]]
+                return None
+            return st
+
+        return hold
 
     def _examiner(self, pairs: dict[tuple[int, int, int, int], int]) -> _Examine:
         """The per-inode step ``examine(node, fd, name, st, plain, special)``: the change
         one non-directory inode needs, appended to ``plain`` (``(name, uid, gid)``, one
         ``fchownat``) or ``special`` (a mode, capability or ACL to keep), journalled
-        first. Owner pairs are counted in ``pairs``. Its aliases are bound once, as
+        first; true when the inode is already right (counted by the caller). Owner pairs
+        are counted in ``pairs``. Its aliases are bound once, as
         closure variables: this runs once per inode, the walk's hottest code."""
         assert self.uid is not None and self.gid is not None
         records = self.records
@@ -704,31 +737,21 @@ class Walker:
         ucache, gcache = self.uid.cache, self.gid.cache
         uunm, gunm = self.uid.unmapped, self.gid.unmapped
         utr, gtr = self.uid, self.gid
-        listxattr = _lister()
+        listxattrat = _lister().at
         fsenc = sys.getfilesystemencoding()
         pairs_get = pairs.get
-        resumed = self._resumed
         note_unmapped = self._note_unmapped
-        unchanged = self._unchanged
         enoent = errno_mod.ENOENT
+
+        resume = self._resumer(pairs)
 
         def examine(node: Node, fd: int, name: str, st: os.stat_result,
                     plain: list[tuple[str, int, int]],
-                    special: list[tuple[str, int, int, Record]]) -> None:
+                    special: list[tuple[str, int, int, Record]]) -> bool:
             if records:
                 rec = records.get((st.st_dev, st.st_ino))
                 if rec is not None:
-                    need = resumed(rec, st)
-                    if need is None:
-                        unchanged()
-                        return
-                    key4 = (st.st_uid, st.st_gid, need.new_uid, need.new_gid)
-                    pairs[key4] = pairs_get(key4, 0) + 1
-                    if need.xattrs or need.mode != NO_MODE:
-                        special.append((name, st.st_dev, st.st_ino, need))
-                    else:
-                        plain.append((name, need.new_uid, need.new_gid))
-                    return
+                    return resume(rec, name, st, plain, special)
             mode = st.st_mode
             uid = st.st_uid
             gid = st.st_gid
@@ -746,28 +769,49 @@ class Walker:
                 names = b""
             else:
                 try:
-                    names = listxattr.at(fd, name.encode(fsenc, "surrogateescape"))
+                    names = listxattrat(fd, name.encode(fsenc, "surrogateescape"))
                 except OSError as exc:
                     if exc.errno != enoent:  # (else removed since the listing)
                         self._error(node, name, "listxattr", exc)
-                    return
+                    return False
             if (names and (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names)) \
                     or (mode & _SETID and (nu != uid or ng != gid)):
                 self._examine_special(node, fd, name, st, names, special)
-                return
+                return False  # (it counts an unchanged one itself)
             if nu == uid and ng == gid:
-                unchanged()
-                return
+                return True
             key4 = (uid, gid, nu, ng)
             pairs[key4] = pairs_get(key4, 0) + 1
             if journal is not None:
                 journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
             plain.append((name, nu, ng))
+            return False
 
         return examine
 
-    def _unchanged(self) -> None:
-        self.unchanged += 1
+    def _resumer(self, pairs: dict[tuple[int, int, int, int], int]
+                 ) -> Callable[[Record, str, os.stat_result, list[tuple[str, int, int]],
+                                list[tuple[str, int, int, Record]]], bool]:
+        """``resume(rec, name, st, plain, special)``: the change still needed by an inode
+        the journal of an interrupted run has a record of (true when none is)."""
+        resumed = self._resumed
+        pairs_get = pairs.get
+
+        def resume(rec: Record, name: str, st: os.stat_result,
+                   plain: list[tuple[str, int, int]],
+                   special: list[tuple[str, int, int, Record]]) -> bool:
+            need = resumed(rec, st)
+            if need is None:
+                return True
+            key4 = (st.st_uid, st.st_gid, need.new_uid, need.new_gid)
+            pairs[key4] = pairs_get(key4, 0) + 1
+            if need.xattrs or need.mode != NO_MODE:
+                special.append((name, st.st_dev, st.st_ino, need))
+            else:
+                plain.append((name, need.new_uid, need.new_gid))
+            return False
+
+        return resume
 
     def _examine_special(self, node: Node, fd: int, name: str, st: os.stat_result,
                          names: bytes, special: list[tuple[str, int, int, Record]]) -> None:
@@ -839,7 +883,7 @@ class Walker:
                 assert st is not None
                 self.entries += 1
                 self._scanned += 1
-                examine(node, fd, name, st, plain, special)
+                self.unchanged += examine(node, fd, name, st, plain, special)
             self._plan(node, None, plain, special, stream)
 
     def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
@@ -1012,7 +1056,8 @@ class Walker:
 
     def run_audit(self) -> None:
         """Count owners of every inode (hard links once), read-only."""
-        links: dict[tuple[int, int], list[Any]] = {}  # key -> [names found, nlink, path]
+        # key -> [names found, nlink, node, name] (the path is made for those reported)
+        links: dict[tuple[int, int], list[Any]] = {}
         # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
         # and the examples are derived at the end (examples: the first paths of each pair)
         owners: dict[tuple[int, int], int] = {}
@@ -1062,15 +1107,15 @@ class Walker:
                             held[0] += 1
                             held[1] = st.st_nlink
                             continue
-                        links[key] = [1, st.st_nlink, self._path(node, e.name)]
+                        links[key] = [1, st.st_nlink, node, e.name]
                     count += 1
                     pair = (st.st_uid, st.st_gid)
                     n = owners_get(pair, 0)
                     owners[pair] = n + 1
                     if n < 3:
                         examples.setdefault(pair, []).append(self._path(node, e.name))
-            self.outside_links = sorted((path, nlink, found)
-                                        for found, nlink, path in links.values()
+            self.outside_links = sorted((self._path(node, name), nlink, found)
+                                        for found, nlink, node, name in links.values()
                                         if found < nlink)
         finally:
             self.cache.close()
