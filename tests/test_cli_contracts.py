@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,21 @@ def test_a_closed_stdin_is_an_error_not_a_traceback(
     assert code == EXIT_FAILURE
     assert json.loads(out)["error"]["reason"] == "io"
     assert "standard input is closed" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to an ID outside the map needs root")
+def test_shift_overflow_report_does_not_say_left_as_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_text("x")
+    os.chown(tree / "f", 70000, 70000)
+    for extra in (["--dry-run"], []):
+        code, out, _ = run(capsys, "shift", str(tree), "-m", "0 231072 65536",
+                           "--policy", "overflow", "--no-progress", *extra)
+        assert code == EXIT_OK, out
+        assert "uid 70000 -> 65534: 1" in out
+        assert "not in the map, given the overflow ID: uid 70000" in out
+        assert "left as is" not in out
+    assert os.stat(tree / "f").st_uid == 65534

@@ -74,3 +74,27 @@ def test_audit_exits_1_unless_the_tree_is_shifted_and_names_the_idmap_answer(
         os.chown(p, 231072, 231072)
     code, out = run(capsys, "audit", vol, "-m", "0 231072 65536", "--json")
     assert (code, json.loads(out)["state"]) == (0, "shifted")
+
+
+def test_explain_volume_that_does_not_exist_suggests_nothing(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, "explain", "--example", "--volume", "/nonexistent/vol", "--json")
+    (row,) = json.loads(out)["volumes"]
+    assert (code, row["strategy"], row["probe"]["reason"]) == (0, None, "not-found")
+    code, out = run(capsys, "explain", "--example", "--volume", "/nonexistent/vol")
+    flat = " ".join(out.split())
+    assert "neither a mount nor a shift applies" in flat and "userns shift" not in flat
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to IDs outside the map needs root")
+def test_audit_says_why_it_exits_1_for_ids_outside_the_map(
+    tmp_path: os.PathLike[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    vol = _tree(tmp_path)
+    for p in (vol, os.path.join(vol, "d")):
+        os.chown(p, 231072, 231072)
+    os.chown(os.path.join(vol, "d", "f"), 70000, 70000)  # neither side of the map
+    code, out = run(capsys, "audit", vol, "-m", "0 231072 65536")
+    assert code == 1
+    assert "2 owner IDs are outside the map" in out and "exit status 1" in out

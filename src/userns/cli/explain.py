@@ -92,7 +92,10 @@ def _volumes(paths: list[str], e: Any, out: Output) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
         answer = probe(path)
-        if answer.ok:
+        if answer.reason == "not-found":
+            how = None
+            text = f"{answer.message} [{answer.reason}]: neither a mount nor a shift applies"
+        elif answer.ok:
             how = "idmap" if pair is not None else None
             text = ("an idmapped mount serves it, no chown: userns mount "
                     f"{path} DST -m '{spec}'" if pair is not None

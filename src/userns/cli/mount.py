@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..ids import OVERFLOW_ID
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -17,6 +18,7 @@ from ._common import (
     add_json,
     add_map_options,
     load_pair,
+    parse_id,
     triples,
 )
 
@@ -55,7 +57,8 @@ def cmd_volume(args: argparse.Namespace, out: Output) -> int:
     from ..mount import prepare_volume
 
     pair = load_pair(args.map, args.format)
-    options: dict[str, Any] = {"policy": args.policy}
+    options: dict[str, Any] = {"policy": args.policy,
+                               "overflow": (args.overflow, args.overflow)}
     if args.journal:
         options["journal"] = args.journal
     result = prepare_volume(args.path, pair, strategy=args.strategy, to=args.to,
@@ -106,6 +109,8 @@ def register(sub: Any) -> None:
                    help="idmap the mounts below PATH too")
     p.add_argument("--policy", choices=("error", "skip", "overflow"), default="error",
                    help="when shifting: IDs the map cannot translate (as userns shift)")
-    p.add_argument("--journal", metavar="FILE", help="when shifting: the resume journal")
+    p.add_argument("--overflow", type=parse_id, default=OVERFLOW_ID,
+                   help="with --policy overflow: the ID to give (default 65534)")
+    p.add_argument("--journal", metavar="DIR", help="when shifting: the resume journal")
     add_json(p)
     p.set_defaults(func=cmd_volume)

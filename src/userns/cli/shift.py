@@ -170,7 +170,7 @@ def _shift_like(args: argparse.Namespace, out: Output, mode: str) -> int:
             raise
     would_stop = report.dry_run and args.policy == "error" and bool(
         report.unmapped or (report.outside_links and not args.include_outside_links))
-    _print_shift(report, out, mode, would_stop=would_stop)
+    _print_shift(report, out, mode, would_stop=would_stop, policy=args.policy)
     out.json({**report.to_dict(), "would_stop": would_stop} if report.dry_run
              else report.to_dict())
     if report.dry_run:
@@ -178,7 +178,8 @@ def _shift_like(args: argparse.Namespace, out: Output, mode: str) -> int:
     return EXIT_FAILURE if report.errors or not report.complete else EXIT_OK
 
 
-def _print_shift(report: Any, out: Output, mode: str, *, would_stop: bool = False) -> None:
+def _print_shift(report: Any, out: Output, mode: str, *, would_stop: bool = False,
+                 policy: str = "error") -> None:
     entries = plural(report.entries, "entry", "entries")
     if report.already_complete:
         out.line(f"{mode} {report.root}: the root carries the mark of this very shift; not "
@@ -213,7 +214,9 @@ def _print_shift(report: Any, out: Output, mode: str, *, would_stop: bool = Fals
     if extra:
         out.line("  " + "; ".join(extra))
     _list(out, report.owner_changes, lambda c: f"{c.kind} {c.old} -> {c.new}: {c.count}")
-    left = "cannot translate: " if would_stop else "left as is, not in the map: "
+    left = ("cannot translate: " if would_stop
+            else "not in the map, given the overflow ID: " if policy == "overflow"
+            else "left as is, not in the map: ")
     _list(out, report.unmapped, _unmapped_line(left))
     if report.outside_links:
         how = "a real run would refuse the tree" if would_stop else "left alone"
@@ -284,9 +287,15 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
                  "('userns mount' / 'userns volume'), in constant time")
     else:
         out.line(f"  idmapped mount: not possible here ({idmap.reason}): a shift is the way")
+    _list(out, report.skipped_mounts, lambda m: f"skipped mount point: {m}")
     wrong_state = report.state in ("mixed", "unshifted")
     if wrong_state:
         out.line(f"  the tree is {report.state}, not shifted by this map: exit status 1")
+    elif report.outside:
+        out.line(f"  {plural(len(report.outside), 'owner ID is', 'owner IDs are')} outside "
+                 "the map (neither a container nor a host ID of it): exit status 1")
+    elif report.errors:
+        out.line("  some paths could not be read: exit status 1")
     out.json({**report.to_dict(), "idmap": idmap.to_dict()})
     return EXIT_FAILURE if report.outside or report.errors or wrong_state else EXIT_OK
 
@@ -327,7 +336,8 @@ def register(sub: Any) -> None:
                        help="with --policy overflow: the ID to give (default 65534)")
         p.add_argument("--on-error", choices=("stop", "continue"), default="stop",
                        help="a path that cannot be changed: stop, or report and continue")
-        p.add_argument("--journal", metavar="FILE", help="where the resume journal lives")
+        p.add_argument("--journal", metavar="DIR",
+                       help="where the resume journal lives (a directory userns creates)")
         p.add_argument("--cross-mounts", action="store_true",
                        help="enter other filesystems mounted in the tree")
         p.add_argument("--include-outside-links", action="store_true",
@@ -348,7 +358,7 @@ def register(sub: Any) -> None:
     _add_maps(p)
     p.add_argument("--cross-mounts", action="store_true",
                    help="enter other filesystems mounted in the tree")
-    p.add_argument("--journal", metavar="FILE",
+    p.add_argument("--journal", metavar="DIR",
                    help="where to look for a pending journal (default: next to the tree)")
     add_json(p)
     p.set_defaults(func=cmd_audit, command="audit")

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterable
@@ -154,11 +155,43 @@ def same_shift(found: dict[str, Any], header: dict[str, Any], adopt: tuple[str, 
         k: v for k, v in plain.items() if k not in adopt}
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9]+-[0-9]+-[0-9]+\.log\Z")
+
+
+def _journal_name(name: str) -> bool:
+    """Whether ``name`` is one a journal directory holds: its lock, header (or the header's
+    temporary file) and ``TAG-PID-N.log`` segments."""
+    return name in ("lock", _HEADER, _HEADER + ".tmp") or bool(_SEGMENT.match(name))
+
+
+def _foreign(path: str) -> list[str]:
+    """The entries of the directory ``path`` that no journal makes (sorted)."""
+    return sorted(n for n in os.listdir(path) if not _journal_name(n))
+
+
+def _check_existing(path: str) -> None:
+    """Refuse an existing journal path that is not a journal directory: userns never
+    deletes what it did not make."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise JournalError(f"the journal path {path} exists and is not a directory: give a "
+                           "new path (a directory userns creates and removes)",
+                           reason="not-a-journal")
+    foreign = _foreign(path)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise JournalError(f"the journal path {path} is a directory that holds files no "
+                           f"journal makes ({shown}): userns would not touch it; give a new "
+                           "path (a directory userns creates and removes)",
+                           reason="not-a-journal")
+
+
 def _clear(path: str) -> None:
     """Unlink the segments (and a torn header's temporary file) of a journal directory,
-    keeping the lock and the header (whose removal is the step that finishes a shift)."""
+    keeping the lock and the header (whose removal is the step that finishes a shift).
+    Only names a journal makes are removed: anything else stays."""
     for name in os.listdir(path):
-        if name not in ("lock", _HEADER):
+        if name not in ("lock", _HEADER) and _journal_name(name):
             os.unlink(os.path.join(path, name))
 
 
@@ -234,13 +267,16 @@ class Journal:
                 created = True
             except FileExistsError:
                 created = False
+                _check_existing(path)
             if created and durable:
                 _fsync_dir(os.path.dirname(os.path.abspath(path)))
             lock_fd = os.open(os.path.join(path, "lock"),
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except JournalError:
+            raise  # not-a-journal: said precisely above
         except OSError as exc:
             raise JournalError(f"cannot create the journal {path}: {exc.strerror}; give a "
-                               "writable place with journal=...",
+                               "writable place (--journal DIR, journal=...)",
                                reason="journal-unwritable") from exc
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
