@@ -145,13 +145,22 @@ def _read_marker(fd: int) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _marker_done(fd: int, st: os.stat_result, key: str | None) -> bool:
-    """True when the root says this very shift finished on it (and its owner agrees)."""
+def _marker_done(fd: int, st: os.stat_result, key: str | None,
+                 header: dict[str, Any] | None = None) -> bool:
+    """True when the root says a shift by these very maps finished on it (and its owner
+    agrees). The policy and overflow IDs it ran with do not matter: under any of them the
+    IDs the maps produce are already there, and translating them again would shift them
+    twice (``header``'s ``uid``/``gid`` are compared with the ones the mark records)."""
     if key is None:
         return False
     data = _read_marker(fd)
-    return bool(data and data.get("shift") == key and data.get("owner") == [st.st_uid,
-                                                                             st.st_gid])
+    if not data or data.get("owner") != [st.st_uid, st.st_gid]:
+        return False
+    if data.get("shift") == key:
+        return True
+    return (header is not None and "uid" in data
+            and json.loads(json.dumps(header["uid"])) == data.get("uid")
+            and json.loads(json.dumps(header["gid"])) == data.get("gid"))
 
 
 def _set_marker(fd: int, key: str | None, owner: tuple[int, int],
@@ -612,7 +621,7 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
         marker = _marker_key(header)
         # The root carries the mark of this very shift: it finished once. Unless told to
         # trust the mark, the run verifies the tree (see _verify), journalled as such.
-        marked = _marker_done(fd, st, marker)
+        marked = _marker_done(fd, st, marker, header)
         jheader = {**header, "verify": marked}
         verify = marked
         if dry_run:
