@@ -798,3 +798,101 @@ def test_wrapped_slots_count_as_the_host_ids_they_hand_out() -> None:
     assert ("pool-covers-account", "root") in reasons
     assert ("pool-covers-group", "root") in reasons
     assert pool_findings(Pool(327680, 65536 * 110), accounts=acc) == []
+
+
+# -- the new-user review: every answer agrees with what kubelet does ----------------------
+
+
+def test_pool_keeping_refuses_two_pods_on_one_slot(tmp_path: pathlib.Path) -> None:
+    root = make_root(tmp_path, "kubelet:65536:655360\n",
+                     pods={"pod-a": userns_file(131072), "pod-b": userns_file(131072)})
+    pods = read_pods(root / "var/lib/kubelet")
+    got = pool_keeping(pods, around=Pool(65536, 7208960))
+    assert isinstance(got, StartError) and got.reason == "pod-slot-shared"
+    assert got.pod == "pod-b" and '"pod-a" and "pod-b"' in got.message
+    # And truly: under every pool that holds the slot, kubelet refuses the second pod.
+    for pool in (Pool(65536, 7208960), Pool(131072, 65536 * 110), Pool(65536, 65536 * 9000)):
+        assert [(p.uid, e.reason) for p, e in pods_blocking(pods, pool)] == [
+            ("pod-b", "pod-slot-taken")]
+
+
+def test_cli_pods_says_no_pool_keeps_a_shared_slot(tmp_path: pathlib.Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "kubelet:65536:655360\n",
+                     pods={"pod-a": userns_file(131072), "pod-b": userns_file(131072)})
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids",
+                     "--pool", "65536:7208960")
+    assert code == 1
+    assert "a pool that keeps every pod" not in out
+    assert 'no pool keeps every pod' in out and '"pod-a" and "pod-b" share the slot' in out
+
+
+def test_cli_pods_without_a_pool_refuses_an_invalid_pod(tmp_path: pathlib.Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    root = make_root(tmp_path, "kubelet:65536:655360\n", getsubids=False,
+                     pods={"pod-c": userns_file(131072), "pod-d": "{bad"})
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids")
+    assert code == 1
+    assert "pod-c: 131072…196607  ok" in out
+    assert 'pod-d: no mapping  BLOCKS: ' + P + 'record pod mappings for existing pod ' \
+        '"pod-d": invalid user namespace mappings file: invalid JSON' in out
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["pool"] is None and doc["blocking"] == ["pod-d"]
+    d = doc["pods"][1]
+    assert d["ok"] is False and d["error"]["reason"] == "pod-invalid-json"
+
+
+@needs_getsubids
+def test_real_getsubids_runs_only_when_the_root_has_one(tmp_path: pathlib.Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    bare = make_root(tmp_path / "bare", "kubelet:65536:655360\n", getsubids=False)
+    node = read_node(bare)
+    assert node.real == () and node.error is not None
+    assert node.error.reason == "getsubids-missing"
+    code, out = _cli(capsys, "k8s", "check", "--root", str(bare))
+    assert code == 1 and "\nreal " not in "\n" + out and "executable file not found" in out
+    has = make_root(tmp_path / "has", "kubelet:65536:7208960\n")
+    node = read_node(has)
+    assert [g.source for g in node.real] == ["real", "real"]
+    assert node.error is None and node.pool == Pool(65536, 7208960)
+
+
+@pytest.mark.parametrize("pool", ["131072:0", "131072:", ":100", "131072", "1e5:65536",
+                                  "-65536:65536", "\u0661:65536"])
+def test_cli_pods_pool_is_a_usage_error(tmp_path: pathlib.Path, pool: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "kubelet:65536:7208960\n")
+    assert main(["k8s", "pods", "--root", str(root), "--no-getsubids", f"--pool={pool}"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "pool:" not in captured.out
+    assert "FIRST:LENGTH" in err or "LENGTH must be at least 1" in err
+
+
+def test_cli_pods_text_is_capped_json_is_not(tmp_path: pathlib.Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    pods = {f"pod-{i:02}": userns_file(65536 * (i + 1)) for i in range(30)}
+    root = make_root(tmp_path, "kubelet:65536:7208960\n", pods=pods)
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids")
+    assert code == 0
+    listed = [line for line in out.splitlines() if line.startswith("pod-")]
+    assert len(listed) == 20 and listed[-1].startswith("pod-19:")
+    assert "… and 10 more" in out.splitlines()
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids", "--json")
+    assert len(json.loads(out)["pods"]) == 30
+
+
+def test_cli_pods_format_says_no_map(tmp_path: pathlib.Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "kubelet:65536:7208960\n",
+                     pods={"pod-c": userns_file(131072), "pod-d": "{bad"})
+    code, out = _cli(capsys, "k8s", "pods", "--root", str(root), "--no-getsubids", "-f", "lxc")
+    assert code == 1  # pod-d's file stops kubelet
+    lines = out.splitlines()
+    assert all(line.strip() for line in lines), out
+    i = next(i for i, line in enumerate(lines) if line.startswith("pod-d:"))
+    assert lines[i + 1] == "  no map"
+    assert lines[2:4] == ["  lxc.idmap = u 0 131072 65536", "  lxc.idmap = g 0 131072 65536"]

@@ -324,7 +324,7 @@ class Pod:
     @property
     def pair(self) -> IDMapPair | None:
         """The pod's maps as an :class:`IDMapPair`, or ``None`` when they are no valid map."""
-        if self.file is None:
+        if self.file is None or not self.file.uid:
             return None
         try:
             return IDMapPair(
@@ -637,11 +637,19 @@ def pool_keeping(pods: Sequence[Pod], *, ids_per_pod: int = DEFAULT_IDS_PER_POD,
 
     It covers ``around`` (the pool wanted) too when given. A pod whose range no pool of
     ``ids_per_pod`` slots can hold (another length, an offset not a multiple) is the
-    error instead: that pod must be deleted first.
+    error instead: that pod must be deleted first. So are two pods on one slot
+    (``pod-slot-shared``): kubelet refuses the second under every pool, so no pool keeps
+    both; the message names the two pods.
+
+    >>> f = read_kubelet_userns('{"uidMappings":[{"hostId":131072,"containerId":0,'
+    ...     '"length":65536}],"gidMappings":[{"hostId":131072,"containerId":0,"length":65536}]}')
+    >>> pool_keeping([Pod("a", "a/userns", f), Pod("b", "b/userns", f)]).reason
+    'pod-slot-shared'
     """
     _check_ids_per_pod(ids_per_pod)
     n = ids_per_pod
     starts: list[int] = []
+    holder: dict[int, str] = {}
     for pod in pods:
         if pod.file is None:
             continue
@@ -654,6 +662,15 @@ def pool_keeping(pods: Sequence[Pod], *, ids_per_pod: int = DEFAULT_IDS_PER_POD,
                     else f"wrong user namespace offset specified {first}" if first % n
                     else f"id {first} is out of range")
             return StartError("pod-unkeepable", _pod_message(pod.uid, what), pod.uid)
+        if first in holder:
+            taken = _pod_message(pod.uid, f"range picked for pod {go_quote(pod.uid)} "
+                                 "already taken")
+            return StartError(
+                "pod-slot-shared",
+                f"{taken} (pods {go_quote(holder[first])} and {go_quote(pod.uid)} share the "
+                f"slot {first}…{first + n - 1}: kubelet refuses the second under any pool, "
+                f"so no pool keeps both; delete one of them)", pod.uid)
+        holder[first] = pod.uid
         starts.append(first)
     lo = min(starts, default=around.first if around else n)
     hi = max((s + n for s in starts), default=lo)
@@ -778,9 +795,28 @@ class KubeletNode:
         return all(f.severity < Severity.SECURITY for f in self.findings)
 
     def blocking(self, pool: Pool | None = None) -> list[tuple[Pod, StartError]]:
-        """The pods kubelet would refuse under ``pool`` (default: the node's own pool)."""
+        """The pods kubelet would refuse under ``pool`` (default: the node's own pool).
+
+        Without any pool (kubelet cannot get one), the pods kubelet refuses whatever the
+        pool: a file it cannot read or take (unreadable, not JSON, not one identical
+        uid/gid mapping), and a pod on the same range as an earlier one.
+        """
         target = pool or self.pool
-        return [] if target is None else pods_blocking(self.pods, target)
+        if target is not None:
+            return pods_blocking(self.pods, target)
+        out: list[tuple[Pod, StartError]] = []
+        seen: set[tuple[int, int]] = set()
+        for p in self.pods:
+            if p.problem is not None:
+                out.append((p, p.problem))
+            elif p.host_first is not None and p.length is not None:
+                key = (p.host_first, p.length)
+                if key in seen:
+                    out.append((p, StartError("pod-slot-taken", _pod_message(
+                        p.uid, f"range picked for pod {go_quote(p.uid)} already taken"),
+                        p.uid)))
+                seen.add(key)
+        return out
 
     def free_slots(self) -> int | None:
         """Slots no pod on disk holds (``None`` without a pool)."""
@@ -802,6 +838,14 @@ def read_node(root: str | os.PathLike[str] = "/", *,
     kubelet would find (default: :func:`find_getsubids`), ``False`` to say there is none.
     ``run_real`` also runs the real ``getsubids`` where possible; when it ran, its output
     is what kubelet sees, and a difference from the prediction is a finding.
+
+    "getsubids present" means one thing for both the verdict and the real run: the
+    binary kubelet would find (``getsubids``), on ``PATH`` for the running host, in the
+    usual ``bin``/``sbin`` directories under ``root`` for another root. Only when it is
+    present is the real ``getsubids`` run; for another root that is this machine's
+    ``getsubids`` reading ``<root>/etc`` (:func:`run_getsubids`), standing in for the
+    root's own, which may not run here. A root without one gets no real run, and kubelet
+    stops (``getsubids-missing``) when the ``kubelet`` account exists.
     """
     _check_ids_per_pod(ids_per_pod)
     root = os.fspath(root)
@@ -820,7 +864,7 @@ def read_node(root: str | os.PathLike[str] = "/", *,
     predicted = (predict_getsubids(files["uid"], accounts=accounts, kind="uid"),
                  predict_getsubids(files["gid"], accounts=accounts, kind="gid"))
     real: tuple[GetsubidsOutput, ...] = ()
-    if run_real:
+    if run_real and exe is not None:
         runs = [run_getsubids(root, kind="uid"), run_getsubids(root, kind="gid")]
         real = tuple(r for r in runs if r is not None)
         for want, ran in zip(predicted, real):

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..formats.registry import FORMATS, get_format
-from ._common import CommandError, Output, UsageError, add_json, finding_dict, parse_positive
+from ._common import (
+    CommandError,
+    Output,
+    UsageError,
+    add_json,
+    capped,
+    finding_dict,
+    parse_positive,
+)
 
 if TYPE_CHECKING:  # the library is imported when a k8s command runs, not at start-up
     from ..kubelet import KubeletNode, Pod, Pool, StartError
@@ -72,8 +81,11 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     used = [p for p in node.pods if p.has_userns]
     if used:
         out.line(f"{len(used)} pod(s) in user namespaces, {len(blocked)} refused")
-    for f in node.findings:
+    listed, more = capped(node.findings)
+    for f in listed:
         out.line(f"{f.severity}: {f.message} [{f.reason}]")
+    if more:
+        out.line(more)
     out.json({
         "ok": node.ok, "error": _error(node.error),
         "pool": None if node.pool is None else node.pool.as_dict(),
@@ -87,10 +99,20 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     return 0 if node.ok and node.secure else 1
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _parse_pool(text: str) -> tuple[int, int]:
+    """``FIRST:LENGTH``: two base-10 numbers, LENGTH at least 1 (a pool of no IDs holds no
+    pod; kubelet's own checks of the numbers are reported, not refused here)."""
     first, sep, length = text.partition(":")
-    if not sep or not first.isdigit() or not length.isdigit():
-        raise argparse.ArgumentTypeError(f"expected FIRST:LENGTH (base-10), found {text!r}")
+    if not sep or not _DIGITS.fullmatch(first) or not _DIGITS.fullmatch(length):
+        raise argparse.ArgumentTypeError(
+            f"expected FIRST:LENGTH, two base-10 numbers (LENGTH at least 1), found {text!r}")
+    if int(length) == 0:
+        raise argparse.ArgumentTypeError(
+            f"the pool's LENGTH must be at least 1 (a pool of no IDs holds no pod), found "
+            f"{text!r}")
     return int(first), int(length)
 
 
@@ -101,7 +123,7 @@ def cmd_pods(args: argparse.Namespace, out: Output) -> int:
         from ..kubelet import Pool
 
         pool = Pool(args.pool[0], args.pool[1], node.ids_per_pod, "given")
-    blocked = {p.uid: e for p, e in node.blocking(pool)} if pool else {}
+    blocked = {p.uid: e for p, e in node.blocking(pool)}
     fmt = get_format(args.format) if args.format else None
     if pool is not None:
         out.line(f"pool: {_pool_text(pool)}")
@@ -113,6 +135,9 @@ def cmd_pods(args: argparse.Namespace, out: Output) -> int:
         if fmt is not None and pair is not None:
             row["map"] = fmt.format(pair)
         rows.append(row)
+    shown, more = capped(node.pods)
+    for pod, row in zip(shown, rows):
+        err = blocked.get(pod.uid)
         if not pod.has_userns:
             out.line(f"{pod.uid}: no user namespace (hostUsers)")
             continue
@@ -120,8 +145,11 @@ def cmd_pods(args: argparse.Namespace, out: Output) -> int:
                  if pod.host_first is not None else "no mapping")
         status = "ok" if err is None else f"BLOCKS: {err.message}"
         out.line(f"{pod.uid}: {where}  {status}")
-        if fmt is not None and pair is not None:
-            out.line("  " + fmt.format(pair).rstrip("\n").replace("\n", "\n  "))
+        if fmt is not None:
+            text = str(row.get("map") or "").rstrip("\n")
+            out.line("  " + (text.replace("\n", "\n  ") if text else "no map"))
+    if more:
+        out.line(more)
     from ..kubelet import Pool, StartError, pool_keeping
 
     keep = pool_keeping(node.pods, ids_per_pod=node.ids_per_pod, max_pods=node.max_pods,
