@@ -209,3 +209,14 @@ def test_a_data_root_dockerd_refuses_fails_explain() -> None:
     code, out, _ = cli_root(files, dirs={"srv": 0o700})
     assert code == 1
     assert "does not let the remapped root 231072:231072 through" in " ".join(out.split())
+
+
+def test_a_refused_remap_value_is_not_compared_with_the_other_runtimes() -> None:
+    # dockerd refuses the group: no container starts, so no runtime comparison may say
+    # "the same maps" or name a docker map.
+    e = explain("seb:100000:65536\n", remap="seb:nosuchgroup")
+    assert e.docker is not None and e.docker.pair is None and not e.ok
+    assert e.comparison is None
+    assert e.comparison_error == "dockerd refuses --userns-remap=seb:nosuchgroup"
+    # A remap value dockerd takes is still compared.
+    assert explain("seb:100000:65536\n", remap="seb:seb").comparison is not None

@@ -292,6 +292,10 @@ def explain_docker(
     pair = docker.pair
     if pair is None:
         why = docker.error.message if docker.error else "no map"
+        if docker.error is not None and docker.error.reason == "docker-config":
+            # dockerd refuses the remap value itself: the others, asked about the user
+            # alone, would describe a container Docker never starts.
+            comparison, comparison_error = None, f"dockerd refuses --userns-remap={remap}"
         return Explanation(remap, remap_from, user, rules, docker,
                            f"no user namespace ({why}): no container starts", False, (), (),
                            data_root, None, findings, len(all_findings) - len(findings), (),
