@@ -186,3 +186,30 @@ def test_shift_overflow_report_does_not_say_left_as_is(
         assert "not in the map, given the overflow ID: uid 70000" in out
         assert "left as is" not in out
     assert os.stat(tree / "f").st_uid == 65534
+
+
+def test_allocate_skips_a_kind_whose_count_is_zero_as_useradd_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+    import subprocess
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0::/:/bin/sh\nalice:x:1000:1000::/:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "login.defs").write_text("SUB_UID_COUNT 0\n")
+    (etc / "subuid").write_text("")
+    (etc / "subgid").write_text("")
+    code, out, _ = run(capsys, "allocate", "alice", "--root", str(tmp_path), "--write",
+                       "--json")
+    doc = json.loads(out)
+    assert (code, doc["skipped"], list(doc["ranges"])) == (EXIT_OK, ["uid"], ["gid"])
+    assert (etc / "subuid").read_text() == ""
+    assert (etc / "subgid").read_text() == "alice:100000:65536\n"
+    if os.geteuid() == 0 and shutil.which("useradd"):
+        # The oracle: useradd --prefix on the same files adds no subuid line either.
+        subprocess.run(["useradd", "--prefix", str(tmp_path), "bob"], check=True,
+                       capture_output=True)
+        assert (etc / "subuid").read_text() == ""
+        assert (etc / "subgid").read_text().splitlines()[-1] == "bob:165536:65536"

@@ -138,7 +138,14 @@ def cmd_allocate(args: argparse.Namespace, out: Output) -> int:
         warned = [f"{args.user!r} has no passwd entry: --write would refuse it "
                   "(--allow-unknown-owner writes it anyway)"]
     chosen: dict[str, IDRange] = {}
+    skipped: list[str] = []
     for kind in kinds:
+        if args.count is None and defs.subid_limits(kind).count == 0:
+            # useradd allocates no range of a kind whose SUB_?ID_COUNT is 0.
+            skipped.append(kind)
+            out.line(f"sub{kind}: none: SUB_{kind.upper()}_COUNT is 0 in login.defs, so "
+                     "useradd allocates no range")
+            continue
         f = system.subid(kind)
         existing = f.ranges_for(args.user, None)
         if existing and not args.force:
@@ -167,7 +174,8 @@ def cmd_allocate(args: argparse.Namespace, out: Output) -> int:
                                 allow_unknown_owner=args.allow_unknown_owner,
                                 badname=args.badname)
             out.line(f"wrote {path}" + (f" (backup {path}-)" if existed else " (new file)"))
-    out.json({"user": args.user, "written": bool(args.write), "warnings": warned,
+    out.json({"user": args.user, "written": bool(args.write) and bool(chosen),
+              "warnings": warned, "skipped": skipped,
               "ranges": {k: {"start": r.start, "count": r.size} for k, r in chosen.items()}})
     return 0
 
