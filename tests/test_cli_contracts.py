@@ -213,3 +213,17 @@ def test_allocate_skips_a_kind_whose_count_is_zero_as_useradd_does(
                        capture_output=True)
         assert (etc / "subuid").read_text() == ""
         assert (etc / "subgid").read_text().splitlines()[-1] == "bob:165536:65536"
+
+
+def test_check_caps_its_text_list_and_says_how_many_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 30 owners without passwd entries: 30 findings (and more), capped at 20 in text.
+    root = _root(tmp_path, "".join(f"ghost{i}:{100000 + i * 65536}:65536\n" for i in range(30)))
+    code, out, _ = run(capsys, "check", "--root", str(root), "--json")
+    total = len(json.loads(out)["findings"])
+    assert total > 20
+    code_text, out, _ = run(capsys, "check", "--root", str(root))
+    assert code_text == code
+    assert f"… and {total - 20} more (--json lists every finding)" in out
+    assert f"{total} finding(s)" in out

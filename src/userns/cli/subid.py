@@ -21,6 +21,7 @@ from ._common import (
     System,
     add_json,
     add_system_options,
+    capped,
     finding_dict,
     format_name,
     parse_positive,
@@ -44,8 +45,11 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
                     defs=system.login_defs())
     threshold = LEVELS.index(args.fail_on)
     failing = [f for f in findings if int(f.severity) >= threshold]
-    for f in findings:
+    shown, more = capped(findings)
+    for f in shown:
         out.line(f.render())
+    if more:
+        out.line(f"{more} (--json lists every finding)")
     out.line(f"{len(findings)} finding(s), {len(failing)} at or above {args.fail_on}")
     out.json({"subuid": system.subuid_path, "subgid": system.subgid_path,
               "findings": [finding_dict(f) for f in findings], "failing": len(failing)})
