@@ -166,3 +166,12 @@ def test_missing_pair_knows_a_name_and_its_uid_are_one_owner() -> None:
     # Without accounts nothing says they are the same owner.
     assert sorted(f.reason for f in lint(uid, gid) if f.reason == "missing-pair") == [
         "missing-pair", "missing-pair"]
+
+
+def test_overlap_examples_say_how_many_were_left_out() -> None:
+    # One wide range met by 6 others: the finding names 3 examples and counts the rest.
+    text = "big:100000:700000\n" + "".join(f"o{i}:{100000 + i * 65536}:10\n" for i in range(6))
+    f = SubidFile.parse(text)
+    (big,) = [x for x in lint(f) if x.reason == "overlap" and x.owner == "big"]
+    assert "meets 6 ranges of other owners" in big.message
+    assert big.message.count("(line ") == 3 and big.message.endswith("; … and 3 more")

@@ -179,6 +179,8 @@ def _overlaps(file: SubidFile, accounts: Accounts | None) -> list[Finding]:
         if other:
             shown = "; ".join(f"{_relation(e, o)} {o.owner}'s {o.range} (line {o.lineno})"
                               for o in sorted(found["other"], key=lambda o: o.lineno))
+            if shown and other > len(found["other"]):
+                shown += f"; … and {other - len(found['other'])} more"
             msg = (f"{e.owner}'s range {e.range} meets {other} range"
                    f"{'s' if other != 1 else ''} of other owners" + (f": {shown}" if shown
                                                                      else ""))
@@ -187,6 +189,8 @@ def _overlaps(file: SubidFile, accounts: Accounts | None) -> list[Finding]:
         if same:
             shown = "; ".join(f"{_relation(e, o)} {o.range} (line {o.lineno})"
                               for o in found["same"])
+            if shown and same > len(found["same"]):
+                shown += f"; … and {same - len(found['same'])} more"
             msg = (f"{e.owner}'s range {e.range} meets {same} other entr"
                    f"{'ies' if same != 1 else 'y'} of the same owner"
                    + (f" ({shown})" if shown else "")
