@@ -20,6 +20,7 @@ import pytest
 
 from userns.cli import main
 from userns.doctor import check_helper, check_sysctls, diagnose, read_sysctl, subid_source
+from userns.mount import Probe
 
 NEWUIDMAP = shutil.which("newuidmap")
 SETCAP = shutil.which("setcap")
@@ -209,6 +210,12 @@ def _etc(tmp: pathlib.Path, subuid: str, subgid: str) -> None:
                     reason="needs root, getsubids and unshare")
 def test_getsubids_agrees_on_a_root(tmp_path: pathlib.Path) -> None:
     _etc(tmp_path, "alice:100000:65536\n1000:300000:10\n", "alice:100000:65536\n")
+    # A root without getsubids has nothing that asks libsubid (as k8s check decides).
+    c = diagnose(str(tmp_path)).check("getsubids-agrees")
+    assert c.status == "not-run" and f"no getsubids under {tmp_path}" in c.evidence
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/getsubids").write_text("#!/bin/sh\n")
+    (tmp_path / "usr/bin/getsubids").chmod(0o755)
     c = diagnose(str(tmp_path)).check("getsubids-agrees")
     assert c.status == "ok" and "4 queries" in c.evidence  # 2 owners, -u and -g
     # A source whose plugin is missing: the real getsubids falls back to the files, as
@@ -329,3 +336,108 @@ def test_doctor_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
         if st.st_mode & 0o4000 and st.st_uid == 0:
             assert by["newuidmap"]["status"] == "ok"
     assert "idmapped-mount:/tmp" in by
+
+
+# -- the new-user review ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["max-user-namespaces", "unprivileged-userns-clone",
+                                  "apparmor-restrict-userns"])
+def test_an_unparseable_sysctl_is_unreadable_not_ok(tmp_path: pathlib.Path, name: str) -> None:
+    sysctl = {"max-user-namespaces": "user.max_user_namespaces",
+              "unprivileged-userns-clone": "kernel.unprivileged_userns_clone",
+              "apparmor-restrict-userns": "kernel.apparmor_restrict_unprivileged_userns"}[name]
+    values = {"user.max_user_namespaces": "15000", sysctl: "garbage"}
+    tree = proc_sys(tmp_path, values)
+    c = {c.name: c for c in check_sysctls(str(tmp_path), proc_sys=str(tree))}[name]
+    assert c.status == "warning", c
+    assert "'garbage' is unreadable" in c.evidence and sysctl in (c.fix or "")
+    # Also as a sysctl.d file sets it, for a root without /proc/sys.
+    root = tmp_path / "files"
+    (root / "etc/sysctl.d").mkdir(parents=True)
+    (root / "etc/sysctl.d/50-x.conf").write_text(f"{sysctl} = garbage\n")
+    c = {c.name: c for c in check_sysctls(str(root))}[name]
+    assert c.status == "warning" and "50-x.conf:1" in c.evidence
+
+
+def test_fix_texts_name_the_real_root(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "node root"
+    _etc(root, "alice:100000:65536\nbob:100001:65536\n", "")
+    with open(root / "etc/passwd", "a") as fh:
+        fh.write("kubelet:x:999:999::/:/bin/false\n")
+    report = diagnose(str(root), run_getsubids=False)
+    lint, kubelet = report.check("subid-lint"), report.check("kubelet")
+    assert lint.status == "error" and kubelet.status == "error"  # no getsubids in the root
+    quoted = f"--root '{root}'"
+    for c in (lint, kubelet):
+        assert c.fix is not None and "ROOT" not in c.fix and quoted in c.fix, c.fix
+    assert lint.fix is not None and lint.fix.startswith(f"userns check {quoted} ")
+    # The running host: no --root at all.
+    from userns.doctor import _root_option
+
+    assert _root_option("/") == "" and _root_option(str(root)) == f" {quoted}"
+
+
+def _no_api(text: str | None) -> None:
+    for word in ("prepare_volume", "strategy=", "shift_tree"):
+        assert word not in (text or ""), text
+
+
+def test_pseudo_filesystems_are_not_volumes(tmp_path: pathlib.Path) -> None:
+    report = diagnose(str(tmp_path), ["/proc", "/sys"], run_getsubids=False)
+    for path, fs in (("/proc", "proc"), ("/sys", "sysfs")):
+        c = report.check(f"idmapped-mount:{path}")
+        assert c.status == "error", c
+        assert f"{path} is on {fs}, a kernel pseudo filesystem" in c.evidence
+        assert "not a volume" in c.evidence and "shift the tree" not in (c.fix or "")
+        assert "pseudo filesystems are not volumes" in (c.fix or "")
+        _no_api(c.evidence)
+        _no_api(c.fix)
+
+
+def test_probe_reasons_are_rendered_as_commands() -> None:
+    from userns.doctor import _render_probe
+
+    api = ("; shift the tree instead (prepare_volume(strategy='shift'), or "
+           "'userns volume --strategy shift')")
+    for reason, fs in (("fs-unsupported", "ramfs"), ("not-permitted", "ext4"),
+                       ("no-kernel-support", None), ("unsupported-arch", None),
+                       ("helper-failed", "ext4"), ("already-idmapped", "ext4")):
+        answer = Probe(path="/srv/v", ok=False, reason=reason, message="it failed" + api,
+                       fs_type=fs, mount_point="/srv" if fs else None, errno=22)
+        status, evidence, fix = _render_probe("/srv/v", answer)
+        assert status == "error" and f"[{reason}]" in evidence
+        _no_api(evidence)
+        _no_api(fix)
+        if reason != "already-idmapped":
+            assert fix is not None and "userns volume /srv/v --map MAP --strategy shift" in fix
+    status, evidence, fix = _render_probe("/srv/v", Probe(
+        path="/srv/v", ok=True, reason="ok", message="/elsewhere can be idmapped",
+        fs_type="ext4", mount_point="/srv"))
+    assert (status, evidence, fix) == ("ok", "/srv/v (ext4, mounted at /srv) can be idmapped",
+                                       None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or UNSHARE is None, reason="mounting ramfs needs root "
+                    "and unshare")
+def test_doctor_on_a_refusing_filesystem_names_the_cli(tmp_path: pathlib.Path) -> None:
+    import sys
+
+    mnt = tmp_path / "ramfs"
+    mnt.mkdir()
+    code = ("import sys, json; from userns.mount import probe; from userns.cli import main; "
+            "print(json.dumps(probe(sys.argv[1]).message)); "
+            "sys.exit(main(['doctor', '--no-getsubids', '--json', '--root', sys.argv[2], "
+            "sys.argv[1]]))")
+    proc = subprocess.run(
+        [UNSHARE, "--mount", "--propagation", "private", "sh", "-c",
+         'mount -t ramfs none "$1" && shift && exec "$@"', "sh", str(mnt),
+         sys.executable, "-c", code, str(mnt), str(tmp_path)],
+        capture_output=True, text=True, check=False)
+    assert proc.returncode == 1, proc.stderr
+    _message, rest = proc.stdout.split("\n", 1)
+    c = {c["name"]: c for c in json.loads(rest)["checks"]}[f"idmapped-mount:{mnt}"]
+    assert c["status"] == "error" and "ramfs" in c["evidence"]
+    _no_api(c["evidence"])
+    _no_api(c["fix"])
+    assert f"userns volume {mnt} --map MAP --strategy shift" in c["fix"]

@@ -32,6 +32,9 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import platform
+import re
+import shlex
 import stat
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -41,6 +44,7 @@ import attrs
 from .errors import UsernsError
 
 __all__ = [
+    "PSEUDO_FILESYSTEMS",
     "STATUSES",
     "Check",
     "DoctorReport",
@@ -109,6 +113,11 @@ class DoctorReport:
 
 def _is_live(root: str) -> bool:
     return os.path.realpath(root) == "/"
+
+
+def _root_option(root: str) -> str:
+    """`` --root DIR`` for a command run on ``root``; nothing for the running host."""
+    return "" if _is_live(root) else f" --root {shlex.quote(root)}"
 
 
 def _read(path: str) -> str | None:
@@ -194,7 +203,10 @@ def check_sysctls(root: str = "/", *, proc_sys: str | None = None) -> list[Check
         live = _is_live(root) and proc_sys is None
         out.append(Check("max-user-namespaces", title, "error" if live else "not-run", where,
                          "a kernel built with CONFIG_USER_NS=y" if live else None))
-    elif value is None or value <= 0:
+    elif value is None:
+        out.append(_unreadable("max-user-namespaces", title, "user.max_user_namespaces",
+                               raw, where, "a number such as 28633"))
+    elif value <= 0:
         out.append(Check(
             "max-user-namespaces", title, "error",
             f"{where}: no process may create a user namespace (EINVAL/ENOSPC on unshare)",
@@ -207,6 +219,9 @@ def check_sysctls(root: str = "/", *, proc_sys: str | None = None) -> list[Check
     if raw is None:
         out.append(Check("unprivileged-userns-clone", title, "ok",
                          f"{where}: the kernel has no such switch (not Debian's patch)"))
+    elif _int(raw) is None:
+        out.append(_unreadable("unprivileged-userns-clone", title,
+                               "kernel.unprivileged_userns_clone", raw, where, "0 or 1"))
     elif _int(raw) == 0:
         out.append(Check(
             "unprivileged-userns-clone", title, "warning",
@@ -221,6 +236,10 @@ def check_sysctls(root: str = "/", *, proc_sys: str | None = None) -> list[Check
     if raw is None:
         out.append(Check("apparmor-restrict-userns", title, "ok",
                          f"{where}: AppArmor does not restrict user namespaces here"))
+    elif _int(raw) is None:
+        out.append(_unreadable("apparmor-restrict-userns", title,
+                               "kernel.apparmor_restrict_unprivileged_userns", raw, where,
+                               "0 or 1"))
     elif _int(raw) == 1:
         out.append(Check(
             "apparmor-restrict-userns", title, "warning",
@@ -232,6 +251,17 @@ def check_sysctls(root: str = "/", *, proc_sys: str | None = None) -> list[Check
     else:
         out.append(Check("apparmor-restrict-userns", title, "ok", where))
     return out
+
+
+def _unreadable(name: str, title: str, sysctl: str, raw: str, where: str,
+                wanted: str) -> Check:
+    """A sysctl whose value is no number: the kernel refuses such a write (EINVAL), so
+    what it runs with cannot be told from here."""
+    return Check(name, title, "warning",
+                 f"{where}: the value {raw!r} is unreadable (not a number): writing it fails "
+                 f"with EINVAL and the kernel keeps whatever value it had, which this "
+                 f"check cannot tell",
+                 f"set {sysctl} to {wanted} where {raw!r} is written")
 
 
 # -- newuidmap / newgidmap ------------------------------------------------------------
@@ -351,9 +381,14 @@ def _check_source(root: str) -> Check:
 
 def _check_getsubids(root: str, subuid: Any, subgid: Any, accounts: Any,
                      limit: int = 20) -> Check:
-    from .kubelet import predict_getsubids, run_getsubids
+    from .kubelet import find_getsubids, predict_getsubids, run_getsubids
 
     title = "getsubids agrees with the subuid/subgid files"
+    if find_getsubids(root) is None:
+        where = "on PATH" if _is_live(root) else f"under {root}"
+        return Check("getsubids-agrees", title, "not-run",
+                     f"no getsubids {where} (uidmap / shadow-utils-subid): nothing there "
+                     "asks libsubid, so there is no answer to compare with the files")
     owners = list(dict.fromkeys(e.owner for e in (*subuid.entries, *subgid.entries)))
     if not owners:
         return Check("getsubids-agrees", title, "not-run",
@@ -385,7 +420,7 @@ def _check_getsubids(root: str, subuid: Any, subgid: Any, accounts: Any,
                  f"getsubids printed what the files say for {asked} queries{more}")
 
 
-def _check_lint(subuid: Any, subgid: Any, accounts: Any, defs: Any) -> Check:
+def _check_lint(root: str, subuid: Any, subgid: Any, accounts: Any, defs: Any) -> Check:
     from .subid import lint
 
     title = "lint of subuid and subgid"
@@ -399,10 +434,89 @@ def _check_lint(subuid: Any, subgid: Any, accounts: Any, defs: Any) -> Check:
     shown = "; ".join(str(f) for f in findings[:3])
     more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
     return Check("subid-lint", title, status, f"{len(findings)} finding(s): {shown}{more}",
-                 "userns check --root ROOT shows each finding with its line and fix")
+                 f"userns check{_root_option(root)} shows each finding "
+                 "with its line and fix")
 
 
 # -- idmapped mounts, Docker, kubelet ------------------------------------------------
+
+
+#: Kernel pseudo filesystems: their files are the kernel's, not a volume's; the kernel
+#: never idmaps them and there is nothing on disk to shift.
+PSEUDO_FILESYSTEMS: frozenset[str] = frozenset({
+    "proc", "sysfs", "devpts", "devtmpfs", "cgroup", "cgroup2", "debugfs", "tracefs",
+    "securityfs", "configfs", "bpf", "mqueue", "pstore", "hugetlbfs", "fusectl",
+    "efivarfs", "binfmt_misc", "autofs", "nsfs", "selinuxfs", "rpc_pipefs",
+})
+_IDMAP_FILESYSTEMS = "ext4, xfs, btrfs, tmpfs 6.3+, overlayfs 5.19+"
+_FS_NOTES = {
+    "tmpfs": "tmpfs takes idmapped mounts from Linux 6.3",
+    "overlay": "an overlayfs mount itself cannot be idmapped: idmap its layers (Linux "
+               "5.19+) and mount the overlay over them",
+}
+# The probe's own advice names the Python API; doctor speaks in commands.
+_API_ADVICE = re.compile(r";?\s*(?:shift the tree instead|use)\s*\(?\s*(?:prepare_volume\()?"
+                         r"strategy=.*$", re.DOTALL)
+
+
+def _mount_fix(path: str) -> str:
+    return (f"shift the tree instead: userns volume {shlex.quote(path)} --map MAP --strategy "
+            f"shift (or userns shift), or put it on a filesystem that takes idmapped mounts "
+            f"({_IDMAP_FILESYSTEMS})")
+
+
+def _render_probe(path: str, answer: Any) -> tuple[Status, str, str | None]:
+    """The status, evidence and fix of :func:`userns.mount.probe`'s ``answer``, written
+    from its ``reason`` and fields: its ``message`` is the library's (its advice names
+    Python keywords), and the CLI names commands."""
+    reason = str(answer.reason)
+    fs = getattr(answer, "fs_type", None)
+    at = getattr(answer, "mount_point", None)
+    on = f"{fs}, mounted at {at}" if fs and at else fs or "its filesystem"
+    if answer.ok:
+        return "ok", f"{path} ({on}) can be idmapped", None
+    err = getattr(answer, "errno", None)
+    code = f" ({os.strerror(err)})" if isinstance(err, int) else ""
+    if reason == "fs-unsupported" and fs in PSEUDO_FILESYSTEMS:
+        return ("error",
+                f"{path} is on {fs}, a kernel pseudo filesystem (mounted at {at}): it is "
+                "not a volume; "
+                "the kernel never idmaps it and no owner there is stored on disk "
+                f"[{reason}]",
+                f"nothing to idmap or shift at {path}: pseudo filesystems are not volumes "
+                "(a container gets its own /proc, /sys and /dev from its runtime); check "
+                "the directory you mean to share instead")
+    if reason == "fs-unsupported":
+        note = _FS_NOTES.get(fs or "", "")
+        if fs and fs.startswith("fuse"):
+            note = ("FUSE takes idmapped mounts from Linux 6.12, and only from a server "
+                    "that sets FUSE_ALLOW_IDMAP")
+        return ("error", f"{path} ({on}): the kernel refused to idmap this filesystem"
+                f"{code}{': ' + note if note else ''} [{reason}]", _mount_fix(path))
+    if reason == "not-found":
+        gone = os.strerror(err) if isinstance(err, int) else "not found"
+        return ("error", f"{path}: {gone} [{reason}]",
+                "give a path that exists: the check probes the mount it is on")
+    if reason == "not-permitted":
+        return ("error",
+                f"{path} ({on}): not permitted to idmap it{code}: that needs CAP_SYS_ADMIN "
+                "over the filesystem and the mount namespace (root on the host for a host "
+                f"filesystem) [{reason}]",
+                "run userns doctor as root to learn whether root could; else "
+                + _mount_fix(path))
+    if reason == "already-idmapped":
+        return ("error", f"{path} is on a mount that is idmapped already (at {at}), and this "
+                f"kernel cannot idmap it again [{reason}]",
+                "idmap the original, unmapped mount instead")
+    if reason == "no-kernel-support":
+        return ("error", f"this kernel ({platform.release()}) has no mount_setattr (Linux "
+                f"5.12+), or a seccomp filter blocks it [{reason}]", _mount_fix(path))
+    if reason == "unsupported-arch":
+        return ("error", f"userns does not know the mount system calls' numbers on "
+                f"{platform.machine()} [{reason}]",
+                _mount_fix(path) + "; or util-linux: mount --bind -o X-mount.idmap=MAP")
+    cause = _API_ADVICE.sub("", str(answer.message)).rstrip(" ;,:")
+    return "error", f"{cause} [{reason}]", _mount_fix(path)
 
 
 def _check_mount(path: str) -> Check:
@@ -419,15 +533,8 @@ def _check_mount(path: str) -> Check:
         answer = probe(path)
     except (UsernsError, OSError) as err:
         return Check(name, title, "error", f"{path}: {err}")
-    fs_type = getattr(answer, "fs_type", None)
-    evidence = str(answer.message)
-    if fs_type and fs_type not in evidence:
-        evidence += f" [{fs_type}]"
-    if answer.ok:
-        return Check(name, title, "ok", evidence)
-    return Check(name, title, "error", f"{evidence} [{answer.reason}]",
-                 "shift the tree instead (userns shift), or put it on a filesystem that "
-                 "takes idmapped mounts (ext4, xfs, btrfs, tmpfs 6.3+, overlayfs 5.19+)")
+    status, evidence, fix = _render_probe(path, answer)
+    return Check(name, title, status, evidence, fix)
 
 
 def _docker_reader() -> tuple[Callable[..., Any] | None, str]:
@@ -523,12 +630,12 @@ def _check_kubelet(root: str, run_getsubids: bool) -> Check:
     worst = [f for f in node.findings if int(f.severity) >= 2]
     if node.error is not None:
         return Check("kubelet", title, "error", f"{pool}kubelet would stop: "
-                     f"{node.error.message}", "userns k8s check --root ROOT says why and what "
-                     "pool would keep the pods")
+                     f"{node.error.message}", f"userns k8s check{_root_option(root)} says why, "
+                     f"and userns k8s pods{_root_option(root)} what pool would keep the pods")
     if worst:
         return Check("kubelet", title, "error" if any(int(f.severity) >= 3 for f in worst)
                      else "warning", f"{pool}" + "; ".join(f.message for f in worst[:2]),
-                     "userns k8s check --root ROOT")
+                     f"userns k8s check{_root_option(root)} lists every finding with its fix")
     return Check("kubelet", title, "ok", f"{pool}kubelet would start")
 
 
@@ -564,7 +671,7 @@ def diagnose(root: str = "/", paths: Sequence[str] = (), *, proc_sys: str | None
         checks.append(Check("getsubids-agrees", "getsubids agrees with the subuid/subgid "
                             "files", "not-run", "not asked to run getsubids"))
     defs = LoginDefs.parse(_read(os.path.join(etc, "login.defs")) or "")
-    checks.append(_check_lint(files[0], files[1], accounts, defs))
+    checks.append(_check_lint(root, files[0], files[1], accounts, defs))
     checks.extend(_check_mount(p) for p in paths)
     checks.append(_check_kubelet(root, run_getsubids))
     return DoctorReport(root, _is_live(root), tuple(checks))
