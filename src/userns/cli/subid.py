@@ -139,8 +139,10 @@ def cmd_allocate(args: argparse.Namespace, out: Output) -> int:
                     allow_unknown_owner=args.allow_unknown_owner or not args.write)
     warned += [str(w.message) for w in caught if issubclass(w.category, UnknownOwnerWarning)]
     if warned and not args.write:
-        warned = [f"{args.user!r} has no passwd entry: --write would refuse it "
-                  "(--allow-unknown-owner writes it anyway)"]
+        then = ("--write with --allow-unknown-owner would write it anyway"
+                if args.allow_unknown_owner else
+                "--write would refuse it (--allow-unknown-owner writes it anyway)")
+        warned = [f"{args.user!r} has no passwd entry: {then}"]
     chosen: dict[str, IDRange] = {}
     skipped: list[str] = []
     for kind in kinds:
