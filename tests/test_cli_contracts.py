@@ -227,3 +227,17 @@ def test_check_caps_its_text_list_and_says_how_many_more(
     assert code_text == code
     assert f"… and {total - 20} more (--json lists every finding)" in out
     assert f"{total} finding(s)" in out
+
+
+def test_allocate_unknown_owner_warning_fits_the_flags_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _root(tmp_path, "")
+    _, out, _ = run(capsys, "allocate", "ghost", "--root", str(root), "--json")
+    assert json.loads(out)["warnings"] == [
+        "'ghost' has no passwd entry: --write would refuse it (--allow-unknown-owner writes "
+        "it anyway)"]
+    _, out, _ = run(capsys, "allocate", "ghost", "--root", str(root), "--json",
+                    "--allow-unknown-owner")
+    assert json.loads(out)["warnings"] == [
+        "'ghost' has no passwd entry: --write with --allow-unknown-owner would write it anyway"]
