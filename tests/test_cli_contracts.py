@@ -241,3 +241,22 @@ def test_allocate_unknown_owner_warning_fits_the_flags_given(
                     "--allow-unknown-owner")
     assert json.loads(out)["warnings"] == [
         "'ghost' has no passwd entry: --write with --allow-unknown-owner would write it anyway"]
+
+
+def test_access_of_an_empty_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "access", "", "-m", "0 231072 65536")
+    assert code == EXIT_USAGE and "an empty PATH names no file" in err
+
+
+def test_an_interrupted_shift_says_the_journal_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import userns.shift
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(userns.shift, "shift_tree", interrupted)
+    code, _, err = run(capsys, "shift", str(tmp_path), "-m", "0 231072 65536", "--no-progress")
+    assert code == 130
+    assert err.startswith("userns: interrupted; the journal is kept: run the same command")

@@ -143,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except KeyboardInterrupt:
-        sys.stderr.write("userns: interrupted\n")
+        hint = ""
+        if args_list and args_list[0] in ("shift", "unshift", "volume"):
+            hint = ("; the journal is kept: run the same command again to resume, or "
+                    "'userns shift --rollback' to undo")
+        sys.stderr.write(f"userns: interrupted{hint}\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``| head``): not an error of ours; keep Python quiet.

@@ -101,6 +101,8 @@ def _table(rows: list[list[str]]) -> list[str]:
 def cmd_access(args: argparse.Namespace, out: Output) -> int:
     from ..access import Identity, analyze
 
+    if any(not path for path in args.paths):
+        raise UsageError("an empty PATH names no file (use . for the current directory)")
     pair, source = _pair(args)
     gid = args.uid if args.gid is None else args.gid
     who = Identity(pair, args.uid, gid, args.groups)
