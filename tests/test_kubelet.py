@@ -896,3 +896,17 @@ def test_cli_pods_format_says_no_map(tmp_path: pathlib.Path,
     i = next(i for i, line in enumerate(lines) if line.startswith("pod-d:"))
     assert lines[i + 1] == "  no map"
     assert lines[2:4] == ["  lxc.idmap = u 0 131072 65536", "  lxc.idmap = g 0 131072 65536"]
+
+
+def test_cli_check_findings_text_is_capped(tmp_path: pathlib.Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_root(tmp_path, "kubelet:65536:7208960\n")
+    with open(root / "etc/passwd", "a") as fh:
+        fh.writelines(f"u{i}:x:{70000 + i}:{70000 + i}::/:/bin/false\n" for i in range(25))
+    code, out = _cli(capsys, "k8s", "check", "--root", str(root), "--no-getsubids")
+    assert code == 1
+    listed = [line for line in out.splitlines() if line.startswith("security: ")]
+    assert len(listed) == 20 and "… and 5 more" in out.splitlines()
+    code, out = _cli(capsys, "k8s", "check", "--root", str(root), "--no-getsubids", "--json")
+    assert len([f for f in json.loads(out)["findings"]
+                if f["reason"] == "pool-covers-account"]) == 25

@@ -179,7 +179,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", metavar="DIR",
                    help="the node's root directory (default /: the running host)")
     p.add_argument("--kubelet-dir", metavar="DIR",
-                   help="kubelet's --root-dir (default ROOT/var/lib/kubelet)")
+                   help="kubelet's --root-dir (default: var/lib/kubelet under --root)")
     p.add_argument("--ids-per-pod", type=parse_positive, default=DEFAULT_IDS_PER_POD,
                    metavar="N", help="userNamespaces.idsPerPod (default 65536)")
     p.add_argument("--max-pods", type=parse_positive, default=DEFAULT_MAX_PODS, metavar="M",
