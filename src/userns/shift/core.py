@@ -43,7 +43,7 @@ from .report import (
     UnmappedOwnersError,
 )
 from .translate import IDTranslator, Policy, check_policy, compose
-from .walk import DIR_FLAGS, INODE_MISMATCH, Walker, open_root
+from .walk import DIR_FLAGS, FD_CACHE, INODE_MISMATCH, Walker, open_root
 
 __all__ = [
     "ShiftOptions",
@@ -314,14 +314,15 @@ class _Shift:
 
     def walker(self, fd: int, st: os.stat_result, journal: JournalWriter | None,
                part: int = 0, parts: int = 1,
-               progress: Callable[[str, int], None] | None = None) -> Walker:
+               progress: Callable[[str, int], None] | None = None,
+               fd_cache: int = FD_CACHE) -> Walker:
         u, g = self.translators()
         return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
                       journal=journal, record_plain=self.record_plain,
                       track_all=self.track_all,
                       cross_mounts=self.cross_mounts, stop_on_error=self.stop,
                       part=part, parts=parts, progress=progress, exclude=self.exclude,
-                      include_outside_links=self.include_outside_links)
+                      include_outside_links=self.include_outside_links, fd_cache=fd_cache)
 
     def progress(self, phase: str, done: int, total: int | None = None) -> None:
         if self.user_progress is not None:
@@ -382,11 +383,30 @@ def _run_inprocess(run: _Shift, fd: int, st: os.stat_result, journal: Journal | 
             writer.close()
 
 
+def _more_descriptors() -> int:
+    """In a worker (a process of the shift's own): raise the soft open-file limit toward
+    the hard one, and return how many directory descriptors the walk may keep open, so
+    that the apply phase finds the directories the scan opened still open."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = WORKER_FILES if hard == resource.RLIM_INFINITY else min(hard, WORKER_FILES)
+    if want > soft:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return WORKER_FILES // 4  # (the cache takes at most a quarter of the limit it finds)
+
+
+#: The open-file limit a worker asks for (at most its hard limit).
+WORKER_FILES = 1 << 16
+
+
 def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part: int,
                  parts: int, preflight: bool, chan: _Chan) -> None:
     writer = journal.writer(f"w{part}")
     walker = run.walker(_reopen(fd, st), st, writer, part, parts,
-                        progress=lambda phase, n: chan.send(("progress", phase, n)))
+                        progress=lambda phase, n: chan.send(("progress", phase, n)),
+                        fd_cache=_more_descriptors())
     if not preflight:
         walker.scan(stream=True)
     else:

@@ -313,6 +313,7 @@ class Walker:
         parts: int = 1,
         progress: Callable[[str, int], None] | None = None,
         include_outside_links: bool = False,
+        fd_cache: int = FD_CACHE,
     ) -> None:
         self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
         self.root_path = root_path
@@ -332,7 +333,7 @@ class Walker:
         self.parts = parts
         self.progress = progress
         self.include_outside_links = include_outside_links
-        self.cache = _DirCache()
+        self.cache = _DirCache(fd_cache)
         self.plans: list[_Plan] = []
         self.pending = 0
         self._scanned = 0
@@ -953,7 +954,9 @@ class Walker:
         chown = os.chown
         done = self._applied
         try:
-            for node, own, plain, special in plans:
+            # Last planned first: the directories the scan opened last are still in the
+            # descriptor cache (in scan order, each would evict the next one needed).
+            for node, own, plain, special in reversed(plans):
                 try:
                     fd = self.cache.fd(node)
                 except (OSError, _Changed) as exc:
