@@ -98,3 +98,18 @@ def test_audit_says_why_it_exits_1_for_ids_outside_the_map(
     code, out = run(capsys, "audit", vol, "-m", "0 231072 65536")
     assert code == 1
     assert "2 owner IDs are outside the map" in out and "exit status 1" in out
+
+
+def test_probe_answers_name_the_path_asked_about(tmp_path: os.PathLike[str]) -> None:
+    # Two paths on one mount: each answer's message names its own path (the cache is per
+    # path; it returned the first path's message for the second).
+    from userns.mount import clear_probe_cache
+
+    first, second = os.path.join(tmp_path, "aaa"), os.path.join(tmp_path, "bbb")
+    os.mkdir(first)
+    os.mkdir(second)
+    assert os.stat(first).st_dev == os.stat(second).st_dev
+    clear_probe_cache()
+    assert first in probe(first).message
+    answer = probe(second)
+    assert second in answer.message and first not in answer.message

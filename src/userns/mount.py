@@ -139,8 +139,9 @@ def _numbers() -> dict[str, int]:
     if nums is None:
         raise MountError(
             f"idmapped mounts are driven through raw system calls, and userns knows their "
-            f"numbers only for {', '.join(sorted(SYSCALLS))}, not {machine!r}: use "
-            "strategy='shift' (shift_tree), or util-linux mount -o X-mount.idmap=...",
+            f"numbers only for {', '.join(sorted(SYSCALLS))}, not {machine!r}: shift the "
+            "tree instead ('userns volume --strategy shift', prepare_volume(strategy="
+            "'shift')), or use util-linux mount -o X-mount.idmap=...",
             reason="unsupported-arch")
     return nums
 
@@ -529,8 +530,8 @@ def _explain(e: OSError, step: str, path: str, info: MountInfo | None,
              recursive: bool = False) -> MountError:
     """The errno of one step as a :class:`MountError` with its cause and fix."""
     fs = info.fs_type if info is not None else "?"
-    fallback = ("; shift the tree instead (prepare_volume(strategy='shift'), or "
-                "'userns volume --strategy shift')")
+    fallback = ("; shift the tree instead ('userns volume --strategy shift', or "
+                "prepare_volume(strategy='shift') in Python)")
     if e.errno == _errno.ENOSYS:
         return MountError(
             f"{step} is not available (ENOSYS): idmapped mounts need Linux 5.12 or later "
@@ -604,7 +605,7 @@ class Probe:
 
 
 _KERNEL: Probe | None = None
-_CACHE: dict[tuple[int, int, str, bool], Probe] = {}
+_CACHE: dict[tuple[int, int, str, bool, str], Probe] = {}
 
 
 def probe_kernel() -> Probe:
@@ -653,7 +654,7 @@ def probe(path: str | os.PathLike[str], *, cache: bool = True) -> Probe:
     The kernel is asked for real on a detached copy of the mount (``open_tree`` clone,
     ``mount_setattr`` with a one-ID map, then closed: nothing is ever attached), so the
     answer covers the filesystem type, the kernel version and the caller's privileges
-    alike. Answers are cached per mount (``cache=False`` asks again).
+    alike. Answers are cached per path and mount (``cache=False`` asks again).
 
     >>> probe("/proc").reason in ("fs-unsupported", "not-permitted", "no-kernel-support",
     ...                          "unsupported-arch")
@@ -672,9 +673,10 @@ def probe(path: str | os.PathLike[str], *, cache: bool = True) -> Probe:
         return Probe.from_error(where, _not_found(where, e))
     # Mount IDs are reused after an unmount: the type and the flag guard against a stale
     # answer for a new mount under an old ID.
-    key = (st.st_dev, info.mount_id, info.fs_type, info.idmapped)
+    # The answer's message names the path: the cache holds one answer per path.
+    key = (st.st_dev, info.mount_id, info.fs_type, info.idmapped, where)
     if cache and key in _CACHE:
-        return attrs.evolve(_CACHE[key], path=where)
+        return _CACHE[key]
     answer = _probe_now(where, info)
     _CACHE[key] = answer
     return answer
