@@ -720,6 +720,9 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
                 jr = None
             raise OutsideLinksError(report)
         if merged["errors"] or merged["stopped"]:
+            if root_rec is not None:  # the root's own change is made last: not now
+                coord.uncount_record(root_rec)
+                merged = _merge([walked, coord.summary()])
             report = _report(root_path, merged, complete=False, **extra)
             if on_error == "stop":
                 first = merged["errors"][0] if merged["errors"] else None

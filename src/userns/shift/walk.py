@@ -968,6 +968,7 @@ class Walker:
                     except OSError as exc:
                         if exc.errno != errno_mod.ENOENT:
                             self._error(node, name, "chown", exc)
+                            self._uncount_plain(fd, name, nu, ng)
                         continue
                     self.changed += 1
                     done += 1
@@ -977,6 +978,7 @@ class Walker:
                     try:
                         self._apply_special(fd, name, dev, ino, rec)
                     except (OSError, _Changed) as exc:
+                        self.uncount_record(rec)
                         self._error(node, name, "apply", exc)
                         continue
                     self.changed += 1
@@ -985,6 +987,7 @@ class Walker:
                     try:
                         self.set_state(fd, os.fstat(fd), own)
                     except OSError as exc:
+                        self.uncount_record(own)
                         self._error(node, None, "apply", exc)
                         continue
                     self.changed += 1
@@ -995,6 +998,21 @@ class Walker:
             self._applied = done
             if self.progress is not None and plans:
                 self.progress("apply", done)
+
+    def uncount_record(self, rec: Record) -> None:
+        """A planned change that failed: its owner change did not happen."""
+        if rec.old_uid != rec.new_uid:
+            self.owner_changes["uid", rec.old_uid, rec.new_uid] -= 1
+        if rec.old_gid != rec.new_gid:
+            self.owner_changes["gid", rec.old_gid, rec.new_gid] -= 1
+
+    def _uncount_plain(self, fd: int, name: str, nu: int, ng: int) -> None:
+        """A plain chown that failed: the owner it still has is the one counted as old."""
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return  # gone: what it had cannot be told (the error says so)
+        self.uncount_record(Record(st.st_uid, st.st_gid, nu, ng, NO_MODE, ()))
 
     def _apply_special(self, dirfd: int, name: str, dev: int, ino: int, rec: Record) -> None:
         pfd = os.open(name, _PATH_FLAGS, dir_fd=dirfd)
@@ -1143,7 +1161,8 @@ class Walker:
             "entries": self.entries, "changed": self.changed, "unchanged": self.unchanged,
             "hardlinks": self.hardlinks, "modes_restored": self.modes_restored,
             "capabilities": self.capabilities, "acls": self.acls, "planned": self.planned,
-            "owner_changes": dict(self.owner_changes), "unmapped": self.unmapped,
+            "owner_changes": {k: n for k, n in self.owner_changes.items() if n > 0},
+            "unmapped": self.unmapped,
             "skipped_mounts": self.skipped_mounts, "errors": self.errors,
             "stopped": self.stopped, "outside_links": self.outside_links,
         }
