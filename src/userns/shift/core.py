@@ -124,10 +124,6 @@ def default_journal_path(root: str | os.PathLike[str]) -> str:
     return os.path.join(parent, f".{name}.userns-shift")
 
 
-def _triples(m: IDMap) -> list[list[int]]:
-    return [[e.container, e.host, e.size] for e in m]
-
-
 #: The root's mark of a finished shift: which shift, and the root's owner after it.
 MARKER = "trusted.userns.shift"
 
@@ -636,8 +632,8 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
             jpath = None  # a dry run of / needs no journal, and / has no sibling for one
         else:
             jpath = default_journal_path(root)
-        header = {"root": [st.st_dev, st.st_ino], "uid": _triples(uid_map),
-                  "gid": _triples(gid_map), "policy": policy, "overflow": list(ovf)}
+        header = {"root": [st.st_dev, st.st_ino], "uid": uid_map.to_triples(),
+                  "gid": gid_map.to_triples(), "policy": policy, "overflow": list(ovf)}
         marker = _marker_key(header)
         # The root carries the mark of this very shift: it finished once. Unless told to
         # trust the mark, the run verifies the tree (see _verify), journalled as such.
@@ -812,8 +808,8 @@ def _pending_shift(root: str | os.PathLike[str], target: IDMapPair | None,
         return None
     uid_map = compose(target.uid if target else None, source.uid if source else None)
     gid_map = compose(target.gid if target else None, source.gid if source else None)
-    if (found.get("root") == [st.st_dev, st.st_ino] and found.get("uid") == _triples(uid_map)
-            and found.get("gid") == _triples(gid_map)):
+    if (found.get("root") == [st.st_dev, st.st_ino] and found.get("uid") == uid_map.to_triples()
+            and found.get("gid") == gid_map.to_triples()):
         return jpath, found
     return None
 
@@ -945,8 +941,8 @@ def _mark_of(fd: int, mapping: IDMapPair) -> ShiftMark | None:
     policy = data.get("policy")
     return ShiftMark(uid=uid, gid=gid, policy=policy if isinstance(policy, str) else None,
                      owner=owner, holds=owner == (st.st_uid, st.st_gid),
-                     matches=bool(uid) and [list(t) for t in uid] == _triples(mapping.uid)
-                     and [list(t) for t in gid] == _triples(mapping.gid))
+                     matches=bool(uid) and [list(t) for t in uid] == mapping.uid.to_triples()
+                     and [list(t) for t in gid] == mapping.gid.to_triples())
 
 
 def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
