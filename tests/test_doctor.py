@@ -423,6 +423,7 @@ def test_probe_reasons_are_rendered_as_commands() -> None:
 def test_doctor_on_a_refusing_filesystem_names_the_cli(tmp_path: pathlib.Path) -> None:
     import sys
 
+    assert UNSHARE is not None
     mnt = tmp_path / "ramfs"
     mnt.mkdir()
     code = ("import sys, json; from userns.mount import probe; from userns.cli import main; "
