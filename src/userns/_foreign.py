@@ -34,7 +34,10 @@ __all__ = [
     "NumberReading",
     "Strtoul",
     "c_strtoul",
+    "go_fields",
     "go_parse_int",
+    "go_parse_uint",
+    "go_quote",
     "go_trim_space",
     "shadow_strtoul",
     "util_linux_strtoul",
@@ -176,15 +179,44 @@ def go_trim_space(text: str) -> str:
     return text[i:j]
 
 
+def go_parse_uint(text: str, bit_size: int = 64) -> tuple[int, str | None]:
+    """Go's ``strconv.ParseUint(text, 10, bit_size)``: ``(value, error)``.
+
+    ``error`` is ``None``, :data:`GO_SYNTAX` (the value is then 0) or :data:`GO_RANGE`
+    (the value is then the largest of ``bit_size`` bits). ASCII digits only, no sign,
+    read left to right: the first digit that overflows stops the reading, so an overflow
+    before a stray character is a range error, not a syntax error. ``bit_size`` 0 is
+    Go's ``uint`` (64 bits).
+
+    >>> go_parse_uint("4294967295", 32), go_parse_uint("4294967296x", 32)
+    ((4294967295, None), (4294967295, 'value out of range'))
+    >>> go_parse_uint("+1"), go_parse_uint("")
+    ((0, 'invalid syntax'), (0, 'invalid syntax'))
+    """
+    bits = bit_size or 64
+    if not 0 < bits <= 64:
+        raise ValueError(f"bit_size must be 0 to 64: {bit_size}")
+    if not text:
+        return 0, GO_SYNTAX
+    limit = 1 << bits
+    value = 0
+    for ch in text:
+        if not "0" <= ch <= "9":
+            return 0, GO_SYNTAX
+        value = value * 10 + ord(ch) - 48
+        if value >= limit:
+            return limit - 1, GO_RANGE
+    return value, None
+
+
 def go_parse_int(text: str, bit_size: int = 64) -> tuple[int, str | None]:
     """Go's ``strconv.ParseInt(text, 10, bit_size)``: ``(value, error)``.
 
     ``error`` is ``None``, :data:`GO_SYNTAX` (the value is then 0) or :data:`GO_RANGE`
-    (the value is then the limit of that sign). One optional sign, then ASCII digits
-    only; the digits are read left to right and the first one that overflows
-    ``bit_size`` bits stops the reading, so an overflow before a stray character is a
-    range error, not a syntax error. ``bit_size`` 0 is Go's ``int`` (64 bits);
-    ``strconv.Atoi`` gives the same results.
+    (the value is then the limit of that sign). One optional sign, then what
+    :func:`go_parse_uint` reads (as Go's ParseInt calls ParseUint), clamped to the
+    signed range. ``bit_size`` 0 is Go's ``int`` (64 bits); ``strconv.Atoi`` gives the
+    same results.
 
     >>> go_parse_int("+7"), go_parse_int(" 7"), go_parse_int("2147483648", 32)
     ((7, None), (0, 'invalid syntax'), (2147483647, 'value out of range'))
@@ -196,26 +228,56 @@ def go_parse_int(text: str, bit_size: int = 64) -> tuple[int, str | None]:
         raise ValueError(f"bit_size must be 0 to 64: {bit_size}")
     negative = text[:1] == "-"
     body = text[1:] if text[:1] in ("+", "-") else text
-    if not body:
+    unsigned, err = go_parse_uint(body, bits)
+    if err == GO_SYNTAX:
         return 0, GO_SYNTAX
-    k = 0
-    for c in body:
-        if not "0" <= c <= "9":
-            break
-        k += 1
-    # ParseUint: the digits before the first other character either overflow (a range
-    # error, whatever follows) or not (then that character is a syntax error).
-    significant = body[:k].lstrip("0")
-    limit = 2**bits - 1
-    if len(significant) > 20 or int(significant or "0") > limit:
-        unsigned = limit  # ParseUint's range error; ParseInt clamps it below
-    elif k < len(body):
-        return 0, GO_SYNTAX
-    else:
-        unsigned = int(significant or "0")
-    cutoff = 2 ** (bits - 1)
+    cutoff = 1 << (bits - 1)
     if not negative and unsigned >= cutoff:
         return cutoff - 1, GO_RANGE
     if negative and unsigned > cutoff:
         return -cutoff, GO_RANGE
     return (-unsigned if negative else unsigned), None
+
+
+def go_fields(text: str) -> list[str]:
+    """Go's ``strings.Fields``: the runs of ``text`` between :data:`GO_SPACE`.
+
+    >>> go_fields("\u3000a  b\x85c\x1cd ")
+    ['a', 'b', 'c\\x1cd']
+    """
+    out: list[str] = []
+    cur: list[str] = []
+    for ch in text:
+        if ch in GO_SPACE:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def go_quote(text: str) -> str:
+    """``text`` as Go's ``%q`` (``strconv.Quote``) writes it.
+
+    >>> print(go_quote('0: kubelet 65536 65536\\n0: x'))
+    "0: kubelet 65536 65536\\n0: x"
+    """
+    escapes = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

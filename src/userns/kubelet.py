@@ -50,6 +50,7 @@ from typing import Literal
 
 import attrs
 
+from ._foreign import go_fields, go_parse_uint, go_quote
 from .errors import UsernsError
 from .formats.kubelet import KubeletUsernsFile, read_kubelet_userns
 from .maps import Extent, IDMap, IDMapPair
@@ -99,67 +100,7 @@ DEFAULT_KUBELET_DIR = "/var/lib/kubelet"
 
 _U32 = 1 << 32
 _PREFIX = "create user namespace manager: "
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" \
-            "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _SEARCH = ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin")
-
-
-# -- Go's words -------------------------------------------------------------------------
-
-
-def go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` (``strconv.Quote``) writes it.
-
-    >>> print(go_quote('0: kubelet 65536 65536\\n0: x'))
-    "0: kubelet 65536 65536\\n0: x"
-    """
-    escapes = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif not ch.isprintable() and ch != " ":
-            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _go_fields(text: str) -> list[str]:
-    """Go's ``strings.Fields``: runs between Unicode white space."""
-    out: list[str] = []
-    cur: list[str] = []
-    for ch in text:
-        if ch in _GO_SPACE:
-            if cur:
-                out.append("".join(cur))
-                cur = []
-        else:
-            cur.append(ch)
-    if cur:
-        out.append("".join(cur))
-    return out
-
-
-def _go_parse_uint32(text: str) -> tuple[int, str | None]:
-    """Go's ``strconv.ParseUint(text, 10, 32)``: the value, or the error text."""
-    err = f"strconv.ParseUint: parsing {go_quote(text)}: "
-    if not text:
-        return 0, err + "invalid syntax"
-    value = 0
-    for ch in text:
-        if not "0" <= ch <= "9":
-            return 0, err + "invalid syntax"
-        value = value * 10 + ord(ch) - 48
-        if value >= _U32:
-            return _U32 - 1, err + "value out of range"
-    return value, None
 
 
 # -- values -----------------------------------------------------------------------------
@@ -420,14 +361,15 @@ def parse_getsubids_output(text: str) -> tuple[int, int] | StartError:
     if len(lines) != 1:
         return StartError("getsubids-lines", f"error parsing line {go_quote(text)}: it must "
                           "contain only one line")
-    parts = _go_fields(lines[0])
+    parts = go_fields(lines[0])
     if len(parts) != 4:
         return StartError("getsubids-fields", f"invalid line {go_quote(text)}")
     values = []
     for part in parts[2:]:
-        value, err = _go_parse_uint32(part)
-        if err is not None:
-            return StartError("getsubids-number", f"error parsing line {go_quote(text)}: {err}")
+        value, err = go_parse_uint(part, 32)
+        if err is not None:  # Go's *NumError text
+            return StartError("getsubids-number", f"error parsing line {go_quote(text)}: "
+                              f"strconv.ParseUint: parsing {go_quote(part)}: {err}")
         values.append(value)
     return values[0], values[1]
 
