@@ -263,7 +263,8 @@ class SystemCallError(UsernsError, OSError):
     """A system call on a path failed in a way userns explains: the base of the errors of
     the I/O modules that carry the kernel's ``errno`` and the ``path`` involved.
 
-    Not raised itself; its subclasses are (:class:`MountError`, :class:`AccessError`).
+    Not raised itself; its subclasses are (:class:`MountError`, :class:`AccessError`,
+    :class:`KernelError` and its own).
     Unlike the ``ValueError`` family, the input was valid: the system said no. As an
     ``OSError``, ``errno`` and ``filename`` are set; ``strerror`` is the explanation.
     """
@@ -533,7 +534,7 @@ class NotAllowedError(UsernsError, PermissionError):
     reason = "not-allowed"
 
 
-class KernelError(UsernsError, OSError):
+class KernelError(SystemCallError):
     """The kernel, or a process around it, refused something: an :class:`OSError` with an
     ``errno``, a ``reason`` code and, where one is involved, the ``pid`` and ``path``.
 
@@ -553,12 +554,10 @@ class KernelError(UsernsError, OSError):
         pid: int | str | None = None,
         path: str | None = None,
     ) -> None:
-        super().__init__(message, reason=reason)
-        self.errno = errno
+        super().__init__(message, reason=reason, errno=errno, path=path)
+        # The errno's own words, as OSError gives them; the message when there is none.
         self.strerror = _strerror(errno) if errno else message
-        self.filename = path
         self.pid = pid
-        self.path = path
 
 
 class MapWriteError(KernelError):
