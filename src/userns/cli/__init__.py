@@ -20,7 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import UsernsError
@@ -35,6 +35,7 @@ from ._common import (
     CommandError,
     Output,
     UsageError,
+    error_document,
     prefix_message,
 )
 
@@ -108,19 +109,6 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
 
 
-def _error_document(err: UsernsError) -> dict[str, Any]:
-    loc = err.location
-    # A parse error's path is its location's; an I/O error (MountError, KernelError, ...)
-    # names the path it failed on as ``path`` or, as an OSError, ``filename``.
-    path = loc.path if loc else None
-    if path is None:
-        path = getattr(err, "path", None) or getattr(err, "filename", None)
-    return {"ok": False, "error": {
-        "reason": err.reason, "message": err.message,
-        "path": None if path is None else str(path), "line": loc.line if loc else None,
-        "column": loc.column if loc else None}}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``userns`` command; return its exit status (0 ok, 1 error/findings, 2 usage)."""
     args_list = list(argv) if argv is not None else sys.argv[1:]
@@ -161,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"{err.message}\n")
         else:
             sys.stderr.write(prefix_message(err.render()) + "\n")
-        out.json(_error_document(err))
+        out.json(error_document(err))
         return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILURE
     except OSError as err:
         if debug:

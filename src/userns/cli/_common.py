@@ -20,6 +20,7 @@ from ..errors import CommandError, UsageError, UsernsError
 from ..formats.registry import FORMATS, detect_format, get_format
 from ..ids import ID_MAX
 from ..maps import IDMap, IDMapPair
+from ..severity import Severity
 
 __all__ = [
     "EXIT_FAILURE",
@@ -36,6 +37,7 @@ __all__ = [
     "add_map_options",
     "add_system_options",
     "capped",
+    "error_document",
     "finding_dict",
     "format_name",
     "load_pair",
@@ -268,8 +270,22 @@ def format_name(text: str) -> str:
         raise argparse.ArgumentTypeError(err.message) from None
 
 
-#: Finding severities from the lowest, as ``--fail-on`` names them.
-LEVELS = ("info", "warning", "error", "security")
+#: Finding severities from the lowest, as ``--fail-on`` names them (:class:`Severity`).
+LEVELS = tuple(str(s) for s in Severity)
+
+
+def error_document(err: UsernsError) -> dict[str, Any]:
+    """The ``--json`` document of an error: ``{"ok": false, "error": {...}}``."""
+    loc = err.location
+    # A parse error's path is its location's; an I/O error (MountError, KernelError, ...)
+    # names the path it failed on as ``path`` or, as an OSError, ``filename``.
+    path = loc.path if loc else None
+    if path is None:
+        path = getattr(err, "path", None) or getattr(err, "filename", None)
+    return {"ok": False, "error": {
+        "reason": err.reason, "message": err.message,
+        "path": None if path is None else str(path), "line": loc.line if loc else None,
+        "column": loc.column if loc else None}}
 
 
 def prefix_message(message: str) -> str:

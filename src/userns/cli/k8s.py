@@ -10,7 +10,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..formats.registry import FORMATS, get_format
+from ..formats.registry import get_format
 from ._common import (
     CommandError,
     Output,
@@ -18,6 +18,7 @@ from ._common import (
     add_json,
     capped,
     finding_dict,
+    format_name,
     parse_positive,
 )
 
@@ -202,6 +203,6 @@ def register(sub: Any) -> None:
     _common(p)
     p.add_argument("--pool", type=_parse_pool, metavar="FIRST:LENGTH",
                    help="check the pods against this pool instead of the node's")
-    p.add_argument("--format", "-f", choices=sorted(FORMATS), metavar="FORMAT",
+    p.add_argument("--format", "-f", type=format_name, metavar="FORMAT",
                    help="also print each pod's map in this format")
     p.set_defaults(func=cmd_pods)

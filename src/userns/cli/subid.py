@@ -12,6 +12,7 @@ from ..formats.proc import format_proc, validate_map_write
 from ..formats.registry import detect_format, get_format
 from ..ids import MAX_EXTENTS
 from ..maps import IDMap
+from ..severity import Severity
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -22,6 +23,7 @@ from ._common import (
     add_json,
     add_system_options,
     capped,
+    error_document,
     finding_dict,
     format_name,
     parse_positive,
@@ -43,8 +45,8 @@ def cmd_check(args: argparse.Namespace, out: Output) -> int:
     system = System(args)
     findings = lint(system.subid("uid"), system.subid("gid"), accounts=system.accounts(),
                     defs=system.login_defs())
-    threshold = LEVELS.index(args.fail_on)
-    failing = [f for f in findings if int(f.severity) >= threshold]
+    threshold = Severity.of(args.fail_on)
+    failing = [f for f in findings if f.severity >= threshold]
     shown, more = capped(findings)
     for f in shown:
         out.line(f.render())
@@ -94,11 +96,7 @@ def _check_map(args: argparse.Namespace, out: Output) -> int:
                                                max_extents=max_extents)
         except UsernsError as err:
             out.line(err.render())
-            loc = err.location
-            out.json({"ok": False, "kind": kind, "error": {
-                "reason": err.reason, "message": err.message,
-                "path": loc.path if loc else None, "line": loc.line if loc else None,
-                "column": loc.column if loc else None}})
+            out.json({**error_document(err), "kind": kind})
             return EXIT_FAILURE
     both = parsed is not None and parsed.uid == parsed.gid
     for kind, m in checked.items():
