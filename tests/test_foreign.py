@@ -6,10 +6,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import locale
-import os
 import pathlib
 import random
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -32,6 +30,8 @@ from userns._foreign import (
     shadow_strtoul,
     util_linux_strtoul,
 )
+
+from .goprog import GO, build_go
 
 ERANGE = 34
 
@@ -145,7 +145,6 @@ def test_c_space_is_isspace_in_the_c_locale() -> None:
 
 # -- Go: strconv.ParseInt, strconv.Atoi, strings.TrimSpace -------------------------------
 
-GO = shutil.which("go")
 
 GO_PROGRAM = """\
 package main
@@ -202,13 +201,7 @@ GO_EDGES = ["", "+", "-", "+-1", "-0", "+0", " 5", "5 ", "0x10", "1_000", "01000
 def go_strconv(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     if GO is None:
         pytest.skip("needs Go (Debian package golang-go)")
-    work = tmp_path_factory.mktemp("gostrconv")
-    (work / "main.go").write_text(GO_PROGRAM)
-    env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(work / "cache"),
-           "HOME": str(work), "GOPATH": str(work / "gopath")}
-    subprocess.run([GO, "build", "-o", str(work / "strconv"), str(work / "main.go")],
-                   cwd=work, env=env, check=True, capture_output=True)
-    return work / "strconv"
+    return build_go(tmp_path_factory, "strconv", GO_PROGRAM)
 
 
 def _ours(text: str) -> list[str]:

@@ -41,6 +41,8 @@ from userns.kubelet import (
 )
 from userns.subid import Accounts, SubidFile
 
+from .goprog import GO, build_go
+
 GETSUBIDS = shutil.which("getsubids")
 UNSHARE = shutil.which("unshare")
 P = "create user namespace manager: "
@@ -605,7 +607,6 @@ def test_missing_getsubids_modes_and_missing_getent(tmp_path: pathlib.Path) -> N
 
 # -- Go itself as the oracle: strconv, %q, strings.Fields, encoding/json ------------------
 
-GO = shutil.which("go")
 
 # The steps of kubelet's parseGetSubIdsOutput and of its userns file decoding, written
 # against Go's standard library so that Go's own strconv, fmt %q, strings.Fields and
@@ -691,13 +692,7 @@ func main() {
 def go_oracle(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     if GO is None:
         pytest.skip("needs Go (Debian golang-go) for the standard-library oracle")
-    work = tmp_path_factory.mktemp("kubelet-go")
-    (work / "main.go").write_text(GO_PROGRAM)
-    env = {**os.environ, "GO111MODULE": "off", "GOCACHE": str(work / "cache"),
-           "HOME": str(work), "GOPATH": str(work / "gopath")}
-    subprocess.run([GO, "build", "-o", str(work / "oracle"), str(work / "main.go")],
-                   cwd=work, env=env, check=True, capture_output=True)
-    return work / "oracle"
+    return build_go(tmp_path_factory, "oracle", GO_PROGRAM)
 
 
 def _ask_go(oracle: pathlib.Path, cases: list[tuple[str, str]]) -> list[str]:

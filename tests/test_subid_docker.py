@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import pathlib
 import random
-import shutil
 import subprocess
 
 import pytest
 
 from userns.subid import SubidFile
 
-GO = shutil.which("go")
+from .goprog import GO, build_go
+
 GOPATH = "/usr/share/gocode"
 RUNC_USER = os.path.join(GOPATH, "src/github.com/opencontainers/runc/libcontainer/user")
 
@@ -51,13 +51,7 @@ func main() {
 def go_parser(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     if GO is None or not os.path.isdir(RUNC_USER):
         pytest.skip("needs Debian's golang-go and golang-github-opencontainers-runc-dev")
-    work = tmp_path_factory.mktemp("goparse")
-    (work / "main.go").write_text(PROGRAM)
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH,
-           "GOCACHE": str(work / "cache"), "HOME": str(work)}
-    subprocess.run([GO, "build", "-o", str(work / "subidparse"), str(work / "main.go")],
-                   cwd=work, env=env, check=True, capture_output=True)
-    return work / "subidparse"
+    return build_go(tmp_path_factory, "subidparse", PROGRAM, gopath=GOPATH)
 
 
 TOKENS = ["alice", "bob", "1000", "#", "+", "-", ":", ":", ":", "0", "1", "65536",
