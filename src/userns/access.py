@@ -248,30 +248,20 @@ class Inode:
     @property
     def seen_uid(self) -> int | None:
         """The owner the permission check compares with (``i_uid_into_vfsuid``)."""
-        if self.mount_map is None:
-            return self.uid
-        if self.uid < 0:
-            return None
-        seen: int | None = self.mount_map.uid.to_host(self.uid, None)
-        return seen
+        return self._through_mount(self.uid, "uid")
 
     @property
     def seen_gid(self) -> int | None:
-        if self.mount_map is None:
-            return self.gid
-        if self.gid < 0:
-            return None
-        seen: int | None = self.mount_map.gid.to_host(self.gid, None)
-        return seen
+        return self._through_mount(self.gid, "gid")
 
-    def _seen_acl_id(self, entry_id: int, kind: str) -> int | None:
+    def _through_mount(self, on_disk: int, kind: str) -> int | None:
+        """An on-disk ID as the idmapped mount shows it (``None``: unmapped there)."""
         if self.mount_map is None:
-            return entry_id
-        if entry_id < 0:
+            return on_disk
+        if on_disk < 0:
             return None
         m = self.mount_map.uid if kind == "uid" else self.mount_map.gid
-        seen: int | None = m.to_host(entry_id, None)
-        return seen
+        return m.to_host(on_disk, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -377,11 +367,11 @@ def _acl(ino: Inode, who: Identity, want: int) -> Verdict | None:
         if e.tag == _ACL_USER_OBJ:
             continue  # the owner was handled before: acl_permission_check
         if e.tag == _ACL_USER:
-            if e.id is not None and ino._seen_acl_id(e.id, "uid") == who.host_uid:
+            if e.id is not None and ino._through_mount(e.id, "uid") == who.host_uid:
                 return _masked(entries, i, want, "acl-user", f"named user entry user:{e.id}")
         elif e.tag in (_ACL_GROUP_OBJ, _ACL_GROUP):
             gid = ino.seen_gid if e.tag == _ACL_GROUP_OBJ else (
-                None if e.id is None else ino._seen_acl_id(e.id, "gid"))
+                None if e.id is None else ino._through_mount(e.id, "gid"))
             if who.in_group(gid):
                 found = True
                 if e.perm & want == want:
