@@ -257,6 +257,8 @@ def test_an_interrupted_shift_says_the_journal_is_kept(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(userns.shift, "shift_tree", interrupted)
-    code, _, err = run(capsys, "shift", str(tmp_path), "-m", "0 231072 65536", "--no-progress")
-    assert code == 130
-    assert err.startswith("userns: interrupted; the journal is kept: run the same command")
+    for argv in (["shift"], ["--debug", "shift"]):  # the command, wherever it stands
+        code, _, err = run(capsys, *argv, str(tmp_path), "-m", "0 231072 65536",
+                           "--no-progress")
+        assert code == 130
+        assert err.startswith("userns: interrupted; the journal is kept: run the same command")

@@ -132,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         hint = ""
-        if args_list and args_list[0] in ("shift", "unshift", "volume"):
+        command = next((a for a in args_list if not a.startswith("-")), None)
+        if command in ("shift", "unshift", "volume"):
             hint = ("; the journal is kept: run the same command again to resume, or "
                     "'userns shift --rollback' to undo")
         sys.stderr.write(f"userns: interrupted{hint}\n")
