@@ -74,8 +74,6 @@ EXAMPLE_PASSWD = (
 )
 EXAMPLE_GROUP = "root:x:0:\nnogroup:x:65534:\ndockremap:x:999:\n"
 
-NOTABLE = (0, 33, 1000, 65534)
-
 
 class Output:
     """Where a command writes: plain text lines, or one JSON document at the end."""
@@ -93,7 +91,6 @@ class Output:
             self.stream.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-# -- reading inputs ---------------------------------------------------------------------
 def capped(items: Sequence[Any], limit: int = TEXT_CAP) -> tuple[Sequence[Any], str | None]:
     """The first ``limit`` items and the line that says how many were left out, if any.
 
@@ -105,6 +102,9 @@ def capped(items: Sequence[Any], limit: int = TEXT_CAP) -> tuple[Sequence[Any], 
     if len(items) <= limit:
         return items, None
     return items[:limit], f"… and {len(items) - limit} more"
+
+
+# -- reading inputs ---------------------------------------------------------------------
 
 
 def read_text(value: str) -> tuple[str, str | None]:
