@@ -44,6 +44,8 @@ from .model import (
     RawRange,
     SubidFile,
     SubidLine,
+    _canonical_before,
+    _interleave,
     lazy_file,
 )
 from .owners import check_owner
@@ -153,6 +155,12 @@ def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
     if len(parsed_lines) == len(head):
         return parsed
     unparsed_at = [i for i, r in enumerate(readings) if r is None]
+    return parsed + [head[i] for i in _unparsed_order(unparsed_at, len(head))]
+
+
+def _unparsed_order(unparsed_at: list[int], size: int) -> list[int]:
+    """Where glibc's merge sort with shadow's comparator puts the unparsed lines of a
+    list of ``size`` lines: ``unparsed_at`` (their positions, ascending) reordered."""
     order: list[int] = []
 
     def visit(lo: int, hi: int, first: int, last: int) -> None:
@@ -167,8 +175,8 @@ def _shadow_sort(head: list[SubidLine]) -> list[SubidLine]:
         visit(mid, hi, split, last)
         visit(lo, mid, first, split)
 
-    visit(0, len(head), 0, len(unparsed_at))
-    return parsed + [head[i] for i in order]
+    visit(0, size, 0, len(unparsed_at))
+    return order
 
 
 def shadow_order(file: SubidFile) -> list[SubidLine]:
@@ -190,18 +198,70 @@ def _canonical_order(columns: CanonicalColumns) -> tuple[list[int], list[int], l
     """The positions of canonical lines in shadow's order (start, count, owner's bytes,
     ties in file order: ``commonio_sort``'s merge sort is stable), and the starts and
     counts in that order."""
-    starts, counts = columns.starts, columns.counts
+    return _records_order(columns.starts, columns.counts, lambda: columns.owners)
+
+
+def _records_order(starts: list[int], counts: list[int], owners: Callable[[], list[str]]
+                   ) -> tuple[list[int], list[int], list[int]]:
+    """:func:`_canonical_order` on records given column by column (``owners`` is called
+    only when a start repeats)."""
+    if not starts:
+        return [], [], []
     # Sorting positions by start alone (a key of plain ints) is the fast common case;
     # only a repeated start needs the count and the owner's bytes.
     order = sorted(range(len(starts)), key=starts.__getitem__)  # stable: ties keep file order
     in_order = list(map(starts.__getitem__, order))
     if any(map(eq, in_order, islice(in_order, 1, None))):
-        keys = zip(starts, counts, map(_owner_key, columns.owners), range(len(starts)))
+        keys = zip(starts, counts, map(_owner_key, owners()), range(len(starts)))
         order = [key[-1] for key in sorted(keys)]
         in_order = list(map(starts.__getitem__, order))
     if counts.count(counts[0]) == len(counts):  # one count for all
         return order, in_order, [counts[0]] * len(counts)
     return order, in_order, list(map(counts.__getitem__, order))
+
+
+def _is_nis(line: SubidLine) -> bool:
+    return line.text[:1] in ("+", "-")
+
+
+def _split_plan(columns: CanonicalColumns, others: Sequence[SubidLine]
+                ) -> tuple[list[str], list[tuple[int, int]]]:
+    """For a file kept as canonical columns and other lines (``canonical_split``): the
+    texts of its lines in shadow's order (:func:`shadow_order`) and the ``(start,
+    count)`` of the records in that order (the walk's order), without building the
+    canonical lines."""
+    before = _canonical_before(others)
+    cut = next((i for i, line in enumerate(others) if _is_nis(line)), len(others))
+    # The head (before the first NIS line) is sorted; ci of its lines are canonical.
+    ci = before[cut] if cut < len(others) else len(columns.texts)
+    head_size = ci + cut
+    texts, starts, counts = columns.texts, columns.starts, columns.counts
+    if ci < len(texts):
+        texts, starts, counts = texts[:ci], starts[:ci], counts[:ci]
+    owners: Callable[[], list[str]] = lambda: columns.owners[:ci]  # noqa: E731
+    read = [(k, line.text, line.shadow) for k, line in zip(before[:cut], others[:cut])
+            if line.shadow is not None]
+    if read:  # other lines shadow reads as records (a commented-out entry, a hex number)
+        texts = _interleave(texts, [(k, text) for k, text, _ in read])
+        starts = _interleave(starts, [(k, r.start) for k, _, r in read])
+        counts = _interleave(counts, [(k, r.count) for k, _, r in read])
+        names = owners
+        owners = lambda: _interleave(names(), [(k, r.owner) for k, _, r in read])  # noqa: E731
+    order, sorted_starts, sorted_counts = _records_order(starts, counts, owners)
+    out = list(map(texts.__getitem__, order))
+    unparsed = {line.lineno - 1: line.text for line in others[:cut] if line.shadow is None}
+    if unparsed:
+        out += map(unparsed.__getitem__, _unparsed_order(list(unparsed), head_size))
+    pairs = list(zip(sorted_starts, sorted_counts))
+    if cut < len(others):  # the NIS line and everything after it stay in file order
+        tail = others[cut:]
+        at = [k - ci for k in before[cut:]]
+        out += _interleave(columns.texts[ci:], [(k, line.text) for k, line in zip(at, tail)])
+        pairs += _interleave(
+            list(zip(columns.starts[ci:], columns.counts[ci:])),
+            [(k, (line.shadow.start, line.shadow.count)) for k, line in zip(at, tail)
+             if line.shadow is not None])
+    return out, pairs
 
 
 def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
@@ -213,8 +273,12 @@ def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
     start alone is enough: records sharing a start leave ``low`` at the largest of
     their ends whatever their order, and none after the first has a hole before it.
     """
-    columns = file.canonical_columns
-    if columns is not None:  # canonical lines only: no NIS line, every line an entry
+    split = file.canonical_split
+    if split is not None and any(line.shadow is not None or _is_nis(line) for line in split[1]):
+        return _split_plan(*split)[1]
+    if split is not None:
+        # The canonical lines are all the records; no NIS line: they are walked sorted.
+        columns = split[0]
         starts, counts = columns.starts, columns.counts
         if counts.count(counts[0]) == len(counts):  # one count for all: sort the starts
             return zip(sorted(starts), repeat(counts[0]))
@@ -341,7 +405,8 @@ def _window(limits: SubidLimits) -> IDSet:
 
 def _has_nis(file: SubidFile) -> bool:
     """A NIS line: entries after it are walked unsorted, and so are new ones."""
-    return any(line.text[:1] in ("+", "-") for line in file.lines)
+    split = file.canonical_split
+    return any(map(_is_nis, file.lines if split is None else split[1]))
 
 
 def _checked(start: int, limits: SubidLimits, owner: str | None = None) -> IDRange:
@@ -549,7 +614,14 @@ def shadow_useradd(
     """
     check_owner(owner, badname=True)  # useradd checked the name: the hard rules only
     limits = _limits(defs, kind)
-    columns = file.canonical_columns
+    split = file.canonical_split
+    if split is not None and split[1]:
+        # Canonical lines and a few others: shadow's order worked out on the columns.
+        texts, pairs = _split_plan(*split)
+        r = _first_fit(pairs, limits)
+        texts.append(f"{owner}:{r.start}:{limits.count}")
+        return lazy_file("\n".join(texts) + "\n", path=file.path), r
+    columns = None if split is None else split[0]
     if columns is None:
         ordered = shadow_order(file)  # the records in it are in the walk's order too
         records = [r for r in map(_shadow_of, ordered) if r is not None]

@@ -669,6 +669,79 @@ def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
     return out
 
 
+def _split(text: str, path: str | None
+           ) -> tuple[CanonicalColumns, tuple[SubidLine, ...]] | None:
+    """The canonical lines of ``text`` as columns and the other lines as objects, as
+    :func:`_parse_lines` reads them; ``None`` when no line is canonical or the canonical
+    lines cannot be columns (too long, past ID_MAX)."""
+    blocks: list[str] = []
+    others: list[SubidLine] = []
+    collecting = gc.isenabled()
+    gc.disable()  # see _parse_lines (a file may be mostly comments)
+    try:
+        lineno = 1  # of the line at pos
+        pos = 0
+        n = len(text)
+        run = _CANONICAL_RUN.match
+        while pos < n:
+            m = run(text, pos)
+            end = m.end() if m is not None else pos
+            if end > pos:
+                block = text[pos:end]
+                blocks.append(block)
+                lineno += block.count("\n")
+                pos = end
+                continue
+            stop = text.find("\n", pos)
+            if stop < 0:
+                others.append(SubidLine.parse(text[pos:], lineno, "", path=path))
+                break
+            others.append(SubidLine._parse_slow(text[pos:stop], lineno, "\n", path=path))
+            lineno += 1
+            pos = stop + 1
+    finally:
+        if collecting:
+            gc.enable()
+    if not blocks:
+        return None
+    columns = _columns(blocks[0] if len(blocks) == 1 else "".join(blocks))
+    return None if columns is None else (columns, tuple(others))
+
+
+def _canonical_before(others: Sequence[SubidLine]) -> list[int]:
+    """For each of the other lines (in file order), how many canonical lines precede it."""
+    return [line.lineno - 1 - i for i, line in enumerate(others)]
+
+
+def _canonical_linenos(others: Sequence[SubidLine], count: int) -> list[int]:
+    """The line numbers of ``count`` canonical lines around ``others`` (in file order)."""
+    out: list[int] = []
+    first = 1
+    for line in others:
+        out += range(first, line.lineno)
+        first = line.lineno + 1
+    out += range(first, first + count - len(out))
+    return out
+
+
+def _interleave(canonical: Sequence[_T], inserts: Iterable[tuple[int, _T]]) -> list[_T]:
+    """``canonical`` with each ``(k, item)`` of ``inserts`` put after its first ``k``
+    items (``k`` never decreasing; equal ``k`` keep their order).
+
+    >>> _interleave(["a", "b", "c"], [(0, "#"), (2, "-"), (2, "=")])
+    ['#', 'a', 'b', '-', '=', 'c']
+    """
+    out: list[_T] = []
+    done = 0
+    for k, item in inserts:
+        if k > done:
+            out += canonical[done:k]
+            done = k
+        out.append(item)
+    out += canonical[done:]
+    return out
+
+
 @attrs.frozen(eq=False)
 class SubidFile:
     """Every line of one subid file, in order, and the valid entries among them.
@@ -689,6 +762,10 @@ class SubidFile:
     # A file of canonical lines only is kept as columns (strings and ints, which the
     # garbage collector never walks) until its lines are asked for.
     _columns: CanonicalColumns | None = attrs.field(init=False, repr=False, default=None)
+    # With _columns: every line that is not canonical (comments, blank lines, anything
+    # else), each read as SubidLine.parse reads it and numbered where it stands; the
+    # canonical lines fill the other numbers in order. Empty when every line is canonical.
+    _others: tuple[SubidLine, ...] = attrs.field(init=False, repr=False, default=())
     _text: str | None = attrs.field(init=False, repr=False, default=None)
 
     # -- construction ---------------------------------------------------------------
@@ -709,12 +786,22 @@ class SubidFile:
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8", "surrogateescape")
         m = _CANONICAL_RUN.match(text) if text else None
-        columns = _columns(text) if m is not None and m.end() == len(text) else None
-        if columns is not None:
-            # Every line canonical: no problems, and the lines are built when needed.
+        split: tuple[CanonicalColumns, tuple[SubidLine, ...]] | None = None
+        if m is not None and m.end() == len(text):
+            columns = _columns(text)
+            if columns is not None:
+                split = columns, ()
+        elif text:
+            split = _split(text, path)
+        if split is not None:
+            # The canonical lines have no problems and are built only when needed; the
+            # others are few (comments, blank lines) and read line by line.
             f = cls(None, path)
-            object.__setattr__(f, "_columns", columns)
+            object.__setattr__(f, "_columns", split[0])
+            object.__setattr__(f, "_others", split[1])
             object.__setattr__(f, "_text", text)
+            if strict and any(line.problems for line in split[1]):
+                raise SubidParseError(tuple(p for line in split[1] for p in line.problems))
             return f
         f = cls(tuple(_parse_lines(text, path)), path)
         if strict and f.problems:
@@ -751,22 +838,44 @@ class SubidFile:
 
         :meth:`parse` keeps such a file as columns (strings and ints) and builds its
         :attr:`lines` only when they are asked for; allocation and ``shadow_useradd``
-        work on the columns directly. ``None`` for any other file, and for one built
-        line by line.
+        work on the columns directly. ``None`` for any other file (one with a comment
+        or a blank line is kept as :attr:`canonical_split`), and for one built line by
+        line.
 
         >>> SubidFile.parse("a:1:2\\nb:5:5\\n").canonical_columns.starts
         [1, 5]
         >>> SubidFile.parse("# c\\na:1:2\\n").canonical_columns is None
         True
         """
+        split = self.canonical_split
+        return split[0] if split is not None and not split[1] else None
+
+    @property
+    def canonical_split(self) -> tuple[CanonicalColumns, tuple[SubidLine, ...]] | None:
+        """The canonical lines as :class:`CanonicalColumns` and the others as lines.
+
+        :meth:`parse` keeps a file with at least one canonical line this way: comments,
+        blank lines and every other line that is not canonical are read as
+        :class:`SubidLine` objects, each with its ``lineno``; the canonical lines, in
+        order, fill the line numbers left. Allocation and ``shadow_useradd`` work on
+        this split; :attr:`lines` builds the rest only when asked for. ``None`` for a
+        file built line by line, or one whose canonical lines cannot be kept as
+        columns (a line of 256 characters or more, a range past the largest ID).
+
+        >>> columns, others = SubidFile.parse("# c\\na:1:2\\n\\nb:5:5").canonical_split
+        >>> columns.texts, [(line.lineno, line.kind.value) for line in others]
+        (['a:1:2'], [(1, 'comment'), (3, 'blank'), (4, 'entry')])
+        """
         if self._columns is None and self._lines is None:
             self._read_text()
-        return self._columns
+        columns = self._columns
+        return None if columns is None else (columns, self._others)
 
     def _read_text(self) -> None:
         """Read the text of a :func:`lazy_file`, as :meth:`parse` reads it."""
         parsed = SubidFile.parse(self._text or "", path=self.path)
         object.__setattr__(self, "_columns", parsed._columns)
+        object.__setattr__(self, "_others", parsed._others)
         object.__setattr__(self, "_lines", parsed._lines)
 
     @property
@@ -784,8 +893,15 @@ class SubidFile:
             collecting = gc.isenabled()
             gc.disable()  # see _parse_lines
             try:
-                lines = tuple(_canonical_lines(bodies, range(1, len(bodies) + 1), owners,
-                                               starts, counts, "\n"))
+                others = self._others
+                if not others:
+                    lines = tuple(_canonical_lines(bodies, range(1, len(bodies) + 1), owners,
+                                                   starts, counts, "\n"))
+                else:
+                    before = _canonical_before(others)
+                    linenos = _canonical_linenos(others, len(bodies))
+                    built = _canonical_lines(bodies, linenos, owners, starts, counts, "\n")
+                    lines = tuple(_interleave(built, zip(before, others)))
             finally:
                 if collecting:
                     gc.enable()
@@ -835,7 +951,7 @@ class SubidFile:
         if self._columns is None and self._lines is None:
             self._read_text()
         if self._columns is not None:
-            return len(self._columns.texts)
+            return len(self._columns.texts) + len(self._others)
         return len(self.lines)
 
     def __iter__(self) -> Iterator[SubidEntry]:
