@@ -4,9 +4,16 @@
 >>> m = IDMap.single(0, 231072, 65536)     # /etc/subuid: dockremap:231072:65536
 >>> m.to_host(0), m.to_host(33), m.container_view(0)
 (231072, 231105, 65534)
+
+``import userns`` loads only the errors and the ID constants; each other name is
+imported from its module the first time it is used (PEP 562), so a command that needs
+one format does not pay for the others, nor for ``attrs`` when it needs no map.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from .errors import (
     InvalidIDError,
@@ -18,11 +25,13 @@ from .errors import (
     UnmappedIDError,
     UsernsError,
 )
-from .formats.proc import format_proc, parse_proc, validate_map_write
-from .formats.registry import FORMATS, convert, get_format
 from .ids import ID_MAX, INVALID_ID, LEGACY_MAX_EXTENTS, MAX_EXTENTS, OVERFLOW_ID
-from .maps import Extent, IDMap, IDMapPair
-from .ranges import IDRange, IDSet
+
+if TYPE_CHECKING:
+    from .formats.proc import format_proc, parse_proc, validate_map_write
+    from .formats.registry import FORMATS, convert, get_format
+    from .maps import Extent, IDMap, IDMapPair
+    from .ranges import IDRange, IDSet
 
 __version__ = "0.1.0.dev0"
 
@@ -53,3 +62,27 @@ __all__ = [
     "parse_proc",
     "validate_map_write",
 ]
+
+#: The names imported on first use, and the module (relative to this package) of each.
+_LAZY: dict[str, str] = {
+    "Extent": ".maps", "IDMap": ".maps", "IDMapPair": ".maps",
+    "IDRange": ".ranges", "IDSet": ".ranges",
+    "format_proc": ".formats.proc", "parse_proc": ".formats.proc",
+    "validate_map_write": ".formats.proc",
+    "FORMATS": ".formats.registry", "convert": ".formats.registry",
+    "get_format": ".formats.registry",
+}
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

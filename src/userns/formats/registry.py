@@ -35,10 +35,11 @@ kernel, a namespace whose ``gid_map`` was never written maps no group at all.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -48,26 +49,6 @@ from ..errors import (
 )
 from ..maps import IDMap, IDMapPair
 from ._text import FormatSideError, Side, pick_side
-from .crio import format_crio, parse_crio
-from .idmap_option import format_idmap_option, parse_idmap_option
-from .incus_idmap import format_incus_idmap, parse_incus_idmap
-from .kubelet import format_kubelet_userns, parse_kubelet_userns
-from .lxc import (
-    format_lxc,
-    format_raw_idmap,
-    format_usernsexec,
-    parse_lxc,
-    parse_raw_idmap,
-    parse_usernsexec,
-)
-from .newuidmap import format_newuidmap, parse_newuidmap
-from .notation import format_notation, parse_notation
-from .nspawn import format_nspawn, parse_nspawn
-from .oci import format_oci_config, format_oci_mappings, parse_oci_config, parse_oci_mappings
-from .podman import format_podman_pair, parse_podman_pair
-from .proc import format_proc, parse_proc
-from .unshare import format_unshare, parse_unshare
-from .xmount import format_xmount, parse_xmount
 
 __all__ = [
     "FORMATS",
@@ -85,18 +66,19 @@ __all__ = [
 _EMPTY = IDMap()
 
 
-def _one_map_parse(parse: Callable[..., IDMap]) -> Callable[[str, str | None], IDMapPair]:
-    def read(text: str, path: str | None) -> IDMapPair:
-        return IDMapPair.both(parse(text, path=path))
+def _load(module: str, name: str) -> Callable[..., Any]:
+    """The function ``name`` of the format module ``module``, imported on its first call.
 
-    return read
+    So a command that reads or writes one format loads that format's module and no other.
+    """
+    loaded: list[Callable[..., Any]] = []
 
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not loaded:
+            loaded.append(getattr(importlib.import_module(f"{__package__}.{module}"), name))
+        return loaded[0](*args, **kwargs)
 
-def _pair_parse(parse: Callable[..., IDMapPair]) -> Callable[[str, str | None], IDMapPair]:
-    def read(text: str, path: str | None) -> IDMapPair:
-        return parse(text, path=path)
-
-    return read
+    return call
 
 
 @attrs.frozen
@@ -156,60 +138,74 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be 'uid', 'gid' or 'both': {side!r}")
 
 
-def _one(write: Callable[[IDMap], str]) -> Callable[[IDMapPair], str]:
-    def out(pair: IDMapPair) -> str:
-        return write(pair.uid)
+def _lazy(name: str, description: str, carries: Literal["one", "pair"],
+          aliases: tuple[str, ...], accepts_empty: bool, module: str, suffix: str, *,
+          writes_any: bool = True) -> Format:
+    """A format whose functions are ``parse_SUFFIX`` and ``format_SUFFIX`` of ``module``.
 
-    return out
+    They are named rather than imported: listing the formats or looking one up loads no
+    format module (every command's start-up does both).
+    """
+    parse, write = _load(module, f"parse_{suffix}"), _load(module, f"format_{suffix}")
+    if carries == "one":
+        def read(text: str, path: str | None) -> IDMapPair:
+            return IDMapPair.both(parse(text, path=path))
+
+        def out(pair: IDMapPair) -> str:
+            text: str = write(pair.uid)
+            return text
+    else:
+        def read(text: str, path: str | None) -> IDMapPair:
+            pair: IDMapPair = parse(text, path=path)
+            return pair
+
+        def out(pair: IDMapPair) -> str:
+            text: str = write(pair)
+            return text
+    return Format(name, description, carries, aliases, accepts_empty, read, out,
+                  writes_any=writes_any)
 
 
 _ALL = (
-    Format("proc", "/proc/PID/uid_map text: 'container host count' lines", "one",
-           ("uid_map", "gid_map"), False, _one_map_parse(parse_proc), _one(format_proc)),
-    Format("oci", "OCI runtime-spec linux.uidMappings/gidMappings JSON array", "one",
-           ("oci-mappings", "uidmappings", "gidmappings"), True,
-           _one_map_parse(parse_oci_mappings), _one(format_oci_mappings)),
-    Format("oci-config", "OCI runtime-spec config.json (linux.uidMappings and gidMappings)",
-           "pair", ("config.json",), True, _pair_parse(parse_oci_config), format_oci_config),
-    Format("podman", "Podman --uidmap values 'container:host:size' (u/g flags for one kind)",
-           "pair", ("uidmap", "gidmap"), True, _pair_parse(parse_podman_pair),
-           format_podman_pair),
-    Format("lxc", "LXC config 'lxc.idmap = u|g container host count' lines", "pair",
-           ("lxc.idmap",), True, _pair_parse(parse_lxc), format_lxc),
-    Format("usernsexec", "lxc-usernsexec -m values 'u|g|b:container:host:count'", "pair",
-           ("lxc-usernsexec", "mount-idmapped"), True, _pair_parse(parse_usernsexec),
-           format_usernsexec),
-    Format("incus", "Incus raw.idmap overrides 'both|uid|gid host-range container-range'",
-           "pair", ("raw.idmap", "lxd"), True, _pair_parse(parse_raw_idmap), format_raw_idmap),
-    Format("unshare", "util-linux unshare --map-users values 'inner:outer:count'", "one",
-           ("map-users", "map-groups"), True, _one_map_parse(parse_unshare),
-           _one(format_unshare)),
-    Format("newuidmap", "newuidmap/newgidmap arguments 'container host count ...'", "one",
-           ("newgidmap",), True, _one_map_parse(parse_newuidmap), _one(format_newuidmap)),
-    Format("kernel", "kernel documentation notation 'u0:k231072:r65536'", "one",
-           ("notation", "idmappings"), True, _one_map_parse(parse_notation),
-           _one(format_notation)),
-    Format("xmount", "mount(8) X-mount.idmap value '[u|g|b:]mount:host:range ...'", "pair",
-           ("x-mount.idmap", "mount"), False, _pair_parse(parse_xmount), format_xmount),
-    Format("kubelet", "kubelet's per-pod userns file {\"uidMappings\": [{\"hostId\", "
-           "\"containerId\", \"length\"}], \"gidMappings\": [...]}", "pair",
-           ("kubelet-userns", "userns-file"), True, _pair_parse(parse_kubelet_userns),
-           format_kubelet_userns),
-    Format("incus-idmap", "Incus volatile.idmap.next / volatile.last_state.idmap JSON "
-           "[{\"Isuid\", \"Isgid\", \"Hostid\", \"Nsid\", \"Maprange\"}]", "pair",
-           ("volatile.idmap.next", "volatile.idmap.current", "volatile.last_state.idmap"),
-           True, _pair_parse(parse_incus_idmap), format_incus_idmap),
-    Format("idmap-option", "crun/Podman mount option 'idmap=uids=0-1-10#10-11-10;gids=...'",
-           "pair", ("crun-idmap", "podman-idmap"), False, _pair_parse(parse_idmap_option),
-           format_idmap_option),
-    Format("crio", "CRI-O pod annotation io.kubernetes.cri-o.userns-mode "
-           "'private:uidmapping=0:100000:65536;gidmapping=...' (a uid map and a gid map, "
-           "neither empty)", "pair", ("cri-o", "userns-mode", "io.kubernetes.cri-o.userns-mode"),
-           False, _pair_parse(parse_crio), format_crio, writes_any=False),
-    Format("nspawn", "systemd-nspawn --private-users=BASE[:RANGE] / PrivateUsers= (one range "
-           "from container ID 0, the same for users and groups)", "pair",
-           ("systemd-nspawn", "private-users", "privateusers"), False,
-           _pair_parse(parse_nspawn), format_nspawn, writes_any=False),
+    _lazy("proc", "/proc/PID/uid_map text: 'container host count' lines", "one",
+          ("uid_map", "gid_map"), False, "proc", "proc"),
+    _lazy("oci", "OCI runtime-spec linux.uidMappings/gidMappings JSON array", "one",
+          ("oci-mappings", "uidmappings", "gidmappings"), True, "oci", "oci_mappings"),
+    _lazy("oci-config", "OCI runtime-spec config.json (linux.uidMappings and gidMappings)",
+          "pair", ("config.json",), True, "oci", "oci_config"),
+    _lazy("podman", "Podman --uidmap values 'container:host:size' (u/g flags for one kind)",
+          "pair", ("uidmap", "gidmap"), True, "podman", "podman_pair"),
+    _lazy("lxc", "LXC config 'lxc.idmap = u|g container host count' lines", "pair",
+          ("lxc.idmap",), True, "lxc", "lxc"),
+    _lazy("usernsexec", "lxc-usernsexec -m values 'u|g|b:container:host:count'", "pair",
+          ("lxc-usernsexec", "mount-idmapped"), True, "lxc", "usernsexec"),
+    _lazy("incus", "Incus raw.idmap overrides 'both|uid|gid host-range container-range'",
+          "pair", ("raw.idmap", "lxd"), True, "lxc", "raw_idmap"),
+    _lazy("unshare", "util-linux unshare --map-users values 'inner:outer:count'", "one",
+          ("map-users", "map-groups"), True, "unshare", "unshare"),
+    _lazy("newuidmap", "newuidmap/newgidmap arguments 'container host count ...'", "one",
+          ("newgidmap",), True, "newuidmap", "newuidmap"),
+    _lazy("kernel", "kernel documentation notation 'u0:k231072:r65536'", "one",
+          ("notation", "idmappings"), True, "notation", "notation"),
+    _lazy("xmount", "mount(8) X-mount.idmap value '[u|g|b:]mount:host:range ...'", "pair",
+          ("x-mount.idmap", "mount"), False, "xmount", "xmount"),
+    _lazy("kubelet", "kubelet's per-pod userns file {\"uidMappings\": [{\"hostId\", "
+          "\"containerId\", \"length\"}], \"gidMappings\": [...]}", "pair",
+          ("kubelet-userns", "userns-file"), True, "kubelet", "kubelet_userns"),
+    _lazy("incus-idmap", "Incus volatile.idmap.next / volatile.last_state.idmap JSON "
+          "[{\"Isuid\", \"Isgid\", \"Hostid\", \"Nsid\", \"Maprange\"}]", "pair",
+          ("volatile.idmap.next", "volatile.idmap.current", "volatile.last_state.idmap"),
+          True, "incus_idmap", "incus_idmap"),
+    _lazy("idmap-option", "crun/Podman mount option 'idmap=uids=0-1-10#10-11-10;gids=...'",
+          "pair", ("crun-idmap", "podman-idmap"), False, "idmap_option", "idmap_option"),
+    _lazy("crio", "CRI-O pod annotation io.kubernetes.cri-o.userns-mode "
+          "'private:uidmapping=0:100000:65536;gidmapping=...' (a uid map and a gid map, "
+          "neither empty)", "pair", ("cri-o", "userns-mode", "io.kubernetes.cri-o.userns-mode"),
+          False, "crio", "crio", writes_any=False),
+    _lazy("nspawn", "systemd-nspawn --private-users=BASE[:RANGE] / PrivateUsers= (one range "
+          "from container ID 0, the same for users and groups)", "pair",
+          ("systemd-nspawn", "private-users", "privateusers"), False, "nspawn", "nspawn",
+          writes_any=False),
 )
 
 #: Every format by its name.
