@@ -8,7 +8,9 @@ in ``docs/cli.md``); with ``--json`` an error is one document too,
 ``{"ok": false, "error": {...}}``. ``--debug`` shows the traceback.
 
 Each command group is a module of this package with a ``register(sub)`` function
-(:data:`COMMAND_MODULES`); the commands only call the library and print.
+(:data:`COMMAND_MODULES`); the commands only call the library and print. A command line
+that names a command builds (and imports) only the module of that command, so start-up
+stays small; ``userns``, ``userns --help`` and an unknown command build them all.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import errno
 import importlib
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -57,6 +58,20 @@ __all__ = [
 COMMAND_MODULES: tuple[str, ...] = (
     "explain", "maps", "subid", "shift", "k8s", "doctor", "mount", "access")
 
+#: The module of each command, so that a command line naming one imports only that
+#: module. A command missing here still works: the whole parser is built for it
+#: (``tests/test_startup.py`` checks this table against what the modules register).
+_MODULE_OF: dict[str, str] = {
+    "explain": "explain",
+    "translate": "maps", "convert": "maps", "run": "maps",
+    "check": "subid", "allocate": "subid",
+    "shift": "shift", "unshift": "shift", "audit": "shift",
+    "k8s": "k8s",
+    "doctor": "doctor",
+    "mount": "mount", "probe": "mount", "volume": "mount",
+    "access": "access",
+}
+
 
 #: Set by :func:`main` before parsing: with ``--json`` a usage error prints no usage text.
 _JSON_REQUESTED = False
@@ -76,6 +91,25 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``userns`` command."""
+    return _build(COMMAND_MODULES)
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for this command line: with only its command's module when it names one.
+
+    The command is the first argument after any ``--debug`` (the top-level options take
+    no value). Anything else before it (``--help``, ``--version``, an abbreviation such as
+    ``--deb``), no command, or a name that is not a command gets the whole parser, so
+    help, usage errors and their lists of commands are the same as ever.
+    """
+    for arg in argv:
+        if arg != "--debug":
+            module = _MODULE_OF.get(arg)
+            return _build((module,)) if module in COMMAND_MODULES else build_parser()
+    return build_parser()
+
+
+def _build(modules: Sequence[str]) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="userns",
         description="Linux user-namespace UID/GID mapping: explain, translate, convert, "
@@ -86,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"userns {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for command in sub.choices.values():
         _add_debug(command)
@@ -112,7 +146,7 @@ def _wants_json(argv: Sequence[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``userns`` command; return its exit status (0 ok, 1 error/findings, 2 usage)."""
     args_list = list(argv) if argv is not None else sys.argv[1:]
-    parser = build_parser()
+    parser = _parser_for(args_list)
     as_json = _wants_json(args_list)
     global _JSON_REQUESTED
     _JSON_REQUESTED = as_json
@@ -145,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except UsernsError as err:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         if isinstance(err, UsageError) and err.message.startswith("userns"):
             sys.stderr.write(f"{err.message}\n")
         else:
@@ -154,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILURE
     except OSError as err:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         name = errno.errorcode.get(err.errno or 0, "")
         where = f"{err.filename}: " if err.filename else ""
         sys.stderr.write(f"userns: error: {where}{err.strerror or err} ({name})\n")
@@ -163,3 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "path": err.filename, "line": None, "column": None}})
         return EXIT_FAILURE
 
+
+def _print_traceback() -> None:
+    import traceback  # only for --debug: not on every start-up
+
+    traceback.print_exc()
