@@ -6,6 +6,7 @@ runs interleaved; see ``benchmarks/_harness.py``. From the repository root, in t
     python benchmarks/run.py                      # everything, default sizes
     python benchmarks/run.py --section translation --rounds 9
     python benchmarks/run.py --section shifting --tree-sizes 10000,100000 --million
+    python benchmarks/run.py --section startup --startup-rounds 31
 
 Exit status: 0 when the run completed (targets missed are reported, not failed), 2 on a
 usage error.
@@ -32,7 +33,7 @@ from _harness import Section, render_markdown, render_text  # noqa: E402
 
 __all__ = ["main", "machine"]
 
-SECTIONS = ("translation", "allocation", "shifting", "mount")
+SECTIONS = ("translation", "allocation", "shifting", "mount", "startup")
 PATH_OPTIONS = ("--out", "--disk-dir", "--tmpfs-dir")
 
 
@@ -88,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--tmpfs-dir", type=Path, default=None,
                    help="directory on tmpfs (default /dev/shm, if it is tmpfs)")
     g.add_argument("--no-strace", action="store_true", help="skip the syscall counts")
+    g = p.add_argument_group("startup")
+    g.add_argument("--startup-rounds", type=int, default=21,
+                   help="interleaved rounds of the start-up processes (default 21)")
     return p
 
 
@@ -215,8 +219,13 @@ def _sections(args: argparse.Namespace) -> list[tuple[str, Callable[[], Section]
         section: Section = mod.run_from_args(args)
         return section
 
+    def startup() -> Section:
+        import startup as mod
+
+        return mod.run(rounds=args.startup_rounds)
+
     table = {"translation": translation, "allocation": allocation, "shifting": shifting,
-             "mount": mount}
+             "mount": mount, "startup": startup}
     chosen = args.section or list(SECTIONS)
     return [(name, table[name]) for name in SECTIONS if name in chosen]
 
@@ -225,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen sections, print the table, write the page."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    if args.rounds < 1 or args.alloc_rounds < 1 or args.tree_rounds < 1:
+    if min(args.rounds, args.alloc_rounds, args.tree_rounds, args.startup_rounds) < 1:
         parser().error("rounds must be at least 1")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     sections: list[Section] = []

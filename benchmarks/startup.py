@@ -1,0 +1,135 @@
+"""Start-up: how long a ``userns`` process takes before it does any work.
+
+Every variant is a whole process, a fresh interpreter, run interleaved with the others
+(:func:`_harness.compare`) and timed by wall clock:
+
+* ``python -c pass`` — the interpreter's own start-up, the baseline of every row;
+* ``python -c "import userns"`` — the package (its lazy names not yet used);
+* ``python -m userns shift --help`` — a command line naming a command: only that
+  command's parsers are built;
+* ``python -m userns --help`` — every command's parsers;
+* ``python -c "import attrs"`` — the floor of any command that reads a map: the core's
+  value classes (``IDMap``, ``IDMapPair``) are attrs classes.
+
+A second table counts the modules each process holds at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from _harness import Row, Section, compare, fmt_seconds, ratio
+
+__all__ = ["VARIANTS", "run"]
+
+#: The measured processes: their label and the arguments after the interpreter.
+VARIANTS: dict[str, list[str]] = {
+    "python -c pass": ["-c", "pass"],
+    "python -c 'import attrs'": ["-c", "import attrs"],
+    "python -c 'import userns'": ["-c", "import userns"],
+    "userns shift --help": ["-m", "userns", "shift", "--help"],
+    "userns --help": ["-m", "userns", "--help"],
+}
+
+#: The rows: case, candidate, baseline.
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("import userns", "python -c 'import userns'", "python -c pass"),
+    ("userns shift --help", "userns shift --help", "python -c pass"),
+    ("userns shift --help", "userns shift --help", "python -c 'import attrs'"),
+    ("userns --help", "userns --help", "python -c pass"),
+)
+
+# Run as ``python -m userns ARGS`` would (runpy), then report the modules on stderr.
+_COUNT = (
+    "import runpy, sys\n"
+    "sys.argv = ['userns', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('userns', run_name='__main__', alter_sys=True)\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "ours = [m for m in sys.modules if m == 'userns' or m.startswith('userns.')]\n"
+    "sys.stderr.write(f'\\nmodules {len(sys.modules)} {len(ours)} {\"attrs\" in sys.modules}\\n')\n"
+)
+
+
+def _env(work: Path) -> dict[str, str]:
+    """The measured processes' environment: bytecode caches written and read (under
+    ``work``), as in an installed package, even when this process runs with
+    ``PYTHONDONTWRITEBYTECODE``; without them every run would compile the package."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def _process(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Callable[[], None]:
+    def run_once() -> None:
+        subprocess.run([sys.executable, *argv], env=env, cwd=cwd, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return run_once
+
+
+def _modules(argv: Sequence[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """Modules held at the end of the process: all, ``userns.*``, whether attrs is one."""
+    if argv[0] == "-m":  # python -m userns ARGS
+        full = [sys.executable, "-c", _COUNT, *argv[2:]]
+    else:
+        code = (f"{argv[1]}\nimport sys\nours = [m for m in sys.modules if m == 'userns' "
+                "or m.startswith('userns.')]\nsys.stderr.write(f'\\nmodules "
+                "{len(sys.modules)} {len(ours)} {\"attrs\" in sys.modules}\\n')\n")
+        full = [sys.executable, "-c", code]
+    err = subprocess.run(full, env=env, cwd=cwd, capture_output=True, text=True).stderr
+    if "\nmodules " not in err:
+        return ["?", "?", "?"]
+    total, ours, attrs = err.rsplit("\nmodules ", 1)[1].split()
+    return [total, ours, "yes" if attrs == "True" else "no"]
+
+
+def run(*, rounds: int = 21) -> Section:
+    """Each process against ``python -c pass`` (and ``userns shift`` against attrs)."""
+    sec = Section("Start-up")
+    work = Path(tempfile.mkdtemp(prefix="userns-startup-"))
+    try:
+        env = _env(work)
+        variants = {name: _process(argv, env, work) for name, argv in VARIANTS.items()}
+        for once in variants.values():  # fill the bytecode caches, untimed
+            once()
+        timings = compare(variants, rounds=rounds)
+        for case, cand, base in ROWS:
+            c, b = timings[cand], timings[base]
+            sec.rows.append(Row(case, cand, base, fmt_seconds(c.median),
+                                fmt_seconds(b.median), ratio(c, b)))
+        sec.extra_tables.append((
+            ["process", "modules loaded", "of them userns.*", "attrs loaded"],
+            [[name, *_modules(argv, env, work)] for name, argv in VARIANTS.items()],
+        ))
+        floor = timings["python -c pass"].median
+        attrs = timings["python -c 'import attrs'"].median
+        shift = timings["userns shift --help"].median
+        sec.notes += [
+            f"Medians over {rounds} interleaved rounds; every variant is a fresh "
+            "interpreter, with bytecode caches (filled once, untimed).",
+            f"`import attrs` alone costs {fmt_seconds(attrs - floor)} over `python -c "
+            f"pass`; `userns shift --help` costs {fmt_seconds(shift - floor)} over it, "
+            f"{fmt_seconds(shift - attrs)} over `import attrs`. attrs is the floor of "
+            "every command that reads a map: the core's value classes are attrs classes.",
+            "A command line that names a command builds only that command's parsers and "
+            "imports only its module; a format module is imported when a map in that "
+            "format is read or written.",
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sec
+
+
+if __name__ == "__main__":
+    from _harness import render_text
+
+    print(render_text([run(rounds=int(sys.argv[1]) if len(sys.argv) > 1 else 21)]))
