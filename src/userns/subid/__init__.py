@@ -9,6 +9,10 @@
 - :mod:`userns.subid.allocate`: :func:`allocate` exactly as ``useradd`` does, and what
   ``useradd``/``usermod``/``getsubids`` write or print.
 
+The accounts model and the editor are imported the first time one of their
+names is used (PEP 562): a process that reads, allocates and writes in shadow's manner
+loads only the model, the allocator and the owner rules.
+
 >>> f = SubidFile.parse("dockremap:231072:65536\\n")
 >>> f.ranges_for("dockremap", 999)
 [IDRange(231072, 65536)]
@@ -16,7 +20,9 @@
 
 from __future__ import annotations
 
-from .accounts import Accounts, GroupEntry, PasswdEntry
+import importlib
+from typing import TYPE_CHECKING
+
 from .allocate import (
     AllocationError,
     FreeSpace,
@@ -34,15 +40,9 @@ from .allocate import (
     shadow_userdel,
     shadow_usermod,
 )
-from .edit import (
-    LockError,
-    accounts_beside,
-    add_subid_range,
-    edit_subid_file,
-    lock_file,
-    remove_subid_range,
-    write_subid_file,
-)
+
+# Eager although the allocation path does not use it: the submodule ``lint`` would
+# replace the function ``lint`` as the package's attribute when first imported.
 from .lint import Finding, Severity, lint
 from .model import (
     LineKind,
@@ -56,6 +56,18 @@ from .model import (
     shadow_strtoul,
 )
 from .owners import UnknownOwnerWarning, check_owner, owner_problem
+
+if TYPE_CHECKING:
+    from .accounts import Accounts, GroupEntry, PasswdEntry
+    from .edit import (
+        LockError,
+        accounts_beside,
+        add_subid_range,
+        edit_subid_file,
+        lock_file,
+        remove_subid_range,
+        write_subid_file,
+    )
 
 __all__ = [
     "Accounts",
@@ -99,3 +111,27 @@ __all__ = [
     "shadow_usermod",
     "write_subid_file",
 ]
+
+#: The names imported on first use, and the module (relative to this package) of each:
+#: reading, allocating and writing in shadow's manner need neither the account files'
+#: model nor the locked editor.
+_LAZY: dict[str, str] = {
+    "Accounts": ".accounts", "GroupEntry": ".accounts", "PasswdEntry": ".accounts",
+    "LockError": ".edit", "accounts_beside": ".edit", "add_subid_range": ".edit",
+    "edit_subid_file": ".edit", "lock_file": ".edit", "remove_subid_range": ".edit",
+    "write_subid_file": ".edit",
+}
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice, repeat
 from operator import attrgetter, eq
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -38,7 +38,6 @@ from ..errors import AllocationError
 from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
 from ..ranges import IDRange, IDSet
-from .accounts import Accounts
 from .model import (
     CanonicalColumns,
     RawRange,
@@ -49,6 +48,9 @@ from .model import (
     lazy_file,
 )
 from .owners import check_owner
+
+if TYPE_CHECKING:  # annotations only
+    from .accounts import Accounts
 
 __all__ = [
     "AllocationError",
@@ -784,6 +786,7 @@ def shadow_list_owner_ranges(
     values, so a ``-1`` start shows as 18446744073709551615). For ``-g`` the ID is the
     gid of the GROUP named ``owner`` (``getgrnam``), not the user's uid or primary gid.
 
+    >>> from userns.subid import Accounts
     >>> acc = Accounts.parse("alice:x:1000:1000::/:/bin/sh\\n", "alice:x:2000:\\n")
     >>> f = SubidFile.parse("alice:1:1\\n1000:2:2\\n2000:3:3\\n")
     >>> shadow_list_owner_ranges(f, "alice", accounts=acc)

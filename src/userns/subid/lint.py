@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -48,8 +49,10 @@ from ..errors import Location
 from ..ids import ID_MAX
 from ..logindefs import LoginDefs, SubidLimits
 from ..severity import Severity
-from .accounts import Accounts
 from .model import SubidEntry, SubidFile, SubidLine
+
+if TYPE_CHECKING:  # annotations only
+    from .accounts import Accounts
 
 __all__ = ["Finding", "Severity", "lint"]
 

@@ -42,7 +42,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -54,8 +54,10 @@ from ..errors import (
 )
 from ..ids import ID_MAX
 from ..ranges import IDRange
-from .accounts import Accounts
 from .owners import check_owner
+
+if TYPE_CHECKING:  # annotations only: reading a file needs no account data
+    from .accounts import Accounts
 
 __all__ = [
     "CanonicalColumns",

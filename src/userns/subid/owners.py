@@ -46,10 +46,13 @@ from __future__ import annotations
 import re
 import unicodedata
 import warnings
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidOwnerError
 from ..ids import ID_MAX
-from .accounts import Accounts
+
+if TYPE_CHECKING:  # annotations only: the rules need no account data unless given
+    from .accounts import Accounts
 
 __all__ = [
     "LOGIN_NAME_MAX",
