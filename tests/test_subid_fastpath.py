@@ -9,6 +9,8 @@ same allocation, same file written; and checks that the split path really is tak
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -161,6 +163,7 @@ def test_the_split_path_gives_what_the_general_path_gives(
     assert [line.lineno for line in shadow_order(fast)] == \
         [line.lineno for line in shadow_order(slow)]
     assert fast.lines == slow.lines and len(fast) == len(slow)
+    assert pickle.loads(pickle.dumps(SubidFile.parse(text))).lines == slow.lines
     assert fast.entries == slow.entries
     assert [p.render() for p in fast.problems] == [p.render() for p in slow.problems]
 
