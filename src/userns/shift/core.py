@@ -13,6 +13,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import mmap
 import os
 import pickle
 import selectors
@@ -43,7 +44,18 @@ from .report import (
     UnmappedOwnersError,
 )
 from .translate import IDTranslator, Policy, check_policy, compose
-from .walk import DIR_FLAGS, FD_CACHE, INODE_MISMATCH, Walker, open_root
+from .walk import (
+    DIR_FLAGS,
+    FD_CACHE,
+    INODE_MISMATCH,
+    Chain,
+    DirTable,
+    Held,
+    Pooled,
+    Walker,
+    WorkShare,
+    open_root,
+)
 
 __all__ = [
     "ShiftOptions",
@@ -198,6 +210,7 @@ class _Chan:
     def __init__(self, rfd: int = -1, wfd: int = -1) -> None:
         self.rfd, self.wfd = rfd, wfd
         self.buf = b""
+        self.queued: list[Any] = []
 
     def send(self, obj: object) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -221,13 +234,40 @@ class _Chan:
         return out
 
     def recv(self) -> Any:
-        """Block until one message arrives."""
-        while True:
+        """Block until one message arrives (the others that came with it wait their turn)."""
+        while not self.queued:
             msgs = self.feed()
             if msgs is None:
                 raise EOFError("the coordinator went away")
-            if msgs:
-                return msgs[0]
+            self.queued += msgs
+        return self.queued.pop(0)
+
+
+class _WorkerShare:
+    """A worker's side of the split by subtree (:class:`~userns.shift.walk.WorkShare`):
+    requests over its channel to the coordinator, which keeps the pool of directories;
+    ``hungry`` is one byte of memory shared by all, set while a worker waits."""
+
+    def __init__(self, chan: _Chan, hungry: mmap.mmap) -> None:
+        self.chan = chan
+        self.flag = hungry
+
+    def hungry(self) -> bool:
+        return self.flag[0] != 0
+
+    def give(self, chains: list[Chain]) -> None:
+        self.chan.send(("give", chains))
+
+    def take(self) -> list[Chain] | None:
+        self.chan.send(("take",))
+        msg = self.chan.recv()
+        return msg[1] if msg[0] == "work" else None
+
+    def pool_links(self, table: DirTable, held: list[Held], walked: bool
+                   ) -> tuple[list[DirTable | None], list[Pooled], list[tuple[Pooled, int]]]:
+        self.chan.send(("links", table, held, walked))
+        msg = self.chan.recv()
+        return msg[1], msg[2], msg[3]
 
 
 def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -311,14 +351,15 @@ class _Shift:
     def walker(self, fd: int, st: os.stat_result, journal: JournalWriter | None,
                part: int = 0, parts: int = 1,
                progress: Callable[[str, int], None] | None = None,
-               fd_cache: int = FD_CACHE) -> Walker:
+               fd_cache: int = FD_CACHE, share: WorkShare | None = None) -> Walker:
         u, g = self.translators()
         return Walker(fd, st, self.root, uid=u, gid=g, records=self.records,
                       journal=journal, record_plain=self.record_plain,
                       track_all=self.track_all,
                       cross_mounts=self.cross_mounts, stop_on_error=self.stop,
                       part=part, parts=parts, progress=progress, exclude=self.exclude,
-                      include_outside_links=self.include_outside_links, fd_cache=fd_cache)
+                      include_outside_links=self.include_outside_links, fd_cache=fd_cache,
+                      share=share)
 
     def progress(self, phase: str, done: int, total: int | None = None) -> None:
         if self.user_progress is not None:
@@ -398,11 +439,13 @@ WORKER_FILES = 1 << 16
 
 
 def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part: int,
-                 parts: int, preflight: bool, chan: _Chan) -> None:
+                 parts: int, preflight: bool, chan: _Chan, hungry: mmap.mmap | None) -> None:
     writer = journal.writer(f"w{part}")
-    walker = run.walker(_reopen(fd, st), st, writer, part, parts,
+    share = _WorkerShare(chan, hungry) if hungry is not None else None
+    walker = run.walker(_reopen(fd, st), st, writer,
+                        *((0, 1) if share is not None else (part, parts)),
                         progress=lambda phase, n: chan.send(("progress", phase, n)),
-                        fd_cache=_more_descriptors())
+                        fd_cache=_more_descriptors(), share=share)
     if not preflight:
         walker.scan(stream=True)
     else:
@@ -417,8 +460,12 @@ def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, par
 
 def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, parts: int,
                 preflight: bool, decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Walk with ``parts`` worker processes: split by subtree (with work sharing) when a
+    second translation of an ID is harmless, else by inode number (see
+    :mod:`userns.shift.walk`)."""
     parent_pid = os.getpid()
     kids: list[tuple[int, _Chan]] = []
+    hungry = mmap.mmap(-1, 1) if not run.track_all else None
     try:
         for part in range(parts):
             up_r, up_w = os.pipe2(os.O_CLOEXEC)
@@ -437,7 +484,8 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
                         os._exit(1)
                     chan = _Chan(down_r, up_w)
                     try:
-                        _worker_main(run, fd, st, journal, part, parts, preflight, chan)
+                        _worker_main(run, fd, st, journal, part, parts, preflight, chan,
+                                     hungry)
                         code = 0
                     except BaseException as exc:
                         chan.send(("crash", f"{type(exc).__name__}: {exc}",
@@ -447,7 +495,8 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
             os.close(up_w)
             os.close(down_r)
             kids.append((pid, _Chan(up_r, down_w)))
-        return _collect(run, kids, preflight, decide)
+        pool = _Pool(kids, hungry) if hungry is not None else None
+        return _collect(run, kids, preflight, decide, pool)
     except BaseException:
         for pid, _ in kids:
             with contextlib.suppress(ProcessLookupError):
@@ -459,10 +508,88 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
             os.close(chan.wfd)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+        if hungry is not None:
+            hungry.close()
+
+
+class _Pool:
+    """The coordinator's side of the split by subtree: the directories given away and
+    not yet taken, the workers waiting for some, and the hard-linked inodes' names."""
+
+    def __init__(self, kids: list[tuple[int, _Chan]], hungry: mmap.mmap) -> None:
+        self.kids = kids
+        self.hungry = hungry
+        self.queue: list[Chain] = [()]  # the root, for the first worker that asks
+        self.waiting: list[int] = []
+        self.over = False
+        self.held: dict[int, tuple[DirTable, list[Held]]] = {}
+        self.walked = True  # every worker walked all it took
+        #: names of hard-linked inodes found by more than one worker, less one per inode
+        #: (each worker counted its own extra names)
+        self.hardlinks = 0
+
+    def handle(self, i: int, msg: Any) -> bool:
+        """Act on worker ``i``'s message if it is about the sharing."""
+        if msg[0] == "give":
+            self.queue += msg[1]
+        elif msg[0] == "take":
+            self.waiting.append(i)
+        elif msg[0] == "links":
+            self.held[i] = (msg[1], msg[2])
+            self.walked = self.walked and msg[3]
+            if len(self.held) == len(self.kids):
+                self._deal_links()
+            return True
+        else:
+            return False
+        self._dispatch()
+        return True
+
+    def _dispatch(self) -> None:
+        while self.waiting and self.queue:
+            i = self.waiting.pop()
+            n = max(1, len(self.queue) // (len(self.waiting) + 1))
+            chunk = self.queue[:n]
+            del self.queue[:n]
+            self.kids[i][1].send(("work", chunk))
+        if self.waiting and len(self.waiting) == len(self.kids) and not self.over:
+            self.over = True  # every worker waits, nothing is left: the walk is over
+            for i in self.waiting:
+                self.kids[i][1].send(("over",))
+            self.waiting.clear()
+        self.hungry[0] = 1 if self.waiting else 0
+
+    def _deal_links(self) -> None:
+        """Merge the names every worker found per inode; give each inode to one worker
+        (by inode number), as complete (all its names found) or not."""
+        names: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
+        nlinks: dict[tuple[int, int], int] = {}
+        finders: Counter[tuple[int, int]] = Counter()
+        for j in sorted(self.held):
+            for key, nlink, theirs in self.held[j][1]:
+                names.setdefault(key, []).extend((j, i, name) for i, name in theirs)
+                nlinks[key] = max(nlinks.get(key, 0), nlink)
+                finders[key] += 1
+        parts = len(self.kids)
+        full: list[list[Pooled]] = [[] for _ in range(parts)]
+        partial: list[list[tuple[Pooled, int]]] = [[] for _ in range(parts)]
+        need: list[set[int]] = [set() for _ in range(parts)]
+        for key, found in names.items():
+            self.hardlinks += finders[key] - 1
+            share = key[1] % parts
+            need[share].update(j for j, _, _ in found)
+            if len(found) >= nlinks[key]:
+                full[share].append((key, nlinks[key], found))
+            elif self.walked:  # (else its other names were not looked for)
+                partial[share].append(((key, nlinks[key], found), len(found)))
+        for i, (_, chan) in enumerate(self.kids):
+            tables = [None if j == i else self.held[j][0] if j in need[i] else [(-1, "", 0, 0)]
+                      for j in range(parts)]
+            chan.send(("links", tables, full[i], partial[i]))
 
 
 def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
-             decide: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+             decide: Callable[[dict[str, Any]], bool], pool: _Pool | None) -> dict[str, Any]:
     sel = selectors.DefaultSelector()
     for i, (_, chan) in enumerate(kids):
         sel.register(chan.rfd, selectors.EVENT_READ, i)
@@ -485,6 +612,8 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
                                              list(done.values()))), reason="worker-died")
                     continue
                 for msg in msgs:
+                    if pool is not None and pool.handle(i, msg):
+                        continue
                     if msg[0] == "progress":
                         counts[msg[1], i] = msg[2]
                         phase = msg[1]
@@ -494,7 +623,7 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
                     elif msg[0] == "scanned":
                         scanned[i] = msg[1]
                         if len(scanned) == len(kids):
-                            merged = _merge(list(scanned.values()))
+                            merged = _merge(list(scanned.values()) + _counted(pool))
                             go = decide(merged)
                             total = merged["planned"]
                             for _, chan in kids:
@@ -507,7 +636,14 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
                                          reason="worker-failed")
     finally:
         sel.close()
-    return _merge([done[i] for i in sorted(done)])
+    return _merge([done[i] for i in sorted(done)] + _counted(pool))
+
+
+def _counted(pool: _Pool | None) -> list[dict[str, Any]]:
+    """What the pool counted, as one more worker's summary (none without a pool)."""
+    if pool is None:
+        return []
+    return [{**_merge([]), "hardlinks": pool.hardlinks}]
 
 
 def shift_tree(

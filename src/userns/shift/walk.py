@@ -12,9 +12,17 @@ verified the same way. The walk keeps an explicit stack and a bounded cache of d
 descriptors (re-opened and re-verified from the nearest open ancestor when evicted), so
 neither depth nor width is limited by recursion or by the open-file limit.
 
-A walker can work on a share of the tree: ``part``/``parts`` split the non-directory
-inodes (and each directory's own inode) by inode number, so several processes can shift
-one tree together, each hard-linked inode landing in one of them.
+Several walkers (processes) can shift one tree together, in one of two ways:
+
+- by subtree (``share``, a :class:`WorkShare`): each directory is listed and its entries
+  examined by exactly one walker; a walker with nothing left takes directories another
+  one gives away (the bottom half of its stack, the largest subtrees). The names of the
+  hard-linked inodes are pooled after the walk and each such inode is examined by one
+  walker. Used when translating an ID twice is harmless.
+- by inode number (``part``/``parts``): every walker lists every directory and examines
+  the inodes whose number is its share, so that an inode is always examined by the same
+  walker, which keeps every inode it has seen. Used when the maps' two sides overlap (a
+  second translation would change an ID again).
 
 >>> import tempfile
 >>> with tempfile.TemporaryDirectory() as d:
@@ -35,7 +43,7 @@ import stat as stat_mod
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .journal import (
     ACL_ACCESS_CODE,
@@ -57,7 +65,8 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "Node", "Walker", "open_root"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "Chain", "DirTable", "Held", "Node", "Pooled",
+           "Walker", "WorkShare", "chain_of", "open_root"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -180,6 +189,55 @@ class Node:
             parts.append(node.name)
             node = node.parent
         return "/".join(reversed(parts)) or "."
+
+
+#: A directory as the walkers that share a tree name it to each other: the ``(name,
+#: st_dev, st_ino)`` of each directory from the root down to it (``()`` is the root).
+Chain = tuple[tuple[str, int, int], ...]
+#: The directories of the names a walker pools: ``(parent's index, name, st_dev, st_ino)``
+#: each, every one after its parent; index 0 is the root (its parent -1).
+DirTable = list[tuple[int, str, int, int]]
+#: The names of one hard-linked inode a walker found: ``((st_dev, st_ino), link count,
+#: [(index of the directory in its table, name), ...])``.
+Held = tuple[tuple[int, int], int, list[tuple[int, str]]]
+#: One hard-linked inode, pooled: ``((st_dev, st_ino), link count, [(walker, index of the
+#: directory in that walker's table, name), ...])``.
+Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
+
+
+def chain_of(node: Node) -> Chain:
+    """The :data:`Chain` of ``node``."""
+    out = []
+    n = node
+    while n.parent is not None:
+        out.append((n.name, n.dev, n.ino))
+        n = n.parent
+    out.reverse()
+    return tuple(out)
+
+
+class WorkShare(Protocol):
+    """How walkers that split a tree by subtree hand work to each other (a walker's side
+    of it: the coordinator keeps the pool)."""
+
+    def hungry(self) -> bool:
+        """Whether another walker waits for directories (cheap: asked per directory)."""
+
+    def give(self, chains: list[Chain]) -> None:
+        """Hand directories not yet entered to the pool."""
+
+    def take(self) -> list[Chain] | None:
+        """Block until the pool has directories for this walker (they are returned), or
+        every walker waits and the pool is empty (``None``: the walk is over)."""
+
+    def pool_links(self, table: DirTable, held: list[Held], walked: bool
+                   ) -> tuple[list[DirTable | None], list[Pooled], list[tuple[Pooled, int]]]:
+        """Pool the hard-linked inodes' names every walker found; block until all have;
+        return every walker's table (``None`` for this walker's own) and this walker's
+        share: the inodes all of whose names were found, and those with fewer names than
+        links (each with the number of names found). ``walked``: this walker walked all
+        it was given (when one did not, no inode is said to have fewer names than
+        links: the others were not looked for)."""
 
 
 def open_root(path: str) -> tuple[int, os.stat_result]:
@@ -314,6 +372,7 @@ class Walker:
         progress: Callable[[str, int], None] | None = None,
         include_outside_links: bool = False,
         fd_cache: int = FD_CACHE,
+        share: WorkShare | None = None,
     ) -> None:
         self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
         self.root_path = root_path
@@ -333,6 +392,14 @@ class Walker:
         self.parts = parts
         self.progress = progress
         self.include_outside_links = include_outside_links
+        self.share = share
+        # chain -> node, for the directories other walkers named (see node_at)
+        self._nodes: dict[Chain, Node] = {}
+        # the hard-linked inodes held by the walk (kept here to be pooled even when the
+        # walk stops early)
+        self._links: dict[tuple[int, int], list[Any]] = {}
+        self._complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
+        self._over = self._pooled = False
         self.cache = _DirCache(fd_cache)
         self.plans: list[_Plan] = []
         self.pending = 0
@@ -369,6 +436,19 @@ class Walker:
     def _path(self, node: Node, name: str | None = None) -> str:
         rel = node.relpath(name)
         return self.root_path if rel == "." else os.path.join(self.root_path, rel)
+
+    def node_at(self, chain: Chain) -> Node:
+        """The node of a directory another walker named (one node per chain, so that its
+        descriptor is cached once)."""
+        node = self.root
+        for i in range(len(chain)):
+            key = chain[:i + 1]
+            n = self._nodes.get(key)
+            if n is None:
+                name, dev, ino = chain[i]
+                n = self._nodes[key] = Node(node, name, dev, ino)
+            node = n
+        return node
 
     def _error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
         path = self._path(node, name)
@@ -527,7 +607,7 @@ class Walker:
             if stream:
                 self._flush_apply()
         except _Stop:
-            pass
+            self._leave_share()
         finally:
             if stream:
                 self.cache.close()
@@ -554,23 +634,117 @@ class Walker:
         # which the descriptor opened later must match. ``entered`` maps a directory's
         # (st_dev, st_ino) to its place in the walk (a directory renamed during the walk
         # can be listed twice: it is entered once).
-        stack: list[Node] = [self.root]
+        share = self.share
+        stack: list[Node] = [self.root] if share is None else []
         entered: dict[tuple[int, int], int] = {}
-        # (st_dev, st_ino) -> [names found, node, first name, stat, [(node, name), ...]]
-        # of a hard-linked inode not all of whose names have been found yet; once they
-        # all are: (key, names, link count) in ``complete``.
-        links: dict[tuple[int, int], list[Any]] = {}
-        complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
+        # (st_dev, st_ino) -> [names found, node, first name, link count, [(node, name),
+        # ...]] of a hard-linked inode not all of whose names have been found yet; once
+        # they all are: (key, names, link count) in ``complete``.
+        links = self._links
+        complete = self._complete
         classify = self._classifier(stack, links, complete)
         examine = self._examiner(pairs)
-        while stack:
-            node = stack.pop()
-            key = (node.dev, node.ino)
-            if key not in entered:
-                entered[key] = len(entered)
-                self._scan_dir(node, classify, examine, stream)
+        while True:
+            while stack:
+                if share is not None and len(stack) > 1 and share.hungry():
+                    # the bottom half: the directories nearest the root, the largest
+                    # subtrees
+                    half = len(stack) // 2
+                    share.give([chain_of(n) for n in stack[:half]])
+                    del stack[:half]
+                node = stack.pop()
+                key = (node.dev, node.ino)
+                if key not in entered:
+                    entered[key] = len(entered)
+                    self._scan_dir(node, classify, examine, stream)
+            if share is None:
+                break
+            more = share.take()
+            if more is None:
+                self._over = True
+                break
+            stack.extend(self.node_at(c) for c in more)
+        if share is not None:
+            complete, links = self._pool_links()
         self._finish_links(complete, entered, examine, stream)
         self._late_links(links)
+
+    def _held(self) -> tuple[DirTable, list[Held], list[Node]]:
+        """The names of the hard-linked inodes held, to pool: a table of their directories,
+        the names by inode, and the node of each table entry."""
+        index: dict[Node, int] = {self.root: 0}
+        nodes = [self.root]
+        table: DirTable = [(-1, "", self.root.dev, self.root.ino)]
+
+        def at(node: Node) -> int:
+            i = index.get(node)
+            if i is not None:
+                return i
+            up = []
+            n: Node | None = node
+            while n is not None and n not in index:
+                up.append(n)
+                n = n.parent
+            assert n is not None, "every node descends from the root"
+            i = index[n]
+            for n in reversed(up):
+                assert n is not None
+                table.append((i, n.name, n.dev, n.ino))
+                nodes.append(n)
+                i = index[n] = len(nodes) - 1
+            return i
+
+        held: list[Held] = [(key, nlink, [(at(n), name) for n, name in names])
+                            for key, names, nlink in self._complete]
+        held += [(key, nlink, [(at(n), name) for n, name in names])
+                 for key, (_, _, _, nlink, names) in self._links.items()]
+        return table, held, nodes
+
+    def _pool_links(self) -> tuple[list[tuple[tuple[int, int], list[tuple[Node, str]], int]],
+                                   dict[tuple[int, int], list[Any]]]:
+        """Pool the hard-linked inodes' names with the other walkers; this walker's share
+        in the shapes of ``complete`` and ``links`` (see :meth:`_scan_loop`)."""
+        assert self.share is not None
+        table, held, mine = self._held()
+        tables, full, partial = self.share.pool_links(table, held, True)
+        self._pooled = True
+        resolved: list[list[Node | None]] = [
+            list(mine) if t is None else [self.root] + [None] * (len(t) - 1) for t in tables]
+
+        def node(j: int, i: int) -> Node:
+            known = resolved[j]
+            t = tables[j]
+            assert t is not None or known[i] is not None
+            up = []
+            while (n := known[i]) is None:
+                up.append(i)
+                i = t[i][0]  # type: ignore[index]
+            for k in reversed(up):
+                _, name, dev, ino = t[k]  # type: ignore[index]
+                n = known[k] = Node(n, name, dev, ino)
+            return n
+
+        complete = [(key, [(node(j, i), name) for j, i, name in names], nlink)
+                    for key, nlink, names in full]
+        links: dict[tuple[int, int], list[Any]] = {}
+        for (key, nlink, names), found in partial:
+            nodes = [(node(j, i), name) for j, i, name in names]
+            links[key] = [found, nodes[0][0], nodes[0][1], nlink, nodes]
+        return complete, links
+
+    def _leave_share(self) -> None:
+        """A walker stopped by the error policy still takes part in the sharing until
+        the walk is over (what it is given is left: the run is incomplete anyway), and
+        pools the names it found, so that no other walker takes an inode whose names it
+        holds for one with a name outside the tree."""
+        if self.share is None:
+            return
+        while not self._over:
+            self._over = self.share.take() is None
+        if not self._pooled:
+            self._pooled = True
+            table, held, _ = self._held()
+            self.share.pool_links(table, held, False)
 
     def _scan_dir(self, node: Node, classify: _Classify,
                   examine: _Examine, stream: bool) -> None:
@@ -719,7 +893,7 @@ class Walker:
             # (a directory's link count counts its subdirectories: it can land here
             # when swapped in after the listing)
             if nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
-                links[key] = [1, node, e.name, st, [(node, e.name)]]
+                links[key] = [1, node, e.name, nlink, [(node, e.name)]]
                 return None
             return st
 
@@ -891,9 +1065,9 @@ class Walker:
         """The hard-linked inodes with a name outside the tree (fewer names found than
         their link count): reported and left alone, unless the caller opted in or the
         journal already has their record (an interrupted run that had opted in)."""
-        for key, (found, node, name, st, _) in links.items():
+        for key, (found, node, name, nlink, _) in links.items():
             if not self.include_outside_links and not (self.records and key in self.records):
-                self.outside_links.append((self._path(node, name), st.st_nlink, found))
+                self.outside_links.append((self._path(node, name), nlink, found))
                 continue
             try:
                 fd = self.cache.fd(node)

@@ -1,0 +1,178 @@
+"""Two workers that split the walk by subtree (with work sharing) report and leave what one
+worker does: hard links whose names two workers found are shifted once, a name outside the
+tree is still found, both workers really take part, and a worker stopped by the error
+policy does not leave the other waiting."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from userns import IDMap, IDMapPair
+from userns.shift import ShiftReport, shift_tree
+
+from .test_shift_trees import need_root, need_tool, snapshot
+
+pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
+
+PAIR = IDMapPair.both(IDMap.single(0, 100000, 65536))
+
+
+def random_tree(root: Path, seed: int, *, outside: Path | None = None) -> None:
+    """Nested directories of files with random owners, hard links whose names lie in
+    different subtrees (three names at most), and, given ``outside``, a name outside."""
+    rng = random.Random(seed)
+    dirs = [root]
+    root.mkdir()
+    for i in range(rng.randrange(30, 60)):
+        parent = rng.choice(dirs)
+        d = parent / f"d{i}"
+        d.mkdir()
+        os.chown(d, rng.randrange(3), rng.randrange(3))
+        dirs.append(d)
+    files = []
+    for i in range(rng.randrange(300, 600)):
+        f = rng.choice(dirs) / f"f{i}"
+        f.write_bytes(b"x")
+        os.chown(f, rng.choice((0, 0, 1000, 33)), rng.choice((0, 5, 1000)))
+        files.append(f)
+    for i, f in enumerate(rng.sample(files, 60)):
+        for k in range(rng.randrange(1, 3)):
+            os.link(f, rng.choice(dirs) / f"l{i}.{k}")
+    if outside is not None:
+        os.link(files[0], outside)
+
+
+def compare(one: ShiftReport, two: ShiftReport) -> None:
+    def plain(r: ShiftReport) -> dict[str, Any]:
+        d = r.to_dict()
+        for key in ("root", "workers", "journal"):
+            d.pop(key, None)
+        d["outside_links"] = sorted((os.path.relpath(o["path"], r.root), o["links"])
+                                    for o in d["outside_links"])
+        return d
+
+    assert plain(one) == plain(two)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_two_workers_report_and_leave_what_one_does(tmp_path: Path, seed: int) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    random_tree(a, seed)
+    random_tree(b, seed)
+    assert snapshot(str(a)) == snapshot(str(b))
+    one = shift_tree(a, PAIR, workers=1)
+    two = shift_tree(b, PAIR, workers=2)
+    assert one.complete and two.complete and two.workers == 2
+    assert one.hardlinks > 0
+    compare(one, two)
+    assert snapshot(str(a)) == snapshot(str(b))
+
+
+@pytest.mark.parametrize("policy", ["skip", "overflow"])
+def test_a_name_outside_is_found_by_two_workers_too(tmp_path: Path, policy: str) -> None:
+    (tmp_path / "out").mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    random_tree(a, 7, outside=tmp_path / "out" / "a")
+    random_tree(b, 7, outside=tmp_path / "out" / "b")
+    one = shift_tree(a, PAIR, workers=1, policy=policy)  # type: ignore[arg-type]
+    two = shift_tree(b, PAIR, workers=2, policy=policy)  # type: ignore[arg-type]
+    assert len(two.outside_links) == 1 and two.outside_links[0].links == 2
+    compare(one, two)
+    assert os.lstat(tmp_path / "out" / "b").st_uid in (0, 33, 1000)  # left as it was
+    assert snapshot(str(a)) == snapshot(str(b))
+
+
+@pytest.mark.skipif(need_tool("strace") is not None, reason=str(need_tool("strace")))
+def test_both_workers_take_part(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    for d in range(40):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(100):
+            (root / f"d{d}" / f"f{i}").touch()
+    out = tmp_path / "strace"
+    code = ("import sys\nfrom userns import IDMap, IDMapPair\nfrom userns.shift import shift_tree\n"
+            "r = shift_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 100000, 65536)), "
+            "workers=2)\nassert r.complete and r.changed == 4041, r\n")
+    # -ff: one file per process (no call split by another's); -y: descriptors' paths
+    subprocess.run(["strace", "-ff", "-y", "-qq", "-e", "trace=fchownat,getdents64",
+                    "-o", str(out), sys.executable, "-c", code, str(root)], check=True)
+    chowns: Counter[str] = Counter()
+    listed: dict[str, set[str]] = {}
+    for trace in tmp_path.glob("strace.*"):
+        pid = trace.suffix
+        for line in trace.read_text().splitlines():
+            if line.startswith("fchownat("):
+                chowns[pid] += 1
+            elif (m := re.match(r"getdents64\(\d+<(.*)>, .*\) = [1-9]", line)) \
+                    and (m[1] == str(root) or m[1].startswith(f"{root}/")):
+                listed.setdefault(pid, set()).add(m[1])
+    assert len(chowns) == 2 and min(chowns.values()) > 0, chowns  # both workers changed
+    # ... and each of the 41 directories (the root's included) was listed by one of them
+    # (split by inode number, both listed every directory)
+    assert set(listed) == set(chowns), (listed.keys(), chowns)
+    lists = list(listed.values())
+    assert len(lists[0] | lists[1]) == 41 and not lists[0] & lists[1]
+
+
+@pytest.mark.skipif(need_tool("chattr") is not None, reason=str(need_tool("chattr")))
+def test_a_stopped_worker_does_not_leave_the_other_waiting(tmp_path: Path) -> None:
+    # One immutable file in the middle of the walk, and a journal batch of one change,
+    # so that one worker stops there while the other one still walks: the stopped one
+    # must still answer for the sharing (it takes part until the walk is over and pools
+    # the hard-linked names it holds), else the other one waits for it for ever.
+    root = tmp_path / "t"
+    for d in range(60):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(50):
+            (root / f"d{d}" / f"f{i}").touch()
+    for d in range(60):
+        os.link(root / f"d{d}" / "f1", root / f"d{(d + 1) % 60}" / "l1")
+    victim = root / "d30" / "f0"
+    done = subprocess.run(["chattr", "+i", str(victim)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable flag: {done.stderr!r}")
+    code = ("import sys\nfrom userns import IDMap, IDMapPair\n"
+            "from userns.shift import ShiftError, shift_tree, walk\n"
+            "walk.BATCH = 1\n"
+            "try:\n"
+            "    shift_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 100000, 65536)),\n"
+            "               workers=2, policy='skip', on_error='stop')\n"
+            "except ShiftError as exc:\n"
+            "    print(exc.reason, exc.report.complete, len(exc.report.outside_links))\n")
+    try:
+        # a hang would be the failure: the subprocess has a deadline
+        proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        subprocess.run(["chattr", "-i", str(victim)], check=True)
+    assert proc.returncode == 0, proc.stderr
+    # stopped, and no hard link taken for one with a name outside
+    assert proc.stdout.split() == ["path-error", "False", "0"], proc.stdout
+    report = shift_tree(root, PAIR, workers=2, policy="skip")  # the journal resumes it
+    assert report.resumed and report.complete and not report.outside_links
+    assert all(os.lstat(p).st_uid == 100000 for p in root.rglob("*"))
+
+
+def test_the_overlapping_maps_still_split_by_inode(tmp_path: Path) -> None:
+    # 0 1000 65536 overlaps itself: a second translation would move an ID again, so the
+    # workers split by inode number (each keeps every inode it saw); the result is one
+    # worker's
+    overlap = IDMapPair.both(IDMap.single(0, 1000, 65536))
+    a, b = tmp_path / "a", tmp_path / "b"
+    random_tree(a, 9)
+    random_tree(b, 9)
+    compare(shift_tree(a, overlap, workers=1), shift_tree(b, overlap, workers=2))
+    assert snapshot(str(a)) == snapshot(str(b))
+    shutil.rmtree(a)
+    shutil.rmtree(b)
+
