@@ -116,10 +116,11 @@ def run(*, rounds: int = 21) -> Section:
         sec.notes += [
             f"Medians over {rounds} interleaved rounds; every variant is a fresh "
             "interpreter, with bytecode caches (filled once, untimed).",
-            f"`import attrs` alone costs {fmt_seconds(attrs - floor)} over `python -c "
-            f"pass`; `userns shift --help` costs {fmt_seconds(shift - floor)} over it, "
-            f"{fmt_seconds(shift - attrs)} over `import attrs`. attrs is the floor of "
-            "every command that reads a map: the core's value classes are attrs classes.",
+            f"Over `python -c pass` (medians): `import attrs` alone costs "
+            f"{fmt_seconds(attrs - floor)}, `userns shift --help` "
+            f"{fmt_seconds(shift - floor)}, so {fmt_seconds(shift - attrs)} beyond attrs. "
+            "attrs is the floor of every command that reads a map: the core's value "
+            "classes are attrs classes.",
             "A command line that names a command builds only that command's parsers and "
             "imports only its module; a format module is imported when a map in that "
             "format is read or written.",
