@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from userns import IDMap, IDMapPair
-from userns.shift import ShiftReport, shift_tree
+from userns.shift import AuditReport, ShiftReport, audit_tree, shift_tree
 
 from .test_shift_trees import need_root, need_tool, snapshot
 
@@ -176,3 +176,24 @@ def test_the_overlapping_maps_still_split_by_inode(tmp_path: Path) -> None:
     shutil.rmtree(a)
     shutil.rmtree(b)
 
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_an_audit_by_two_workers_counts_what_one_does(tmp_path: Path, seed: int) -> None:
+    (tmp_path / "out").mkdir()
+    root = tmp_path / "t"
+    random_tree(root, seed, outside=tmp_path / "out" / "x")
+    shift_tree(root / "d0", PAIR, workers=1, policy="skip")  # part of it shifted: mixed
+
+    def plain(r: AuditReport) -> dict[str, Any]:
+        d = r.to_dict()
+        for u in d["outside"]:
+            assert all(os.path.lexists(p) for p in u.pop("examples"))
+        return d
+
+    one, two = audit_tree(root, PAIR, workers=1), audit_tree(root, PAIR, workers=2)
+    assert one.state == "mixed" and len(one.outside_links) == 1
+    assert plain(one) == plain(two)
+    # the inodes counted are the inodes of the tree, each once
+    inodes = {(st.st_dev, st.st_ino) for st in map(os.lstat, [root, *root.rglob("*")])}
+    assert two.entries == len(inodes) == sum(two.uids.values()) == sum(two.gids.values())

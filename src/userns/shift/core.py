@@ -21,7 +21,7 @@ import signal
 import struct
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import attrs
@@ -463,9 +463,27 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
     """Walk with ``parts`` worker processes: split by subtree (with work sharing) when a
     second translation of an ID is harmless, else by inode number (see
     :mod:`userns.shift.walk`)."""
+    hungry = mmap.mmap(-1, 1) if not run.track_all else None
+
+    def main(part: int, chan: _Chan) -> None:
+        _worker_main(run, fd, st, journal, part, parts, preflight, chan, hungry)
+
+    try:
+        with _forked(parts, main) as kids:
+            pool = _Pool(kids, hungry) if hungry is not None else None
+            return _collect(run, kids, preflight, decide, pool)
+    finally:
+        if hungry is not None:
+            hungry.close()
+
+
+@contextlib.contextmanager
+def _forked(parts: int, main: Callable[[int, _Chan], None]
+            ) -> Iterator[list[tuple[int, _Chan]]]:
+    """``parts`` worker processes, each running ``main(part, channel)`` and reporting an
+    exception as a ``crash`` message; killed when the block raises, waited for always."""
     parent_pid = os.getpid()
     kids: list[tuple[int, _Chan]] = []
-    hungry = mmap.mmap(-1, 1) if not run.track_all else None
     try:
         for part in range(parts):
             up_r, up_w = os.pipe2(os.O_CLOEXEC)
@@ -484,8 +502,7 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
                         os._exit(1)
                     chan = _Chan(down_r, up_w)
                     try:
-                        _worker_main(run, fd, st, journal, part, parts, preflight, chan,
-                                     hungry)
+                        main(part, chan)
                         code = 0
                     except BaseException as exc:
                         chan.send(("crash", f"{type(exc).__name__}: {exc}",
@@ -495,8 +512,7 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
             os.close(up_w)
             os.close(down_r)
             kids.append((pid, _Chan(up_r, down_w)))
-        pool = _Pool(kids, hungry) if hungry is not None else None
-        return _collect(run, kids, preflight, decide, pool)
+        yield kids
     except BaseException:
         for pid, _ in kids:
             with contextlib.suppress(ProcessLookupError):
@@ -508,8 +524,6 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
             os.close(chan.wfd)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        if hungry is not None:
-            hungry.close()
 
 
 class _Pool:
@@ -1081,9 +1095,79 @@ def _mark_of(fd: int, mapping: IDMapPair) -> ShiftMark | None:
                      and [list(t) for t in gid] == mapping.gid.to_triples())
 
 
+def _audit_forked(coord: Walker, parts: int) -> None:
+    """The audit's walk split by subtree among ``parts`` worker processes; their counts
+    (and the hard-linked inodes, counted once) are added to ``coord``, which counts the
+    root itself."""
+    root_st = os.fstat(coord.root.fd)
+    hungry = mmap.mmap(-1, 1)
+
+    def main(part: int, chan: _Chan) -> None:
+        walker = Walker(_reopen(coord.root.fd, root_st), root_st, coord.root_path,
+                        cross_mounts=coord.cross_mounts, stop_on_error=False,
+                        fd_cache=_more_descriptors(), share=_WorkerShare(chan, hungry))
+        walker.run_audit()
+        chan.send(("done", {"entries": walker.entries, "uids": walker.uids,
+                            "gids": walker.gids, "examples": walker.examples,
+                            "errors": walker.errors, "skipped": walker.skipped_mounts,
+                            "held": walker.held}))
+
+    coord.entries += 1
+    coord.uids[root_st.st_uid] += 1
+    coord.gids[root_st.st_gid] += 1
+    for kind, value in (("uid", root_st.st_uid), ("gid", root_st.st_gid)):
+        coord.examples[kind, value] = [coord.root_path]
+    held: list[Any] = []
+    try:
+        with _forked(parts, main) as kids:
+            pool = _Pool(kids, hungry)
+            sel = selectors.DefaultSelector()
+            for i, (_, chan) in enumerate(kids):
+                sel.register(chan.rfd, selectors.EVENT_READ, i)
+            done: set[int] = set()
+            try:
+                while len(done) < parts:
+                    for key, _ in sel.select():
+                        i = key.data
+                        msgs = kids[i][1].feed()
+                        if msgs is None:
+                            sel.unregister(key.fd)
+                            if i not in done:
+                                raise ShiftError(f"audit worker {i} died", ShiftReport(
+                                    root=coord.root_path, complete=False),
+                                    reason="worker-died")
+                            continue
+                        for msg in msgs:
+                            if pool.handle(i, msg):
+                                continue
+                            if msg[0] == "crash":
+                                raise ShiftError(f"audit worker {i} failed: {msg[1]}\n{msg[2]}",
+                                                 ShiftReport(root=coord.root_path,
+                                                             complete=False),
+                                                 reason="worker-failed")
+                            if msg[0] == "done":
+                                done.add(i)
+                                found = msg[1]
+                                coord.entries += found["entries"]
+                                coord.uids.update(found["uids"])
+                                coord.gids.update(found["gids"])
+                                for k, paths in found["examples"].items():
+                                    ex = coord.examples.setdefault(k, [])
+                                    ex += paths[:3 - len(ex)]
+                                coord.errors += found["errors"]
+                                coord.skipped_mounts += found["skipped"]
+                                held += found["held"]
+            finally:
+                sel.close()
+    finally:
+        hungry.close()
+    coord.count_held(held)
+
+
 def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                cross_mounts: bool = False,
-               journal: str | os.PathLike[str] | None = None) -> AuditReport:
+               journal: str | os.PathLike[str] | None = None,
+               workers: int | None = None) -> AuditReport:
     """Count the owners under ``root`` and say whether the tree looks shifted by ``mapping``.
 
     Changes nothing. An owner that is a container ID of the map (and not a host ID)
@@ -1091,7 +1175,8 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     IDs that are neither are listed in ``outside`` with example paths. The report also
     gives the root's mark of a finished shift (``mark``) and the path of a pending
     journal of an interrupted shift (``journal``: looked for at ``journal`` or, by
-    default, where :func:`default_journal_path` puts it).
+    default, where :func:`default_journal_path` puts it). ``workers`` processes share the
+    walk by subtree (default: as many as CPUs, at most 2; 1 walks in this process).
 
     >>> import tempfile, os
     >>> from userns import IDMap, IDMapPair
@@ -1107,8 +1192,15 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                          "be a directory, not a symlink)", ShiftReport(root=os.fspath(root),
                                                                        complete=False),
                          reason="bad-root") from exc
+    if workers is not None and workers < 1:
+        walker.close()
+        raise ValueError(f"workers must be >= 1: {workers}")
+    nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
     try:
-        walker.run_audit()
+        if nworkers == 1:
+            walker.run_audit()
+        else:
+            _audit_forked(walker, nworkers)
         mark = _mark_of(walker.root.fd, mapping)
     finally:
         walker.close()
@@ -1140,6 +1232,6 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
         root=os.fspath(root), entries=walker.entries, uids=dict(walker.uids),
         gids=dict(walker.gids), outside=tuple(outside), state=state,
         outside_links=tuple(OutsideLink(*o) for o in walker.outside_links),
-        skipped_mounts=tuple(walker.skipped_mounts), errors=tuple(walker.errors),
+        skipped_mounts=tuple(sorted(walker.skipped_mounts)), errors=tuple(walker.errors),
         mark=mark, journal=pending,
     )

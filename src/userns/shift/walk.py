@@ -42,7 +42,7 @@ import resource
 import stat as stat_mod
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from .journal import (
@@ -65,8 +65,8 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "Chain", "DirTable", "Held", "Node", "Pooled",
-           "Walker", "WorkShare", "chain_of", "open_root"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Chain", "DirTable", "Held", "Node",
+           "Pooled", "Walker", "WorkShare", "chain_of", "open_root"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -200,6 +200,9 @@ DirTable = list[tuple[int, str, int, int]]
 #: The names of one hard-linked inode a walker found: ``((st_dev, st_ino), link count,
 #: [(index of the directory in its table, name), ...])``.
 Held = tuple[tuple[int, int], int, list[tuple[int, str]]]
+#: One hard-linked inode an audit found: ``((st_dev, st_ino), names found, link count,
+#: uid, gid, path of the first name)``.
+AuditHeld = tuple[tuple[int, int], int, int, int, int, str]
 #: One hard-linked inode, pooled: ``((st_dev, st_ino), link count, [(walker, index of the
 #: directory in that walker's table, name), ...])``.
 Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
@@ -400,6 +403,8 @@ class Walker:
         self._links: dict[tuple[int, int], list[Any]] = {}
         self._complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
         self._over = self._pooled = False
+        #: the hard-linked inodes an audit with a share leaves to the coordinator
+        self.held: list[AuditHeld] = []
         self.cache = _DirCache(fd_cache)
         self.plans: list[_Plan] = []
         self.pending = 0
@@ -644,30 +649,36 @@ class Walker:
         complete = self._complete
         classify = self._classifier(stack, links, complete)
         examine = self._examiner(pairs)
-        while True:
-            while stack:
-                if share is not None and len(stack) > 1 and share.hungry():
-                    # the bottom half: the directories nearest the root, the largest
-                    # subtrees
-                    half = len(stack) // 2
-                    share.give([chain_of(n) for n in stack[:half]])
-                    del stack[:half]
-                node = stack.pop()
-                key = (node.dev, node.ino)
-                if key not in entered:
-                    entered[key] = len(entered)
-                    self._scan_dir(node, classify, examine, stream)
-            if share is None:
-                break
-            more = share.take()
-            if more is None:
-                self._over = True
-                break
-            stack.extend(self.node_at(c) for c in more)
+        for node in self._turns(stack):
+            key = (node.dev, node.ino)
+            if key not in entered:
+                entered[key] = len(entered)
+                self._scan_dir(node, classify, examine, stream)
         if share is not None:
             complete, links = self._pool_links()
         self._finish_links(complete, entered, examine, stream)
         self._late_links(links)
+
+    def _turns(self, stack: list[Node]) -> Iterator[Node]:
+        """The directories this walker enters, taken off ``stack``; with a share, the
+        bottom half of the stack (the directories nearest the root, the largest
+        subtrees) is given away whenever another walker waits, and more is taken when
+        the stack is empty, until the walk is over."""
+        share = self.share
+        while True:
+            while stack:
+                if share is not None and len(stack) > 1 and share.hungry():
+                    half = len(stack) // 2
+                    share.give([chain_of(n) for n in stack[:half]])
+                    del stack[:half]
+                yield stack.pop()
+            if share is None:
+                return
+            more = share.take()
+            if more is None:
+                self._over = True
+                return
+            stack.extend(self.node_at(c) for c in more)
 
     def _held(self) -> tuple[DirTable, list[Held], list[Node]]:
         """The names of the hard-linked inodes held, to pool: a table of their directories,
@@ -1250,77 +1261,126 @@ class Walker:
     # -- audit --------------------------------------------------------------------
 
     def run_audit(self) -> None:
-        """Count owners of every inode (hard links once), read-only."""
-        # key -> [names found, nlink, node, name] (the path is made for those reported)
+        """Count owners of every inode (hard links once), read-only.
+
+        With a :attr:`share`, the root's own owner is left to the coordinator, and the
+        hard-linked inodes are left in :attr:`held` (see :meth:`count_held`) for it to
+        count once across all walkers."""
+        # key -> [names found, nlink, uid, gid, node, name] (a path is made for those
+        # counted or reported)
         links: dict[tuple[int, int], list[Any]] = {}
         # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
         # and the examples are derived at the end (examples: the first paths of each pair)
         owners: dict[tuple[int, int], int] = {}
         examples: dict[tuple[int, int], list[str]] = {}
-        owners_get = owners.get
-        cross = self.cross_mounts
-        stack: list[Node] = [self.root]
-        push = stack.append
-        root_st = os.fstat(self.root.fd)
-        owners[root_st.st_uid, root_st.st_gid] = 1
-        examples[root_st.st_uid, root_st.st_gid] = [self.root_path]
-        count = 1
+        share = self.share
+        stack: list[Node] = [self.root] if share is None else []
+        count = 0
+        if share is None:
+            root_st = os.fstat(self.root.fd)
+            owners[root_st.st_uid, root_st.st_gid] = 1
+            examples[root_st.st_uid, root_st.st_gid] = [self.root_path]
+            count = 1
         try:
-            while stack:
-                node = stack.pop()
-                fd = node.fd if node is self.root else -1
-                if fd < 0:
-                    try:
-                        fd, _ = self.cache.open_new(node)
-                    except (OSError, _Changed) as exc:
-                        self._error(node, None, "open", exc)
-                        continue
-                try:
-                    with os.scandir(fd) as it:
-                        entries = list(it)
-                except OSError as exc:
-                    self._error(node, None, "list", exc)
-                    continue
-                dev = node.dev
-                for e in entries:
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        if exc.errno != errno_mod.ENOENT:
-                            self._error(node, e.name, "stat", exc)
-                        continue
-                    if st.st_dev != dev and not cross:
-                        self.skipped_mounts.append(self._path(node, e.name))
-                        continue
-                    if st.st_mode & _S_IFMT == _S_IFDIR:
-                        push(Node(node, e.name, st.st_dev, st.st_ino))
-                    elif st.st_nlink > 1:
-                        key = (st.st_dev, st.st_ino)
-                        held = links.get(key)
-                        if held is not None:
-                            self.hardlinks += 1
-                            held[0] += 1
-                            held[1] = st.st_nlink
-                            continue
-                        links[key] = [1, st.st_nlink, node, e.name]
-                    count += 1
-                    pair = (st.st_uid, st.st_gid)
-                    n = owners_get(pair, 0)
-                    owners[pair] = n + 1
-                    if n < 3:
-                        examples.setdefault(pair, []).append(self._path(node, e.name))
-            self.outside_links = sorted((self._path(node, name), nlink, found)
-                                        for found, nlink, node, name in links.values()
-                                        if found < nlink)
+            for node in self._turns(stack):
+                count += self._audit_dir(node, stack, links, owners, examples)
+            self.held = [(key, found, nlink, uid, gid, self._path(node, name))
+                         for key, (found, nlink, uid, gid, node, name) in links.items()]
         finally:
             self.cache.close()
             self.entries += count
-            for (uid, gid), n in owners.items():
-                self.uids[uid] += n
-                self.gids[gid] += n
-                for kind, value in (("uid", uid), ("gid", gid)):
-                    ex = self.examples.setdefault((kind, value), [])
-                    ex += examples.get((uid, gid), ())[:3 - len(ex)]
+            self._count_owners(owners, examples)
+        if share is None:
+            self.count_held(self.held)
+            self.held = []
+
+    def _audit_dir(self, node: Node, stack: list[Node], links: dict[tuple[int, int], list[Any]],
+                   owners: dict[tuple[int, int], int],
+                   examples: dict[tuple[int, int], list[str]]) -> int:
+        """The audit's per-directory step: list ``node``, push its directories on
+        ``stack``, hold its hard-linked inodes in ``links``, count the other inodes'
+        owners; the number of inodes counted."""
+        fd = node.fd if node is self.root else -1
+        if fd < 0:
+            try:
+                fd, _ = self.cache.open_new(node)
+            except (OSError, _Changed) as exc:
+                self._error(node, None, "open", exc)
+                return 0
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+        except OSError as exc:
+            self._error(node, None, "list", exc)
+            return 0
+        dev = node.dev
+        cross = self.cross_mounts
+        owners_get = owners.get
+        push = stack.append
+        count = 0
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno != errno_mod.ENOENT:
+                    self._error(node, e.name, "stat", exc)
+                continue
+            if st.st_dev != dev and not cross:
+                self.skipped_mounts.append(self._path(node, e.name))
+                continue
+            if st.st_mode & _S_IFMT == _S_IFDIR:
+                push(Node(node, e.name, st.st_dev, st.st_ino))
+            elif st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                held = links.get(key)
+                if held is not None:
+                    held[0] += 1
+                    held[1] = st.st_nlink
+                else:
+                    links[key] = [1, st.st_nlink, st.st_uid, st.st_gid, node, e.name]
+                continue
+            count += 1
+            pair = (st.st_uid, st.st_gid)
+            n = owners_get(pair, 0)
+            owners[pair] = n + 1
+            if n < 3:
+                examples.setdefault(pair, []).append(self._path(node, e.name))
+        return count
+
+    def _count_owners(self, owners: dict[tuple[int, int], int],
+                      examples: dict[tuple[int, int], list[str]]) -> None:
+        for (uid, gid), n in owners.items():
+            self.uids[uid] += n
+            self.gids[gid] += n
+            for kind, value in (("uid", uid), ("gid", gid)):
+                ex = self.examples.setdefault((kind, value), [])
+                ex += examples.get((uid, gid), ())[:3 - len(ex)]
+
+    def count_held(self, held: list[AuditHeld]) -> None:
+        """Count the hard-linked inodes an audit found, once each (the names of one
+        inode may come from several walkers: merged here), and report those with fewer
+        names found than links (a name outside the tree)."""
+        merged: dict[tuple[int, int], list[Any]] = {}
+        for key, found, nlink, uid, gid, path in held:
+            got = merged.get(key)
+            if got is None:
+                merged[key] = [found, nlink, uid, gid, path]
+            else:
+                got[0] += found
+                got[1] = max(got[1], nlink)
+        owners: dict[tuple[int, int], int] = {}
+        examples: dict[tuple[int, int], list[str]] = {}
+        for found, nlink, uid, gid, path in merged.values():
+            self.entries += 1
+            self.hardlinks += found - 1
+            n = owners.get((uid, gid), 0)
+            owners[uid, gid] = n + 1
+            if n < 3:
+                examples.setdefault((uid, gid), []).append(path)
+            if found < nlink:
+                self.outside_links.append((path, nlink, found))
+        self.outside_links.sort()
+        self._count_owners(owners, examples)
 
     def close(self) -> None:
         """Close the directory descriptors, the root's included."""
