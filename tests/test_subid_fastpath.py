@@ -85,12 +85,27 @@ def test_a_file_of_canonical_lines_only_has_no_other_lines() -> None:
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n", "junk\n+nis\n",
                                   "a:1:2",  # one canonical line, without its newline
-                                  "x" * 300 + ":1:1\na:1:1\n# c\n",  # too long for columns
                                   "a:4294967295:1\n# c\nb:1:1\n"])  # past the largest ID
 def test_files_the_split_cannot_hold_are_read_line_by_line(text: str) -> None:
     f = SubidFile.parse(text)
     assert f.canonical_split is None
     assert f.lines == line_by_line(text).lines and f.text == text
+
+
+@pytest.mark.parametrize("size", [232, 233, 234, 300])
+def test_an_owner_too_long_for_a_column_is_an_other_line(size: int) -> None:
+    # A column line is shorter than 256 characters whatever its numbers: its owner has
+    # at most 233; a longer owner's line is read alone, and is still an entry.
+    long = "x" * size + ":4294967200:95"
+    text = f"a:1:1\n{long}\nb:2:2\n"
+    f = SubidFile.parse(text)
+    split = f.canonical_split
+    assert split is not None
+    columns, others = split
+    assert (long in columns.texts) == (size <= 233)
+    assert [line.text for line in others] == ([] if size <= 233 else [long])
+    assert f.lines == line_by_line(text).lines
+    assert f.entries[1].owner == "x" * size
 
 
 def test_undecodable_bytes_and_crlf_lines_come_back_byte_for_byte() -> None:
