@@ -581,21 +581,31 @@ class Walker:
                 self._count_change(need._replace(old_uid=st.st_uid, old_gid=st.st_gid))
             return need
         try:
-            names = b"".join(n.encode() + b"\0" for n in os.listxattr(fd))
+            listed = os.listxattr(fd)
         except OSError as exc:
             if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
                 raise
-            names = b""
+            listed = []
+        new: Record | None
+        if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
+            # The common case, without _special: a directory's capability is not read
+            # (it means nothing) and its setuid/setgid bits survive chown.
+            assert self.uid is not None and self.gid is not None
+            uid, gid = st.st_uid, st.st_gid
+            nu = self._translate("uid", self.uid, uid, node, None)
+            ng = self._translate("gid", self.gid, gid, node, None)
+            new = None if nu == uid and ng == gid else Record(uid, gid, nu, ng, NO_MODE, ())
+        else:
+            def read(attr: str) -> bytes | None:
+                try:
+                    return os.getxattr(fd, attr)
+                except OSError as exc:
+                    if exc.errno == errno_mod.ENODATA:
+                        return None
+                    raise
 
-        def read(attr: str) -> bytes | None:
-            try:
-                return os.getxattr(fd, attr)
-            except OSError as exc:
-                if exc.errno == errno_mod.ENODATA:
-                    return None
-                raise
-
-        new = self._special(node, None, st, names, read)
+            names = b"".join(n.encode() + b"\0" for n in listed)
+            new = self._special(node, None, st, names, read)
         if new is None:
             self.unchanged += 1
             return None
