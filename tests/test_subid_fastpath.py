@@ -108,6 +108,23 @@ def test_an_owner_too_long_for_a_column_is_an_other_line(size: int) -> None:
     assert f.entries[1].owner == "x" * size
 
 
+def test_a_file_without_a_canonical_line_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "alice:100000:65536\r\n# CRLF\r\n\r\nbob:165536:65536\r\n"
+    reads: list[str] = []
+    slow = SubidLine._parse_slow
+
+    def counted(text: str, lineno: int, newline: str = "\n", *,
+                path: str | None = None) -> SubidLine:
+        reads.append(text)
+        return slow(text, lineno, newline, path=path)
+
+    monkeypatch.setattr(SubidLine, "_parse_slow", staticmethod(counted))
+    f = SubidFile.parse(text)
+    assert len(reads) == 4  # each line read once, not once more by the general path
+    assert f.canonical_split is None and f.to_bytes() == text.encode()
+    assert [e.owner for e in f.entries] == []  # shadow skips a line ending in \r
+
+
 def test_undecodable_bytes_and_crlf_lines_come_back_byte_for_byte() -> None:
     data = b"# caf\xe9 \xff\r\nalice:100000:65536\n\xfe:1:1\nbob:165536:65536\r\n\n  # x\n"
     f = SubidFile.parse(data)

@@ -674,10 +674,10 @@ def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
 
 
 def _split(text: str, path: str | None
-           ) -> tuple[CanonicalColumns, tuple[SubidLine, ...]] | None:
+           ) -> tuple[CanonicalColumns | None, tuple[SubidLine, ...]] | None:
     """The canonical lines of ``text`` as columns and the other lines as objects, as
-    :func:`_parse_lines` reads them; ``None`` when no line is canonical or the canonical
-    lines cannot be columns (too long, past ID_MAX)."""
+    :func:`_parse_lines` reads them. No canonical line: ``(None, lines)``, every line
+    read. ``None`` when the canonical lines cannot be columns (a range past ID_MAX)."""
     blocks: list[str] = []
     others: list[SubidLine] = []
     collecting = gc.isenabled()
@@ -707,7 +707,7 @@ def _split(text: str, path: str | None
         if collecting:
             gc.enable()
     if not blocks:
-        return None
+        return None, tuple(others)
     columns = _columns(blocks[0] if len(blocks) == 1 else "".join(blocks))
     return None if columns is None else (columns, tuple(others))
 
@@ -790,26 +790,27 @@ class SubidFile:
         if isinstance(text, (bytes, bytearray)):
             text = bytes(text).decode("utf-8", "surrogateescape")
         m = _CANONICAL_RUN.match(text) if text else None
-        split: tuple[CanonicalColumns, tuple[SubidLine, ...]] | None = None
+        split: tuple[CanonicalColumns | None, tuple[SubidLine, ...]] | None = None
         if m is not None and m.end() == len(text):
             columns = _columns(text)
             if columns is not None:
                 split = columns, ()
         elif text:
             split = _split(text, path)
-        if split is not None:
+        if split is None:
+            f = cls(tuple(_parse_lines(text, path)), path)
+        elif split[0] is None:
+            f = cls(split[1], path)  # no canonical line: every line is read already
+        else:
             # The canonical lines have no problems and are built only when needed; the
             # others are few (comments, blank lines) and read line by line.
             f = cls(None, path)
             object.__setattr__(f, "_columns", split[0])
             object.__setattr__(f, "_others", split[1])
             object.__setattr__(f, "_text", text)
-            if strict and any(line.problems for line in split[1]):
-                raise SubidParseError(tuple(p for line in split[1] for p in line.problems))
-            return f
-        f = cls(tuple(_parse_lines(text, path)), path)
-        if strict and f.problems:
-            raise SubidParseError(f.problems)
+        if strict and any(line.problems for line in f._lines or f._others):
+            raise SubidParseError(tuple(p for line in f._lines or f._others
+                                        for p in line.problems))
         return f
 
     @classmethod
