@@ -211,7 +211,9 @@ def test_allocation_on_a_commented_file_builds_no_canonical_line(head: str) -> N
     new, r = shadow_useradd(f, "newowner")
     assert allocate(f) == r
     assert new.to_bytes()  # written without reading it
-    assert f._lines is None and new._lines is None  # no line objects at all
+    many, got = allocate_many(f, ["x", "y"])
+    assert got[0] == r and many.text.endswith(f"x:{r.start}:65536\ny:{r.stop}:65536\n")
+    assert f._lines is None and new._lines is None and many._lines is None  # no line objects
 
 
 def test_the_split_path_writes_what_the_general_path_writes_at_scale() -> None:

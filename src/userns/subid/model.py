@@ -1024,6 +1024,12 @@ class SubidFile:
         new = [(f"{owner}:{r.start}:{r.size}", "\n") for owner, r in items]
         if not new:
             return self
+        text = self._text
+        if self._lines is None and text is not None:
+            # Lines not built (columns, or not read yet): the same file from its text.
+            if text and not text.endswith("\n"):
+                text += "\n"
+            return lazy_file(text + "".join(body + nl for body, nl in new), path=self.path)
         return self._rebuilt([*self._kept_with_newline(), *new])
 
     def add_range(self, owner: str, range: IDRange, *, accounts: Accounts | None = None,
