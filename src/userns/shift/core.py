@@ -51,6 +51,7 @@ from .walk import (
     Chain,
     DirTable,
     Held,
+    LinkShare,
     Pooled,
     Walker,
     WorkShare,
@@ -263,11 +264,10 @@ class _WorkerShare:
         msg = self.chan.recv()
         return msg[1] if msg[0] == "work" else None
 
-    def pool_links(self, table: DirTable, held: list[Held], walked: bool
-                   ) -> tuple[list[DirTable | None], list[Pooled], list[tuple[Pooled, int]]]:
+    def pool_links(self, table: DirTable, held: list[Held], walked: bool) -> LinkShare:
         self.chan.send(("links", table, held, walked))
         msg = self.chan.recv()
-        return msg[1], msg[2], msg[3]
+        return LinkShare(*msg[1:])
 
 
 def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -574,32 +574,64 @@ class _Pool:
         self.hungry[0] = 1 if self.waiting else 0
 
     def _deal_links(self) -> None:
-        """Merge the names every worker found per inode; give each inode to one worker
-        (by inode number), as complete (all its names found) or not."""
+        """Merge the names every worker found per inode and give each inode to the
+        worker that found most of its names, as complete (all its names found) or not.
+        An inode only one worker found is named to it by its key alone (it holds the
+        names); the others come with their names and the tables of their directories."""
         names: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
         nlinks: dict[tuple[int, int], int] = {}
-        finders: Counter[tuple[int, int]] = Counter()
+        owner: dict[tuple[int, int], int] = {}
+        most: dict[tuple[int, int], int] = {}
+        finders: dict[tuple[int, int], list[int]] = {}  # of the inodes found by several
         for j in sorted(self.held):
             for key, nlink, theirs in self.held[j][1]:
-                names.setdefault(key, []).extend((j, i, name) for i, name in theirs)
-                nlinks[key] = max(nlinks.get(key, 0), nlink)
-                finders[key] += 1
+                tagged = [(j, i, name) for i, name in theirs]
+                got = names.get(key)
+                if got is None:
+                    names[key] = tagged
+                    nlinks[key] = nlink
+                    owner[key] = j
+                    most[key] = len(theirs)
+                    continue
+                got += tagged
+                nlinks[key] = max(nlinks[key], nlink)
+                finders.setdefault(key, [owner[key]]).append(j)
+                if len(theirs) > most[key]:
+                    owner[key], most[key] = j, len(theirs)
         parts = len(self.kids)
-        full: list[list[Pooled]] = [[] for _ in range(parts)]
-        partial: list[list[tuple[Pooled, int]]] = [[] for _ in range(parts)]
-        need: list[set[int]] = [set() for _ in range(parts)]
+        replies = [_LinkReply() for _ in range(parts)]
         for key, found in names.items():
-            self.hardlinks += finders[key] - 1
-            share = key[1] % parts
-            need[share].update(j for j, _, _ in found)
-            if len(found) >= nlinks[key]:
-                full[share].append((key, nlinks[key], found))
-            elif self.walked:  # (else its other names were not looked for)
-                partial[share].append(((key, nlinks[key], found), len(found)))
+            to = replies[owner[key]]
+            complete = len(found) >= nlinks[key]
+            by = finders.get(key)
+            if by is not None:
+                self.hardlinks += len(by) - 1
+            if not complete and not self.walked:
+                continue  # (its other names were not looked for)
+            if by is None:
+                (to.mine_full if complete else to.mine_partial).append(key)
+                continue
+            to.need.update(by)
+            if complete:
+                to.full.append((key, nlinks[key], found))
+            else:
+                to.partial.append(((key, nlinks[key], found), len(found)))
         for i, (_, chan) in enumerate(self.kids):
-            tables = [None if j == i else self.held[j][0] if j in need[i] else [(-1, "", 0, 0)]
+            r = replies[i]
+            tables = [None if j == i else self.held[j][0] if j in r.need else [(-1, "", 0, 0)]
                       for j in range(parts)]
-            chan.send(("links", tables, full[i], partial[i]))
+            chan.send(("links", tables, r.full, r.partial, r.mine_full, r.mine_partial))
+
+
+class _LinkReply:
+    """What one worker is told after the hard-linked names are pooled."""
+
+    def __init__(self) -> None:
+        self.full: list[Pooled] = []
+        self.partial: list[tuple[Pooled, int]] = []
+        self.mine_full: list[tuple[int, int]] = []
+        self.mine_partial: list[tuple[int, int]] = []
+        self.need: set[int] = set()  # the workers whose tables it needs
 
 
 def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,

@@ -43,7 +43,7 @@ import stat as stat_mod
 import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .journal import (
     ACL_ACCESS_CODE,
@@ -65,8 +65,8 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Chain", "DirTable", "Held", "Node",
-           "Pooled", "Walker", "WorkShare", "chain_of", "open_root"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Chain", "DirTable", "Held",
+           "LinkShare", "Node", "Pooled", "Walker", "WorkShare", "chain_of", "open_root"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -233,14 +233,26 @@ class WorkShare(Protocol):
         """Block until the pool has directories for this walker (they are returned), or
         every walker waits and the pool is empty (``None``: the walk is over)."""
 
-    def pool_links(self, table: DirTable, held: list[Held], walked: bool
-                   ) -> tuple[list[DirTable | None], list[Pooled], list[tuple[Pooled, int]]]:
+    def pool_links(self, table: DirTable, held: list[Held], walked: bool) -> LinkShare:
         """Pool the hard-linked inodes' names every walker found; block until all have;
-        return every walker's table (``None`` for this walker's own) and this walker's
-        share: the inodes all of whose names were found, and those with fewer names than
-        links (each with the number of names found). ``walked``: this walker walked all
-        it was given (when one did not, no inode is said to have fewer names than
-        links: the others were not looked for)."""
+        return this walker's share of them. ``walked``: this walker walked all it was
+        given (when one did not, no inode is said to have fewer names than links: the
+        others were not looked for)."""
+
+
+class LinkShare(NamedTuple):
+    """A walker's share of the pooled hard-linked inodes (see :meth:`WorkShare.pool_links`)."""
+
+    #: every walker's table of directories (``None``: the receiver's own; an unneeded
+    #: one holds the root alone)
+    tables: list[DirTable | None]
+    #: inodes several walkers found names of, all their names found
+    full: list[Pooled]
+    #: the same with fewer names found than links, each with the number found
+    partial: list[tuple[Pooled, int]]
+    #: inodes only the receiver found: by key, all names found / fewer than links
+    mine_full: list[tuple[int, int]]
+    mine_partial: list[tuple[int, int]]
 
 
 def open_root(path: str) -> tuple[int, os.stat_result]:
@@ -727,7 +739,8 @@ class Walker:
         in the shapes of ``complete`` and ``links`` (see :meth:`_scan_loop`)."""
         assert self.share is not None
         table, held, mine = self._held()
-        tables, full, partial = self.share.pool_links(table, held, True)
+        tables, full, partial, mine_full, mine_partial = self.share.pool_links(table, held,
+                                                                               True)
         self._pooled = True
         resolved: list[list[Node | None]] = [
             list(mine) if t is None else [self.root] + [None] * (len(t) - 1) for t in tables]
@@ -747,7 +760,14 @@ class Walker:
 
         complete = [(key, [(node(j, i), name) for j, i, name in names], nlink)
                     for key, nlink, names in full]
-        links: dict[tuple[int, int], list[Any]] = {}
+        own = {key: (names, nlink) for key, names, nlink in self._complete}
+        for key in mine_full:
+            got = own.get(key)
+            if got is None:  # (held with a smaller link count from an earlier name)
+                held_ = self._links[key]
+                got = (held_[4], held_[3])
+            complete.append((key, *got))
+        links = {key: self._links[key] for key in mine_partial}
         for (key, nlink, names), found in partial:
             nodes = [(node(j, i), name) for j, i, name in names]
             links[key] = [found, nodes[0][0], nodes[0][1], nlink, nodes]
