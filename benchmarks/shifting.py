@@ -174,9 +174,12 @@ def _tools(floor_bin: Path | None) -> tuple[list[Tool], list[str]]:
                       mutates=False, follows=True, strip_mark=True))
     audit = ("import sys; from userns import IDMap, IDMapPair; from userns.shift import "
              "audit_tree; m = IDMapPair.both(IDMap.single(0, int(sys.argv[2]), 65536)); "
-             "assert audit_tree(sys.argv[1], m).state == 'shifted'")
+             "w = int(sys.argv[3]) or None; "
+             "assert audit_tree(sys.argv[1], m, workers=w).state == 'shifted'")
     tools.append(Tool("userns audit_tree", lambda r, o: [
-        sys.executable, "-c", audit, str(r), str(o)], mutates=False, follows=True))
+        sys.executable, "-c", audit, str(r), str(o), "0"], mutates=False, follows=True))
+    tools.append(Tool("userns audit_tree, 1 worker", lambda r, o: [
+        sys.executable, "-c", audit, str(r), str(o), "1"], mutates=False, follows=True))
     if shutil.which("find"):
         tools.append(Tool("find -printf %U:%G", lambda r, o: [
             "find", str(r), "-printf", "%U:%G\n"], mutates=False, follows=True))
@@ -321,7 +324,7 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     for name, m in res.items():
         if name.startswith("userns,") and "worker" not in name and "durable" not in name:
             continue
-        if name in ("userns", "userns audit_tree", "find -printf %U:%G", CLI) or m.failed:
+        if name in ("userns", "find -printf %U:%G", CLI) or "audit" in name or m.failed:
             continue
         r = ratio(me.timing, m.timing)
         target, met = "", None
@@ -345,7 +348,8 @@ def _main_rows(label: str, res: dict[str, Measured], entries: int) -> list[Row]:
     audit = res.get("userns audit_tree")
     for name, shown in (("userns, rerun (marked)", "rerun, root marked"),
                         ("userns, rerun (no mark, skip)", "rerun, no mark (skip)"),
-                        ("userns audit_tree", "audit_tree")):
+                        ("userns audit_tree", "audit_tree"),
+                        ("userns audit_tree, 1 worker", "audit_tree, 1 worker")):
         f = res.get(name)
         if f is None or f.failed or not f.timing.times:
             continue

@@ -858,12 +858,14 @@ class Walker:
         enter = self._enterer(stack)
         hold = self._holder(links, complete)
 
+        split = parts > 1  # (by inode number)
+
         def classify(node: Node, dev: int, e: os.DirEntry[str]) -> os.stat_result | None:
             try:
                 if e.is_dir(follow_symlinks=False):
                     enter(node, dev, e)
                     return None
-                if e.inode() % parts != part:
+                if split and e.inode() % parts != part:
                     return None
                 st = e.stat(follow_symlinks=False)
             except OSError as exc:
