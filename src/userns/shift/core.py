@@ -578,44 +578,42 @@ class _Pool:
         worker that found most of its names, as complete (all its names found) or not.
         An inode only one worker found is named to it by its key alone (it holds the
         names); the others come with their names and the tables of their directories."""
-        names: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
-        nlinks: dict[tuple[int, int], int] = {}
-        owner: dict[tuple[int, int], int] = {}
-        most: dict[tuple[int, int], int] = {}
-        finders: dict[tuple[int, int], list[int]] = {}  # of the inodes found by several
+        # key -> [link count, [(worker, its names), ...]]: the names are tagged with
+        # their worker only for the inodes several workers found
+        found_by: dict[tuple[int, int], list[Any]] = {}
         for j in sorted(self.held):
             for key, nlink, theirs in self.held[j][1]:
-                tagged = [(j, i, name) for i, name in theirs]
-                got = names.get(key)
+                got = found_by.get(key)
                 if got is None:
-                    names[key] = tagged
-                    nlinks[key] = nlink
-                    owner[key] = j
-                    most[key] = len(theirs)
-                    continue
-                got += tagged
-                nlinks[key] = max(nlinks[key], nlink)
-                finders.setdefault(key, [owner[key]]).append(j)
-                if len(theirs) > most[key]:
-                    owner[key], most[key] = j, len(theirs)
+                    found_by[key] = [nlink, [(j, theirs)]]
+                else:
+                    got[0] = max(got[0], nlink)
+                    got[1].append((j, theirs))
         parts = len(self.kids)
         replies = [_LinkReply() for _ in range(parts)]
-        for key, found in names.items():
-            to = replies[owner[key]]
-            complete = len(found) >= nlinks[key]
-            by = finders.get(key)
-            if by is not None:
-                self.hardlinks += len(by) - 1
-            if not complete and not self.walked:
-                continue  # (its other names were not looked for)
-            if by is None:
-                (to.mine_full if complete else to.mine_partial).append(key)
+        for key, (nlink, by) in found_by.items():
+            if len(by) == 1:
+                j, theirs = by[0]
+                complete = len(theirs) >= nlink
+                if complete or self.walked:  # (else its other names were not looked for)
+                    to = replies[j]
+                    (to.mine_full if complete else to.mine_partial).append(key)
                 continue
-            to.need.update(by)
+            self.hardlinks += len(by) - 1
+            found = [(j, i, name) for j, theirs in by for i, name in theirs]
+            complete = len(found) >= nlink
+            if not complete and not self.walked:
+                continue
+            # most names wins; a tie goes by inode number, so that the inodes found by
+            # several workers are dealt evenly
+            most = max(len(theirs) for _, theirs in by)
+            tied = [j for j, theirs in by if len(theirs) == most]
+            to = replies[tied[key[1] % len(tied)]]
+            to.need.update(j for j, _ in by)
             if complete:
-                to.full.append((key, nlinks[key], found))
+                to.full.append((key, nlink, found))
             else:
-                to.partial.append(((key, nlinks[key], found), len(found)))
+                to.partial.append(((key, nlink, found), len(found)))
         for i, (_, chan) in enumerate(self.kids):
             r = replies[i]
             tables = [None if j == i else self.held[j][0] if j in r.need else [(-1, "", 0, 0)]
