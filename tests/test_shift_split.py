@@ -6,6 +6,7 @@ policy does not leave the other waiting."""
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
@@ -19,6 +20,8 @@ import pytest
 
 from userns import IDMap, IDMapPair
 from userns.shift import AuditReport, ShiftReport, audit_tree, shift_tree
+from userns.shift.core import _Shift
+from userns.shift.walk import LinkShare, open_root
 
 from .test_shift_trees import need_root, need_tool, snapshot
 
@@ -197,3 +200,68 @@ def test_an_audit_by_two_workers_counts_what_one_does(tmp_path: Path, seed: int)
     # the inodes counted are the inodes of the tree, each once
     inodes = {(st.st_dev, st.st_ino) for st in map(os.lstat, [root, *root.rglob("*")])}
     assert two.entries == len(inodes) == sum(two.uids.values()) == sum(two.gids.values())
+
+
+class HandOver:
+    """A pool between two walkers of one process: the first gives away every plan it can
+    (it is always told another waits), the second takes them; what crosses is pickled,
+    as between worker processes."""
+
+    def __init__(self, first: bool) -> None:
+        self.first = first
+        self.dirs: list[Any] = [([(-1, "", 0, 0)], 0)] if first else []
+        self.plans: list[Any] = []
+
+    def hungry(self) -> bool:
+        return self.first
+
+    def give(self, dirs: list[Any]) -> None:
+        self.dirs += pickle.loads(pickle.dumps(dirs))
+
+    def take(self) -> Any:
+        got, self.dirs = self.dirs, []
+        return got or None
+
+    def give_plans(self, plans: list[Any]) -> None:
+        self.plans += pickle.loads(pickle.dumps(plans))
+
+    def take_plans(self) -> Any:
+        if self.first:
+            return None  # (the plans it gave are the other one's)
+        got, self.plans = self.plans, []
+        return got or None
+
+    def pool_links(self, table: Any, held: Any, walked: bool) -> LinkShare:
+        assert not held  # (the tree has no hard links)
+        return LinkShare([None], [], [], [], [])
+
+
+def test_planned_changes_are_handed_to_the_walker_that_waits(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    deep = root.joinpath(*[f"d{i}" for i in range(120)])  # (one table names it once)
+    deep.mkdir(parents=True)
+    for d in (root, deep, *[root / f"w{i}" for i in range(20)]):
+        d.mkdir(exist_ok=True)
+        for i in range(10):
+            (d / f"f{i}").touch()
+    run = _Shift(str(root), PAIR.uid, PAIR.gid, "error", (65534, 65534), False, False, None)
+    run.track_all = run.record_plain = False
+    fd, st = open_root(str(root))
+    giver = run.walker(os.dup(fd), st, None, share=HandOver(first=True))
+    giver.scan(stream=False)
+    assert giver.entries == 120 + 20 + 10 * 22 and giver.planned == giver.entries
+    pool = giver.share
+    giver.apply(shared=True)  # gives half before each plan it makes
+    assert isinstance(pool, HandOver) and pool.plans
+    assert 0 < giver.changed < giver.planned / 2
+    taker = run.walker(os.dup(fd), st, None, share=HandOver(first=False))
+    taker.share.plans = pool.plans  # type: ignore[union-attr]
+    taker.apply(shared=True)
+    assert giver.changed + taker.changed == giver.planned
+    assert all(os.lstat(p).st_uid == 100000 for p in root.rglob("*"))
+    # the counts of the owners changed are the giver's (it planned them)
+    assert sum(n for (kind, _, _), n in giver.owner_changes.items() if kind == "uid") == \
+        giver.planned
+    for w in (giver, taker):
+        w.close()
+    os.close(fd)

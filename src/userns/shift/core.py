@@ -49,11 +49,12 @@ from .walk import (
     DIR_FLAGS,
     FD_CACHE,
     INODE_MISMATCH,
-    Chain,
     DirTable,
     Held,
     LinkShare,
     Pooled,
+    Sent,
+    SentPlan,
     Walker,
     WorkShare,
     open_root,
@@ -257,10 +258,21 @@ class _WorkerShare:
     def hungry(self) -> bool:
         return self.flag[0] != 0
 
-    def give(self, chains: list[Chain]) -> None:
-        self.chan.send(("give", chains))
+    def give(self, dirs: list[Sent]) -> None:
+        self.chan.send(("give", dirs))
 
-    def take(self) -> list[Chain] | None:
+    def take(self) -> list[Sent] | None:
+        got: list[Sent] | None = self._take()
+        return got
+
+    def give_plans(self, plans: list[SentPlan]) -> None:
+        self.chan.send(("give", plans))
+
+    def take_plans(self) -> list[SentPlan] | None:
+        got: list[SentPlan] | None = self._take()
+        return got
+
+    def _take(self) -> Any:
         self.chan.send(("take",))
         msg = self.chan.recv()
         return msg[1] if msg[0] == "work" else None
@@ -300,7 +312,7 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _report(root: str, merged: dict[str, Any], **extra: Any) -> ShiftReport:
     owner = tuple(OwnerChange(k, o, n, c) for (k, o, n), c in sorted(merged["owner_changes"]
-                                                                     .items()))
+                                                                     .items()) if c > 0)
     unmapped = tuple(UnmappedID(k, i, c, tuple(ex))
                      for (k, i), (c, ex) in sorted(merged["unmapped"].items()))
     return ShiftReport(
@@ -454,7 +466,7 @@ def _worker_main(run: _Shift, fd: int, st: os.stat_result, journal: Journal, par
         chan.send(("scanned", walker.summary()))
         if chan.recv() == "go":
             writer.flush()
-            walker.apply()
+            walker.apply(shared=share is not None)
     writer.flush()
     chan.send(("done", walker.summary()))
 
@@ -537,7 +549,8 @@ class _Pool:
     def __init__(self, kids: list[tuple[int, _Chan]], hungry: mmap.mmap) -> None:
         self.kids = kids
         self.hungry = hungry
-        self.queue: list[Chain] = [()]  # the root, for the first worker that asks
+        # the root, for the first worker that asks (after the walk: planned changes)
+        self.queue: list[Any] = [([(-1, "", 0, 0)], 0)]
         self.waiting: list[int] = []
         self.over = False
         self.held: dict[int, tuple[DirTable, list[Held]]] = {}
@@ -545,6 +558,13 @@ class _Pool:
         #: names of hard-linked inodes found by more than one worker, less one per inode
         #: (each worker counted its own extra names)
         self.hardlinks = 0
+
+    def reset(self) -> None:
+        """Empty again, for the planned changes after the walk's directories."""
+        self.queue = []
+        self.waiting = []
+        self.over = False
+        self.hungry[0] = 0
 
     def handle(self, i: int, msg: Any) -> bool:
         """Act on worker ``i``'s message if it is about the sharing."""
@@ -674,6 +694,8 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
                             merged = _merge(list(scanned.values()) + _counted(pool))
                             go = decide(merged)
                             total = merged["planned"]
+                            if pool is not None:
+                                pool.reset()  # (the plans are shared next)
                             for _, chan in kids:
                                 chan.send("go" if go else "abort")
                     elif msg[0] == "done":

@@ -65,8 +65,9 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Chain", "DirTable", "Held",
-           "LinkShare", "Node", "Pooled", "Walker", "WorkShare", "chain_of", "open_root"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "DirTable", "Held", "LinkShare",
+           "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare", "open_root",
+           "resolve"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -191,12 +192,12 @@ class Node:
         return "/".join(reversed(parts)) or "."
 
 
-#: A directory as the walkers that share a tree name it to each other: the ``(name,
-#: st_dev, st_ino)`` of each directory from the root down to it (``()`` is the root).
-Chain = tuple[tuple[str, int, int], ...]
-#: The directories of the names a walker pools: ``(parent's index, name, st_dev, st_ino)``
-#: each, every one after its parent; index 0 is the root (its parent -1).
+#: Directories as the walkers that share a tree name them to each other: ``(parent's
+#: index, name, st_dev, st_ino)`` each, every one after its parent; index 0 is the root
+#: (its parent -1). One table serves a batch, so a common ancestor is named once.
 DirTable = list[tuple[int, str, int, int]]
+#: A directory handed to another walker: a table and the directory's index in it.
+Sent = tuple[DirTable, int]
 #: The names of one hard-linked inode a walker found: ``((st_dev, st_ino), link count,
 #: [(index of the directory in its table, name), ...])``.
 Held = tuple[tuple[int, int], int, list[tuple[int, str]]]
@@ -208,15 +209,54 @@ AuditHeld = tuple[tuple[int, int], int, int, int, int, str]
 Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
 
 
-def chain_of(node: Node) -> Chain:
-    """The :data:`Chain` of ``node``."""
-    out = []
-    n = node
-    while n.parent is not None:
-        out.append((n.name, n.dev, n.ino))
-        n = n.parent
-    out.reverse()
-    return tuple(out)
+# A plan as walkers hand it to each other: its directory as a table and an index.
+SentPlan = tuple[DirTable, int, Record | None, list[tuple[str, int, int]],
+                 list[tuple[str, int, int, Record]]]
+
+
+class Tabler:
+    """Names directories to other walkers in one :data:`DirTable` (each directory once,
+    however many times it is asked for: a tree 10,000 levels deep costs a table of 10,000
+    entries, not 10,000 paths of 10,000 names)."""
+
+    def __init__(self, root: Node) -> None:
+        self.index: dict[Node, int] = {root: 0}
+        self.nodes = [root]
+        self.table: DirTable = [(-1, "", root.dev, root.ino)]
+
+    def at(self, node: Node) -> int:
+        """The index of ``node`` (and of its ancestors, added first)."""
+        i = self.index.get(node)
+        if i is not None:
+            return i
+        up = []
+        n: Node | None = node
+        while n is not None and n not in self.index:
+            up.append(n)
+            n = n.parent
+        assert n is not None, "every node descends from the root"
+        i = self.index[n]
+        for n in reversed(up):
+            assert n is not None
+            self.table.append((i, n.name, n.dev, n.ino))
+            self.nodes.append(n)
+            i = self.index[n] = len(self.nodes) - 1
+        return i
+
+
+def resolve(table: DirTable | None, known: list[Node | None], i: int) -> Node:
+    """The node of entry ``i`` of another walker's ``table``; ``known`` holds the nodes
+    made so far by index (the root at 0), and gets the new ones."""
+    up = []
+    while (n := known[i]) is None:
+        assert table is not None
+        up.append(i)
+        i = table[i][0]
+    for k in reversed(up):
+        assert table is not None
+        _, name, dev, ino = table[k]
+        n = known[k] = Node(n, name, dev, ino)
+    return n
 
 
 class WorkShare(Protocol):
@@ -226,12 +266,18 @@ class WorkShare(Protocol):
     def hungry(self) -> bool:
         """Whether another walker waits for directories (cheap: asked per directory)."""
 
-    def give(self, chains: list[Chain]) -> None:
+    def give(self, dirs: list[Sent]) -> None:
         """Hand directories not yet entered to the pool."""
 
-    def take(self) -> list[Chain] | None:
+    def take(self) -> list[Sent] | None:
         """Block until the pool has directories for this walker (they are returned), or
         every walker waits and the pool is empty (``None``: the walk is over)."""
+
+    def give_plans(self, plans: list[SentPlan]) -> None:
+        """Hand planned changes not yet made to the pool (after the walk)."""
+
+    def take_plans(self) -> list[SentPlan] | None:
+        """As :meth:`take`, for planned changes."""
 
     def pool_links(self, table: DirTable, held: list[Held], walked: bool) -> LinkShare:
         """Pool the hard-linked inodes' names every walker found; block until all have;
@@ -408,8 +454,6 @@ class Walker:
         self.progress = progress
         self.include_outside_links = include_outside_links
         self.share = share
-        # chain -> node, for the directories other walkers named (see node_at)
-        self._nodes: dict[Chain, Node] = {}
         # the hard-linked inodes held by the walk (kept here to be pooled even when the
         # walk stops early)
         self._links: dict[tuple[int, int], list[Any]] = {}
@@ -454,18 +498,22 @@ class Walker:
         rel = node.relpath(name)
         return self.root_path if rel == "." else os.path.join(self.root_path, rel)
 
-    def node_at(self, chain: Chain) -> Node:
-        """The node of a directory another walker named (one node per chain, so that its
-        descriptor is cached once)."""
-        node = self.root
-        for i in range(len(chain)):
-            key = chain[:i + 1]
-            n = self._nodes.get(key)
-            if n is None:
-                name, dev, ino = chain[i]
-                n = self._nodes[key] = Node(node, name, dev, ino)
-            node = n
-        return node
+    def _send(self, nodes: list[Node]) -> list[Sent]:
+        """``nodes`` as another walker is handed them (one table for all)."""
+        tab = Tabler(self.root)
+        return [(tab.table, tab.at(n)) for n in nodes]
+
+    def _received(self, sent: list[Sent]) -> list[Node]:
+        """The nodes of directories another walker handed over (one node per directory
+        of a table, so that its descriptor is cached once)."""
+        known: dict[int, list[Node | None]] = {}
+        out = []
+        for table, i in sent:
+            k = known.get(id(table))
+            if k is None:
+                k = known[id(table)] = [self.root, *[None] * (len(table) - 1)]
+            out.append(resolve(table, k, i))
+        return out
 
     def _error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
         path = self._path(node, name)
@@ -691,7 +739,7 @@ class Walker:
             while stack:
                 if share is not None and len(stack) > 1 and share.hungry():
                     half = len(stack) // 2
-                    share.give([chain_of(n) for n in stack[:half]])
+                    share.give(self._send(stack[:half]))
                     del stack[:half]
                 yield stack.pop()
             if share is None:
@@ -700,38 +748,18 @@ class Walker:
             if more is None:
                 self._over = True
                 return
-            stack.extend(self.node_at(c) for c in more)
+            stack.extend(self._received(more))
 
     def _held(self) -> tuple[DirTable, list[Held], list[Node]]:
         """The names of the hard-linked inodes held, to pool: a table of their directories,
         the names by inode, and the node of each table entry."""
-        index: dict[Node, int] = {self.root: 0}
-        nodes = [self.root]
-        table: DirTable = [(-1, "", self.root.dev, self.root.ino)]
-
-        def at(node: Node) -> int:
-            i = index.get(node)
-            if i is not None:
-                return i
-            up = []
-            n: Node | None = node
-            while n is not None and n not in index:
-                up.append(n)
-                n = n.parent
-            assert n is not None, "every node descends from the root"
-            i = index[n]
-            for n in reversed(up):
-                assert n is not None
-                table.append((i, n.name, n.dev, n.ino))
-                nodes.append(n)
-                i = index[n] = len(nodes) - 1
-            return i
-
+        tab = Tabler(self.root)
+        at = tab.at
         held: list[Held] = [(key, nlink, [(at(n), name) for n, name in names])
                             for key, names, nlink in self._complete]
         held += [(key, nlink, [(at(n), name) for n, name in names])
                  for key, (_, _, _, nlink, names) in self._links.items()]
-        return table, held, nodes
+        return tab.table, held, tab.nodes
 
     def _pool_links(self) -> tuple[list[tuple[tuple[int, int], list[tuple[Node, str]], int]],
                                    dict[tuple[int, int], list[Any]]]:
@@ -743,20 +771,10 @@ class Walker:
                                                                                True)
         self._pooled = True
         resolved: list[list[Node | None]] = [
-            list(mine) if t is None else [self.root] + [None] * (len(t) - 1) for t in tables]
+            list(mine) if t is None else [self.root, *[None] * (len(t) - 1)] for t in tables]
 
         def node(j: int, i: int) -> Node:
-            known = resolved[j]
-            t = tables[j]
-            assert t is not None or known[i] is not None
-            up = []
-            while (n := known[i]) is None:
-                up.append(i)
-                i = t[i][0]  # type: ignore[index]
-            for k in reversed(up):
-                _, name, dev, ino = t[k]  # type: ignore[index]
-                n = known[k] = Node(n, name, dev, ino)
-            return n
+            return resolve(tables[j], resolved[j], i)
 
         complete = [(key, [(node(j, i), name) for j, i, name in names], nlink)
                     for key, nlink, names in full]
@@ -1165,56 +1183,86 @@ class Walker:
         if self.stopped:
             raise _Stop  # the error policy said stop while applying: no more scanning
 
-    def apply(self) -> None:
-        """Make every change in :attr:`plans` (their records already durable) and drop them."""
-        plans, self.plans = self.plans, []
-        chown = os.chown
+    def apply(self, *, shared: bool = False) -> None:
+        """Make every change in :attr:`plans` (their records already durable) and drop them.
+
+        ``shared``: with a :attr:`share`, plans are given to and taken from the other
+        walkers as directories are during the walk (their records are durable in the
+        journal of the walker that planned them), until every walker has applied all."""
+        todo, self.plans = self.plans, []
+        share = self.share if shared else None
         done = self._applied
+        had = bool(todo)
         try:
-            # Last planned first: the directories the scan opened last are still in the
-            # descriptor cache (in scan order, each would evict the next one needed).
-            for node, own, plain, special in reversed(plans):
-                try:
-                    fd = self.cache.fd(node)
-                except (OSError, _Changed) as exc:
-                    self._error(node, None, "open", exc)
-                    continue
-                for name, nu, ng in plain:
-                    try:
-                        chown(name, nu, ng, dir_fd=fd, follow_symlinks=False)
-                    except OSError as exc:
-                        if exc.errno != errno_mod.ENOENT:
-                            self._error(node, name, "chown", exc)
-                            self._uncount_plain(fd, name, nu, ng)
-                        continue
-                    self.changed += 1
-                    done += 1
-                    if done % PROGRESS_EVERY == 0 and self.progress is not None:
-                        self.progress("apply", done)
-                for name, dev, ino, rec in special:
-                    try:
-                        self._apply_special(fd, name, dev, ino, rec)
-                    except (OSError, _Changed) as exc:
-                        self.uncount_record(rec)
-                        self._error(node, name, "apply", exc)
-                        continue
-                    self.changed += 1
-                    done += 1
-                if own is not None:
-                    try:
-                        self.set_state(fd, os.fstat(fd), own)
-                    except OSError as exc:
-                        self.uncount_record(own)
-                        self._error(node, None, "apply", exc)
-                        continue
-                    self.changed += 1
-                    done += 1
+            while True:
+                # Last planned first: the directories the scan opened last are still in
+                # the descriptor cache (in scan order, each would evict the next one
+                # needed). The first ones planned go to a walker that waits.
+                while todo:
+                    if share is not None and len(todo) > 1 and share.hungry():
+                        half = len(todo) // 2
+                        sent = self._send([p[0] for p in todo[:half]])
+                        share.give_plans([(t, i, p[1], p[2], p[3])
+                                          for (t, i), p in zip(sent, todo[:half])])
+                        del todo[:half]
+                    done = self._apply_plan(todo.pop(), done)
+                if share is None:
+                    break
+                more = share.take_plans()
+                if more is None:
+                    break
+                nodes = self._received([(t, i) for t, i, *_ in more])
+                todo = [(n, own, plain, special)
+                        for n, (_, _, own, plain, special) in zip(nodes, more)]
         except _Stop:
-            pass
+            if share is not None:  # (the others may be waiting for plans)
+                while share.take_plans() is not None:
+                    pass
         finally:
             self._applied = done
-            if self.progress is not None and plans:
+            if self.progress is not None and (had or done):
                 self.progress("apply", done)
+
+    def _apply_plan(self, plan: _Plan, done: int) -> int:
+        """Make one directory's changes; the count of changes made so far."""
+        node, own, plain, special = plan
+        chown = os.chown
+        try:
+            fd = self.cache.fd(node)
+        except (OSError, _Changed) as exc:
+            self._error(node, None, "open", exc)
+            return done
+        for name, nu, ng in plain:
+            try:
+                chown(name, nu, ng, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno != errno_mod.ENOENT:
+                    self._error(node, name, "chown", exc)
+                    self._uncount_plain(fd, name, nu, ng)
+                continue
+            self.changed += 1
+            done += 1
+            if done % PROGRESS_EVERY == 0 and self.progress is not None:
+                self.progress("apply", done)
+        for name, dev, ino, rec in special:
+            try:
+                self._apply_special(fd, name, dev, ino, rec)
+            except (OSError, _Changed) as exc:
+                self.uncount_record(rec)
+                self._error(node, name, "apply", exc)
+                continue
+            self.changed += 1
+            done += 1
+        if own is not None:
+            try:
+                self.set_state(fd, os.fstat(fd), own)
+            except OSError as exc:
+                self.uncount_record(own)
+                self._error(node, None, "apply", exc)
+                return done
+            self.changed += 1
+            done += 1
+        return done
 
     def uncount_record(self, rec: Record) -> None:
         """A planned change that failed: its owner change did not happen."""
@@ -1427,7 +1475,9 @@ class Walker:
             "entries": self.entries, "changed": self.changed, "unchanged": self.unchanged,
             "hardlinks": self.hardlinks, "modes_restored": self.modes_restored,
             "capabilities": self.capabilities, "acls": self.acls, "planned": self.planned,
-            "owner_changes": {k: n for k, n in self.owner_changes.items() if n > 0},
+            # (a walker that made another's planned changes can have uncounted some:
+            # negative counts are kept for the sum)
+            "owner_changes": {k: n for k, n in self.owner_changes.items() if n},
             "unmapped": self.unmapped,
             "skipped_mounts": self.skipped_mounts, "errors": self.errors,
             "stopped": self.stopped, "outside_links": self.outside_links,
