@@ -52,7 +52,7 @@ NOT_FOR_A_SHIFT = {
 def test_import_userns_loads_neither_attrs_nor_a_format() -> None:
     loaded = loaded_after("import userns")
     assert {m for m in loaded if m.startswith("userns")} == {
-        "userns", "userns.errors", "userns.ids"}
+        "userns", "userns._lazy", "userns.errors", "userns.ids"}
     assert "attrs" not in loaded and "attr" not in loaded
 
 
@@ -219,5 +219,5 @@ def test_the_startup_benchmark_reports(tmp_path: Path) -> None:
     assert all(" slower | " in r or " faster | " in r for r in rows), rows
     modules = {r.split(" | ")[0].lstrip("| "): r.split(" | ")[1:]
                for r in part.split("\n\n", 2)[1].splitlines()[2:]}
-    assert modules["python -c 'import userns'"][1:] == ["3", "no |"], modules
+    assert modules["python -c 'import userns'"][1:] == ["4", "no |"], modules
     assert modules["userns shift --help"][2] == "yes |", modules
