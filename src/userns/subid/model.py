@@ -33,6 +33,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gc
 import operator
@@ -648,9 +649,7 @@ def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
     # benchmarks/allocation.py's 100k-owner files (median of 15, interleaved): without
     # it, parsing the one with a comment line takes 320 ms instead of 216, and the lines
     # of the canonical one 296 ms instead of 192.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off():
         pos = 0
         n = len(text)
         run = _CANONICAL_RUN.match
@@ -667,10 +666,19 @@ def _parse_lines(text: str, path: str | None) -> list[SubidLine]:
                 break
             out.append(SubidLine._parse_slow(text[pos:stop], len(out) + 1, "\n", path=path))
             pos = stop + 1
+    return out
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (as it was after)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if collecting:
             gc.enable()
-    return out
 
 
 def _split(text: str, path: str | None
@@ -680,9 +688,7 @@ def _split(text: str, path: str | None
     read. ``None`` when the canonical lines cannot be columns (a range past ID_MAX)."""
     blocks: list[str] = []
     others: list[SubidLine] = []
-    collecting = gc.isenabled()
-    gc.disable()  # see _parse_lines (a file may be mostly comments)
-    try:
+    with _collector_off():  # see _parse_lines (a file may be mostly comments)
         lineno = 1  # of the line at pos
         pos = 0
         n = len(text)
@@ -703,9 +709,6 @@ def _split(text: str, path: str | None
             others.append(SubidLine._parse_slow(text[pos:stop], lineno, "\n", path=path))
             lineno += 1
             pos = stop + 1
-    finally:
-        if collecting:
-            gc.enable()
     if not blocks:
         return None, tuple(others)
     columns = _columns(blocks[0] if len(blocks) == 1 else "".join(blocks))
