@@ -5,6 +5,7 @@ policy does not leave the other waiting."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
 import random
@@ -20,7 +21,7 @@ import pytest
 
 from userns import IDMap, IDMapPair
 from userns.shift import AuditReport, ShiftReport, audit_tree, shift_tree
-from userns.shift.core import _Shift
+from userns.shift.core import _Pool, _Shift
 from userns.shift.walk import LinkShare, open_root
 
 from .test_shift_trees import need_root, need_tool, snapshot
@@ -265,3 +266,38 @@ def test_planned_changes_are_handed_to_the_walker_that_waits(tmp_path: Path) -> 
     for w in (giver, taker):
         w.close()
     os.close(fd)
+
+
+class Sink:
+    """A worker's end of a channel, as the coordinator's pool sees it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def send(self, msg: Any) -> None:
+        self.sent.append(msg)
+
+
+def test_a_directory_listed_by_both_workers_does_not_make_up_a_name() -> None:
+    # The inode (7, 70) has 2 links; both workers found its name "x" in the directory
+    # (7, 5) (renamed during the walk, so listed twice): one name, not two. The other
+    # name is outside the tree: the inode is not complete, and its extra names are 0.
+    kids = [(0, Sink()), (0, Sink())]
+    hungry = mmap.mmap(-1, 1)
+    pool = _Pool(kids, hungry)  # type: ignore[arg-type]
+    for w, parent in ((0, "a"), (1, "b")):
+        table = [(-1, "", 7, 1), (0, parent, 7, 2), (1, "d", 7, 5)]
+        pool.handle(w, ("links", table, [((7, 70), 2, [(2, "x")])], True))
+    replies = [LinkShare(*sink.sent[-1][1:]) for _, sink in kids]
+    assert not any(r.full or r.mine_full for r in replies)
+    partial = [p for r in replies for p in r.partial]
+    assert len(partial) == 1 and partial[0][1] == 1 and len(partial[0][0][2]) == 1
+    assert pool.hardlinks == 0
+    # two different names (in two directories) do make it complete, counted once more
+    pool = _Pool(kids, hungry)  # type: ignore[arg-type]
+    for w, d in ((0, 5), (1, 6)):
+        table = [(-1, "", 7, 1), (0, "d", 7, d)]
+        pool.handle(w, ("links", table, [((7, 70), 2, [(1, "x")])], True))
+    replies = [LinkShare(*sink.sent[-1][1:]) for _, sink in kids]
+    assert sum(len(r.full) for r in replies) == 1 and pool.hardlinks == 1
+    hungry.close()

@@ -623,8 +623,19 @@ class _Pool:
                     to = replies[j]
                     (to.mine_full if complete else to.mine_partial).append(key)
                 continue
-            self.hardlinks += len(by) - 1
-            found = [(j, i, name) for j, theirs in by for i, name in theirs]
+            # One name counts once: a directory renamed during the walk can be listed by
+            # two workers, and its names must not make up for a name outside the tree.
+            seen: set[tuple[int, int, str]] = set()
+            found = []
+            for j, theirs in by:
+                table = self.held[j][0]
+                for i, name in theirs:
+                    ident = (table[i][2], table[i][3], name)
+                    if ident not in seen:
+                        seen.add(ident)
+                        found.append((j, i, name))
+            # (each worker counted its own names beyond its first)
+            self.hardlinks += len(found) - 1 - sum(len(theirs) - 1 for _, theirs in by)
             complete = len(found) >= nlink
             if not complete and not self.walked:
                 continue
