@@ -805,6 +805,19 @@ def _shift(root: str | os.PathLike[str], target: IDMapPair | None, source: IDMap
         return _shift_once(root, target, source, attrs.evolve(options, workers=1))
 
 
+def _change_root(coord: Walker, fd: int, rec: Record) -> bool:
+    """Give the root its final state, the last change of a run; false when the kernel
+    refuses it (an immutable root, say), the error then in ``coord.errors``."""
+    try:
+        coord.set_state(fd, os.fstat(fd), rec)
+    except OSError as exc:
+        coord.uncount_record(rec)
+        coord.record_error(coord.root, None, "apply", exc)
+        return False
+    coord.changed += 1
+    return True
+
+
 def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, journal, mark, walk, finish)
     root: str | os.PathLike[str], target: IDMapPair | None, source: IDMapPair | None,
     options: ShiftOptions,
@@ -949,9 +962,16 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
         if root_rec is not None:
             root_writer.flush()
         _set_marker(fd, marker, final, header)
-        if root_rec is not None:
-            coord.set_state(fd, os.fstat(fd), root_rec)
-            coord.changed += 1
+        if root_rec is not None and not _change_root(coord, fd, root_rec):
+            # (the mark names an owner the root does not have: the next run resumes)
+            root_writer.close()
+            report = _report(root_path, _merge([walked, coord.summary()]), complete=False,
+                             **extra)
+            if on_error == "stop":
+                raise ShiftError(f"shift stopped at an error: {root_path}: "
+                                 f"{coord.errors[-1].message}; the journal {jr.path} is "
+                                 "kept, run the same shift again to resume", report)
+            return report
         root_writer.close()
         if durable:
             _syncfs(fd)
@@ -1117,9 +1137,14 @@ def _rollback(root: str | os.PathLike[str], target: IDMapPair | None,
                     raise ShiftError(f"rollback stopped at an error{where}; the journal "
                                      f"{jr.path} is kept, run the rollback again", report)
                 return report
-            if root_rec is not None:
-                coord.set_state(fd, os.fstat(fd), root_rec)
-                coord.changed += 1
+            if root_rec is not None and not _change_root(coord, fd, root_rec):
+                report = _report(root_path, _merge([walked, coord.summary()]),
+                                 complete=False, **extra)
+                if on_error == "stop":
+                    raise ShiftError(f"rollback stopped at an error: {root_path}: "
+                                     f"{coord.errors[-1].message}; the journal {jr.path} is "
+                                     "kept, run the rollback again", report)
+                return report
             data = _read_marker(fd)
             if data is not None and data.get("shift") == _marker_key(
                     {k: v for k, v in header.items() if k != "verify"}):

@@ -516,6 +516,13 @@ class Walker:
         return out
 
     def _error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
+        self.record_error(node, name, op, exc)
+        if self.stop_on_error:
+            self.stopped = True
+            raise _Stop
+
+    def record_error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
+        """Add the error ``exc`` of ``op`` on ``name`` in ``node`` to :attr:`errors`."""
         path = self._path(node, name)
         if isinstance(exc, _Changed):
             err = PathError(path, op, 0, "changed",
@@ -529,9 +536,6 @@ class Walker:
         else:  # pragma: no cover - defensive
             err = PathError(path, op, 0, type(exc).__name__, str(exc))
         self.errors.append(err)
-        if self.stop_on_error:
-            self.stopped = True
-            raise _Stop
 
     def _mismatch(self, node: Node, name: str) -> None:
         """This filesystem's directory entries do not carry the inode numbers (overlayfs
