@@ -301,3 +301,26 @@ def test_a_directory_listed_by_both_workers_does_not_make_up_a_name() -> None:
     replies = [LinkShare(*sink.sent[-1][1:]) for _, sink in kids]
     assert sum(len(r.full) for r in replies) == 1 and pool.hardlinks == 1
     hungry.close()
+
+
+def test_an_outside_link_is_reported_by_its_smallest_path(tmp_path: Path) -> None:
+    # four names inside, in directories two workers share out, and one name outside:
+    # whichever worker finds which name, the report names the smallest path
+    (tmp_path / "out").mkdir()
+    root = tmp_path / "t"
+    for d in ("m", "c", "x", "a/b"):
+        (root / d).mkdir(parents=True)
+        for i in range(200):
+            (root / d / f"f{i}").touch()
+    (root / "m" / "n").touch()
+    for other in ("c/n", "x/n", "a/b/n", "a/n"):
+        os.link(root / "m" / "n", root / other)
+    os.link(root / "m" / "n", tmp_path / "out" / "n")
+    smallest = str(root / "a" / "b" / "n")
+    for _ in range(3):
+        for w in (1, 2):
+            audit = audit_tree(root, PAIR, workers=w)
+            assert [(o.path, o.links) for o in audit.outside_links] == [(smallest, 6)]
+    report = shift_tree(root, PAIR, workers=2, policy="skip")
+    assert [(o.path, o.links) for o in report.outside_links] == [(smallest, 6)]
+    assert os.lstat(tmp_path / "out" / "n").st_uid == 0

@@ -521,6 +521,11 @@ class Walker:
             self.stopped = True
             raise _Stop
 
+    def _first_path(self, names: list[tuple[Node, str]]) -> str:
+        """The smallest path of an inode's names: the one reported, whichever walker (or
+        walk order) found which."""
+        return min(self._path(node, name) for node, name in names)
+
     def record_error(self, node: Node, name: str | None, op: str, exc: BaseException) -> None:
         """Add the error ``exc`` of ``op`` on ``name`` in ``node`` to :attr:`errors`."""
         path = self._path(node, name)
@@ -1116,8 +1121,7 @@ class Walker:
                 if left[i]:
                     continue
                 if not holds[i]:
-                    last_node, last_name = names[-1]
-                    self.outside_links.append((self._path(last_node, last_name), nlink,
+                    self.outside_links.append((self._first_path(names), nlink,
                                                len(names) - 1))
                     continue
                 assert st is not None
@@ -1130,9 +1134,9 @@ class Walker:
         """The hard-linked inodes with a name outside the tree (fewer names found than
         their link count): reported and left alone, unless the caller opted in or the
         journal already has their record (an interrupted run that had opted in)."""
-        for key, (found, node, name, nlink, _) in links.items():
+        for key, (found, node, name, nlink, names) in links.items():
             if not self.include_outside_links and not (self.records and key in self.records):
-                self.outside_links.append((self._path(node, name), nlink, found))
+                self.outside_links.append((self._first_path(names), nlink, found))
                 continue
             try:
                 fd = self.cache.fd(node)
@@ -1350,8 +1354,8 @@ class Walker:
         With a :attr:`share`, the root's own owner is left to the coordinator, and the
         hard-linked inodes are left in :attr:`held` (see :meth:`count_held`) for it to
         count once across all walkers."""
-        # key -> [names found, nlink, uid, gid, node, name] (a path is made for those
-        # counted or reported)
+        # key -> [names found, nlink, uid, gid, node, first name, smallest path or None
+        # while one name is found]
         links: dict[tuple[int, int], list[Any]] = {}
         # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
         # and the examples are derived at the end (examples: the first paths of each pair)
@@ -1368,8 +1372,8 @@ class Walker:
         try:
             for node in self._turns(stack):
                 count += self._audit_dir(node, stack, links, owners, examples)
-            self.held = [(key, found, nlink, uid, gid, self._path(node, name))
-                         for key, (found, nlink, uid, gid, node, name) in links.items()]
+            self.held = [(key, found, nlink, uid, gid, best or self._path(node, name))
+                         for key, (found, nlink, uid, gid, node, name, best) in links.items()]
         finally:
             self.cache.close()
             self.entries += count
@@ -1420,8 +1424,14 @@ class Walker:
                 if held is not None:
                     held[0] += 1
                     held[1] = st.st_nlink
+                    # the smallest path is the one reported, whatever the walk order
+                    path = self._path(node, e.name)
+                    if held[6] is None:
+                        held[6] = self._path(held[4], held[5])
+                    if path < held[6]:
+                        held[6] = path
                 else:
-                    links[key] = [1, st.st_nlink, st.st_uid, st.st_gid, node, e.name]
+                    links[key] = [1, st.st_nlink, st.st_uid, st.st_gid, node, e.name, None]
                 continue
             count += 1
             pair = (st.st_uid, st.st_gid)
@@ -1452,9 +1462,11 @@ class Walker:
             else:
                 got[0] += found
                 got[1] = max(got[1], nlink)
+                got[4] = min(got[4], path)
         owners: dict[tuple[int, int], int] = {}
         examples: dict[tuple[int, int], list[str]] = {}
-        for found, nlink, uid, gid, path in merged.values():
+        # (in path order, so that the examples do not depend on which walker found what)
+        for found, nlink, uid, gid, path in sorted(merged.values(), key=lambda v: v[4]):
             self.entries += 1
             self.hardlinks += found - 1
             n = owners.get((uid, gid), 0)
