@@ -324,3 +324,30 @@ def test_an_outside_link_is_reported_by_its_smallest_path(tmp_path: Path) -> Non
     report = shift_tree(root, PAIR, workers=2, policy="skip")
     assert [(o.path, o.links) for o in report.outside_links] == [(smallest, 6)]
     assert os.lstat(tmp_path / "out" / "n").st_uid == 0
+
+
+@pytest.mark.parametrize("call", ["shift", "audit"])
+@pytest.mark.parametrize("how", ["raise", "exit"])
+def test_a_worker_that_fails_or_dies_is_a_shift_error(tmp_path: Path, call: str,
+                                                      how: str) -> None:
+    # The worker's walk raises (a crash message) or the process ends without a word (no
+    # done message): the caller gets a ShiftError with the reason, never a hang.
+    root = tmp_path / "t"
+    random_tree(root, 21)
+    fail = "raise RuntimeError('boom')" if how == "raise" else "os._exit(3)"
+    code = ("import os, sys\nfrom userns import IDMap, IDMapPair\n"
+            "from userns.shift import ShiftError, audit_tree, shift_tree, walk\n"
+            "def broken(self, *a, **k):\n"
+            f"    {fail}\n"
+            f"walk.Walker.{'scan' if call == 'shift' else 'run_audit'} = broken\n"
+            "pair = IDMapPair.both(IDMap.single(0, 100000, 65536))\n"
+            "try:\n"
+            f"    {'shift_tree' if call == 'shift' else 'audit_tree'}(sys.argv[1], pair, "
+            "workers=2)\n"
+            "except ShiftError as exc:\n"
+            "    print(exc.reason, 'boom' in str(exc))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    reason = "worker-failed" if how == "raise" else "worker-died"
+    assert proc.stdout.split() == [reason, str(how == "raise")], proc.stdout

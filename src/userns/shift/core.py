@@ -667,15 +667,16 @@ class _LinkReply:
         self.need: set[int] = set()  # the workers whose tables it needs
 
 
-def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
-             decide: Callable[[dict[str, Any]], bool], pool: _Pool | None) -> dict[str, Any]:
+def _messages(kids: list[tuple[int, _Chan]], what: str, died: str,
+              known: Callable[[], ShiftReport]) -> Iterator[tuple[int, Any]]:
+    """Every message of the workers as ``(worker, message)``, until each has closed its
+    channel. A worker that closes it before its ``done`` message died; one that sends
+    ``crash`` failed: both raise :class:`ShiftError` with the report ``known()`` gives
+    (``what`` names the walk, ``died`` ends the message of a death)."""
     sel = selectors.DefaultSelector()
     for i, (_, chan) in enumerate(kids):
         sel.register(chan.rfd, selectors.EVENT_READ, i)
-    scanned: dict[int, dict[str, Any]] = {}
-    done: dict[int, dict[str, Any]] = {}
-    counts: dict[tuple[str, int], int] = {}
-    total: int | None = None
+    finished: set[int] = set()
     open_ = len(kids)
     try:
         while open_:
@@ -685,38 +686,48 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
                 if msgs is None:
                     sel.unregister(key.fd)
                     open_ -= 1
-                    if i not in done:
-                        raise ShiftError(f"shift worker {i} died; the journal is kept, run "
-                                         "the shift again to resume", _report(run.root, _merge(
-                                             list(done.values()))), reason="worker-died")
+                    if i not in finished:
+                        raise ShiftError(f"{what} worker {i} died{died}", known(),
+                                         reason="worker-died")
                     continue
                 for msg in msgs:
-                    if pool is not None and pool.handle(i, msg):
-                        continue
-                    if msg[0] == "progress":
-                        counts[msg[1], i] = msg[2]
-                        phase = msg[1]
-                        run.progress(phase, sum(v for (p, _), v in counts.items()
-                                                if p == phase), total if phase == "apply"
-                                     else None)
-                    elif msg[0] == "scanned":
-                        scanned[i] = msg[1]
-                        if len(scanned) == len(kids):
-                            merged = _merge(list(scanned.values()) + _counted(pool))
-                            go = decide(merged)
-                            total = merged["planned"]
-                            if pool is not None:
-                                pool.reset()  # (the plans are shared next)
-                            for _, chan in kids:
-                                chan.send("go" if go else "abort")
-                    elif msg[0] == "done":
-                        done[i] = msg[1]
-                    elif msg[0] == "crash":
-                        raise ShiftError(f"shift worker {i} failed: {msg[1]}\n{msg[2]}",
-                                         _report(run.root, _merge(list(done.values()))),
-                                         reason="worker-failed")
+                    if msg[0] == "crash":
+                        raise ShiftError(f"{what} worker {i} failed: {msg[1]}\n{msg[2]}",
+                                         known(), reason="worker-failed")
+                    if msg[0] == "done":
+                        finished.add(i)
+                    yield i, msg
     finally:
         sel.close()
+
+
+def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
+             decide: Callable[[dict[str, Any]], bool], pool: _Pool | None) -> dict[str, Any]:
+    scanned: dict[int, dict[str, Any]] = {}
+    done: dict[int, dict[str, Any]] = {}
+    counts: dict[tuple[str, int], int] = {}
+    total: int | None = None
+    for i, msg in _messages(kids, "shift", "; the journal is kept, run the shift again to "
+                            "resume", lambda: _report(run.root, _merge(list(done.values())))):
+        if pool is not None and pool.handle(i, msg):
+            continue
+        if msg[0] == "progress":
+            counts[msg[1], i] = msg[2]
+            phase = msg[1]
+            run.progress(phase, sum(v for (p, _), v in counts.items() if p == phase),
+                         total if phase == "apply" else None)
+        elif msg[0] == "scanned":
+            scanned[i] = msg[1]
+            if len(scanned) == len(kids):
+                merged = _merge(list(scanned.values()) + _counted(pool))
+                go = decide(merged)
+                total = merged["planned"]
+                if pool is not None:
+                    pool.reset()  # (the plans are shared next)
+                for _, chan in kids:
+                    chan.send("go" if go else "abort")
+        elif msg[0] == "done":
+            done[i] = msg[1]
     return _merge([done[i] for i in sorted(done)] + _counted(pool))
 
 
@@ -1213,44 +1224,20 @@ def _audit_forked(coord: Walker, parts: int) -> None:
     try:
         with _forked(parts, main) as kids:
             pool = _Pool(kids, hungry)
-            sel = selectors.DefaultSelector()
-            for i, (_, chan) in enumerate(kids):
-                sel.register(chan.rfd, selectors.EVENT_READ, i)
-            done: set[int] = set()
-            try:
-                while len(done) < parts:
-                    for key, _ in sel.select():
-                        i = key.data
-                        msgs = kids[i][1].feed()
-                        if msgs is None:
-                            sel.unregister(key.fd)
-                            if i not in done:
-                                raise ShiftError(f"audit worker {i} died", ShiftReport(
-                                    root=coord.root_path, complete=False),
-                                    reason="worker-died")
-                            continue
-                        for msg in msgs:
-                            if pool.handle(i, msg):
-                                continue
-                            if msg[0] == "crash":
-                                raise ShiftError(f"audit worker {i} failed: {msg[1]}\n{msg[2]}",
-                                                 ShiftReport(root=coord.root_path,
-                                                             complete=False),
-                                                 reason="worker-failed")
-                            if msg[0] == "done":
-                                done.add(i)
-                                found = msg[1]
-                                coord.entries += found["entries"]
-                                coord.uids.update(found["uids"])
-                                coord.gids.update(found["gids"])
-                                for k, paths in found["examples"].items():
-                                    ex = coord.examples.setdefault(k, [])
-                                    ex += paths[:3 - len(ex)]
-                                coord.errors += found["errors"]
-                                coord.skipped_mounts += found["skipped"]
-                                held += found["held"]
-            finally:
-                sel.close()
+            gone = ShiftReport(root=coord.root_path, complete=False)
+            for i, msg in _messages(kids, "audit", "", lambda: gone):
+                if pool.handle(i, msg) or msg[0] != "done":
+                    continue
+                found = msg[1]
+                coord.entries += found["entries"]
+                coord.uids.update(found["uids"])
+                coord.gids.update(found["gids"])
+                for k, paths in found["examples"].items():
+                    ex = coord.examples.setdefault(k, [])
+                    ex += paths[:3 - len(ex)]
+                coord.errors += found["errors"]
+                coord.skipped_mounts += found["skipped"]
+                held += found["held"]
     finally:
         hungry.close()
     coord.count_held(held)
