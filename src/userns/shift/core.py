@@ -484,7 +484,7 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
     try:
         with _forked(parts, main) as kids:
             pool = _Pool(kids, hungry) if hungry is not None else None
-            return _collect(run, kids, preflight, decide, pool)
+            return _collect(run, kids, decide, pool)
     finally:
         if hungry is not None:
             hungry.close()
@@ -701,7 +701,7 @@ def _messages(kids: list[tuple[int, _Chan]], what: str, died: str,
         sel.close()
 
 
-def _collect(run: _Shift, kids: list[tuple[int, _Chan]], preflight: bool,
+def _collect(run: _Shift, kids: list[tuple[int, _Chan]],
              decide: Callable[[dict[str, Any]], bool], pool: _Pool | None) -> dict[str, Any]:
     scanned: dict[int, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
@@ -1215,11 +1215,9 @@ def _audit_forked(coord: Walker, parts: int) -> None:
                             "errors": walker.errors, "skipped": walker.skipped_mounts,
                             "held": walker.held}))
 
-    coord.entries += 1
-    coord.uids[root_st.st_uid] += 1
-    coord.gids[root_st.st_gid] += 1
-    for kind, value in (("uid", root_st.st_uid), ("gid", root_st.st_gid)):
-        coord.examples[kind, value] = [coord.root_path]
+    coord.entries += 1  # (the root, counted here as run_audit counts it in one process)
+    root_owner = (root_st.st_uid, root_st.st_gid)
+    coord.count_owners({root_owner: 1}, {root_owner: [coord.root_path]})
     held: list[Any] = []
     try:
         with _forked(parts, main) as kids:

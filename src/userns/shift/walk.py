@@ -1377,7 +1377,7 @@ class Walker:
         finally:
             self.cache.close()
             self.entries += count
-            self._count_owners(owners, examples)
+            self.count_owners(owners, examples)
         if share is None:
             self.count_held(self.held)
             self.held = []
@@ -1441,8 +1441,10 @@ class Walker:
                 examples.setdefault(pair, []).append(self._path(node, e.name))
         return count
 
-    def _count_owners(self, owners: dict[tuple[int, int], int],
-                      examples: dict[tuple[int, int], list[str]]) -> None:
+    def count_owners(self, owners: dict[tuple[int, int], int],
+                     examples: dict[tuple[int, int], list[str]]) -> None:
+        """Add inodes per ``(uid, gid)`` (and up to three example paths each) to the
+        counts per uid and per gid."""
         for (uid, gid), n in owners.items():
             self.uids[uid] += n
             self.gids[gid] += n
@@ -1476,7 +1478,7 @@ class Walker:
             if found < nlink:
                 self.outside_links.append((path, nlink, found))
         self.outside_links.sort()
-        self._count_owners(owners, examples)
+        self.count_owners(owners, examples)
 
     def close(self) -> None:
         """Close the directory descriptors, the root's included."""
