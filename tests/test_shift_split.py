@@ -351,3 +351,13 @@ def test_a_worker_that_fails_or_dies_is_a_shift_error(tmp_path: Path, call: str,
     assert proc.returncode == 0, proc.stderr
     reason = "worker-failed" if how == "raise" else "worker-died"
     assert proc.stdout.split() == [reason, str(how == "raise")], proc.stdout
+
+
+def test_workers_below_one_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    with pytest.raises(ValueError, match="workers must be >= 1: 0"):
+        audit_tree(root, PAIR, workers=0)
+    with pytest.raises(ValueError, match="workers must be >= 1: 0"):
+        shift_tree(root, PAIR, workers=0)
+    assert os.listdir(tmp_path) == ["t"]  # (no journal beside the tree)
