@@ -1208,10 +1208,12 @@ def _audit_forked(coord: Walker, parts: int) -> None:
     def main(part: int, chan: _Chan) -> None:
         walker = Walker(_reopen(coord.root.fd, root_st), root_st, coord.root_path,
                         cross_mounts=coord.cross_mounts, stop_on_error=False,
-                        fd_cache=_more_descriptors(), share=_WorkerShare(chan, hungry))
+                        fd_cache=_more_descriptors(), share=_WorkerShare(chan, hungry),
+                        audit_xattrs=coord.audit_xattrs)
         walker.run_audit()
         chan.send(("done", {"entries": walker.entries, "uids": walker.uids,
-                            "gids": walker.gids, "examples": walker.examples,
+                            "gids": walker.gids, "xattr_ids": walker.xattr_ids,
+                            "examples": walker.examples,
                             "errors": walker.errors, "skipped": walker.skipped_mounts,
                             "held": walker.held}))
 
@@ -1230,6 +1232,7 @@ def _audit_forked(coord: Walker, parts: int) -> None:
                 coord.entries += found["entries"]
                 coord.uids.update(found["uids"])
                 coord.gids.update(found["gids"])
+                coord.xattr_ids.update(found["xattr_ids"])
                 for k, paths in found["examples"].items():
                     ex = coord.examples.setdefault(k, [])
                     ex += paths[:3 - len(ex)]
@@ -1244,12 +1247,17 @@ def _audit_forked(coord: Walker, parts: int) -> None:
 def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                cross_mounts: bool = False,
                journal: str | os.PathLike[str] | None = None,
-               workers: int | None = None) -> AuditReport:
+               workers: int | None = None, xattrs: bool = True) -> AuditReport:
     """Count the owners under ``root`` and say whether the tree looks shifted by ``mapping``.
 
     Changes nothing. An owner that is a container ID of the map (and not a host ID)
     counts as unshifted, one that is a host ID (and not a container ID) as shifted;
-    IDs that are neither are listed in ``outside`` with example paths. The report also
+    IDs that are neither are listed in ``outside`` with example paths. With ``xattrs``
+    (the default) the IDs that POSIX ACLs name (``acl-uid``, ``acl-gid``) and the root
+    ID of a revision 3 file capability (``cap-rootid``) count the same way, as a shift
+    translates them: a tree whose owners were shifted by a tool that left its ACLs
+    alone is ``mixed``, not ``shifted``. ``xattrs=False`` counts owners only (one
+    system call less per file: as ``find -printf %U:%G`` sees a tree). The report also
     gives the root's mark of a finished shift (``mark``) and the path of a pending
     journal of an interrupted shift (``journal``: looked for at ``journal`` or, by
     default, where :func:`default_journal_path` puts it). ``workers`` processes share the
@@ -1263,7 +1271,7 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     'shifted'
     """
     try:
-        walker = Walker.for_audit(os.fspath(root), cross_mounts=cross_mounts)
+        walker = Walker.for_audit(os.fspath(root), cross_mounts=cross_mounts, xattrs=xattrs)
     except OSError as exc:
         raise ShiftError(f"cannot open the root {os.fspath(root)!r}: {exc.strerror} (it must "
                          "be a directory, not a symlink)", ShiftReport(root=os.fspath(root),
@@ -1291,8 +1299,14 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     pending = jpath if jpath is not None and Journal.read_header(jpath) is not None else None
     shifted = unshifted = 0
     outside: list[UnmappedID] = []
+    by_kind: dict[str, dict[int, int]] = {"acl-uid": {}, "acl-gid": {}, "cap-rootid": {}}
+    for (kind, value), count in walker.xattr_ids.items():
+        by_kind[kind][value] = count
     for kind, counter, m in (("uid", walker.uids, mapping.uid), ("gid", walker.gids,
-                                                                  mapping.gid)):
+                                                                  mapping.gid),
+                             ("acl-uid", by_kind["acl-uid"], mapping.uid),
+                             ("acl-gid", by_kind["acl-gid"], mapping.gid),
+                             ("cap-rootid", by_kind["cap-rootid"], mapping.uid)):
         host, cont = m.host_ids(), m.container_ids()
         for value, count in sorted(counter.items()):
             in_host, in_cont = value in host, value in cont
@@ -1308,6 +1322,9 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     return AuditReport(
         root=os.fspath(root), entries=walker.entries, uids=dict(walker.uids),
         gids=dict(walker.gids), outside=tuple(outside), state=state,
+        acl_uids=dict(sorted(by_kind["acl-uid"].items())),
+        acl_gids=dict(sorted(by_kind["acl-gid"].items())),
+        cap_rootids=dict(sorted(by_kind["cap-rootid"].items())), xattrs=xattrs,
         outside_links=tuple(OutsideLink(*o) for o in walker.outside_links),
         skipped_mounts=tuple(sorted(walker.skipped_mounts)), errors=tuple(walker.errors),
         mark=mark, journal=pending,

@@ -192,7 +192,12 @@ class AuditReport:
 
     ``uids``/``gids`` count inodes per owner; ``outside`` lists IDs that are neither a
     container ID nor a host ID of the map, with example paths; ``state`` says whether
-    the tree looks unshifted, shifted or mixed. ``outside_links`` lists hard-linked
+    the tree looks unshifted, shifted or mixed. ``acl_uids``/``acl_gids`` count inodes
+    per ID their POSIX ACLs name, ``cap_rootids`` regular files per root ID of their
+    revision 3 capability; they count towards ``state`` and ``outside`` (kinds
+    ``acl-uid``, ``acl-gid``, ``cap-rootid``) as owners do. ``xattrs`` says whether they
+    were read: when false, those three are empty because nothing was looked at, and
+    ``state`` speaks for the owners only. ``outside_links`` lists hard-linked
     inodes with a name outside the tree (a shift leaves them alone). ``mark`` is the
     root's mark of a finished shift, if any; ``journal`` the path of the journal of an
     interrupted shift, if one is pending.
@@ -209,6 +214,10 @@ class AuditReport:
     errors: tuple[PathError, ...] = ()
     mark: ShiftMark | None = None
     journal: str | None = None
+    acl_uids: dict[int, int] = attrs.field(factory=dict)
+    acl_gids: dict[int, int] = attrs.field(factory=dict)
+    cap_rootids: dict[int, int] = attrs.field(factory=dict)
+    xattrs: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""

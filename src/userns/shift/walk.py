@@ -61,13 +61,15 @@ from .xattrs import (
     ACL_DEFAULT,
     CAPABILITY,
     XattrFormatError,
+    parse_acl,
+    parse_capability,
     shift_acl,
     shift_capability,
 )
 
 __all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "DirTable", "Held", "LinkShare",
-           "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare", "open_root",
-           "resolve"]
+           "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare", "XattrIDs",
+           "open_root", "resolve"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -203,7 +205,10 @@ Sent = tuple[DirTable, int]
 Held = tuple[tuple[int, int], int, list[tuple[int, str]]]
 #: One hard-linked inode an audit found: ``((st_dev, st_ino), names found, link count,
 #: uid, gid, path of the first name)``.
-AuditHeld = tuple[tuple[int, int], int, int, int, int, str]
+AuditHeld = tuple[tuple[int, int], int, int, int, int, str, "XattrIDs"]
+#: The IDs one inode's ACLs and capability name: ``(kind, id)`` pairs, ``kind`` being
+#: ``acl-uid``, ``acl-gid`` or ``cap-rootid``, each pair once.
+XattrIDs = tuple[tuple[str, int], ...]
 #: One hard-linked inode, pooled: ``((st_dev, st_ino), link count, [(walker, index of the
 #: directory in that walker's table, name), ...])``.
 Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
@@ -434,6 +439,7 @@ class Walker:
         include_outside_links: bool = False,
         fd_cache: int = FD_CACHE,
         share: WorkShare | None = None,
+        audit_xattrs: bool = True,
     ) -> None:
         self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
         self.root_path = root_path
@@ -454,6 +460,7 @@ class Walker:
         self.progress = progress
         self.include_outside_links = include_outside_links
         self.share = share
+        self.audit_xattrs = audit_xattrs
         # the hard-linked inodes held by the walk (kept here to be pooled even when the
         # walk stops early)
         self._links: dict[tuple[int, int], list[Any]] = {}
@@ -482,15 +489,20 @@ class Walker:
         self.errors: list[PathError] = []
         self.uids: Counter[int] = Counter()
         self.gids: Counter[int] = Counter()
+        #: an audit's count of inodes per ``(kind, id)`` their ACLs or capability name
+        self.xattr_ids: Counter[tuple[str, int]] = Counter()
         self.examples: dict[tuple[str, int], list[str]] = {}
         #: ``(path, link count, names inside)`` of inodes with a name outside the tree
         self.outside_links: list[tuple[str, int, int]] = []
 
     @classmethod
-    def for_audit(cls, path: str, *, cross_mounts: bool = False) -> Walker:
-        """A walker that only counts owners (see :meth:`run_audit`)."""
+    def for_audit(cls, path: str, *, cross_mounts: bool = False,
+                  xattrs: bool = True) -> Walker:
+        """A walker that only counts owners, and with ``xattrs`` the IDs named by ACLs and
+        capabilities (see :meth:`run_audit`)."""
         fd, st = open_root(path)
-        return cls(fd, st, path, cross_mounts=cross_mounts, stop_on_error=False)
+        return cls(fd, st, path, cross_mounts=cross_mounts, stop_on_error=False,
+                   audit_xattrs=xattrs)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -1349,13 +1361,14 @@ class Walker:
     # -- audit --------------------------------------------------------------------
 
     def run_audit(self) -> None:
-        """Count owners of every inode (hard links once), read-only.
+        """Count owners of every inode (hard links once), read-only; with
+        :attr:`audit_xattrs`, also the IDs its ACLs and capability name.
 
         With a :attr:`share`, the root's own owner is left to the coordinator, and the
         hard-linked inodes are left in :attr:`held` (see :meth:`count_held`) for it to
         count once across all walkers."""
         # key -> [names found, nlink, uid, gid, node, first name, smallest path or None
-        # while one name is found]
+        # while one name is found, xattr IDs]
         links: dict[tuple[int, int], list[Any]] = {}
         # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
         # and the examples are derived at the end (examples: the first paths of each pair)
@@ -1372,8 +1385,9 @@ class Walker:
         try:
             for node in self._turns(stack):
                 count += self._audit_dir(node, stack, links, owners, examples)
-            self.held = [(key, found, nlink, uid, gid, best or self._path(node, name))
-                         for key, (found, nlink, uid, gid, node, name, best) in links.items()]
+            self.held = [(key, found, nlink, uid, gid, best or self._path(node, name), ids)
+                         for key, (found, nlink, uid, gid, node, name, best, ids)
+                         in links.items()]
         finally:
             self.cache.close()
             self.entries += count
@@ -1382,25 +1396,124 @@ class Walker:
             self.count_held(self.held)
             self.held = []
 
-    def _audit_dir(self, node: Node, stack: list[Node], links: dict[tuple[int, int], list[Any]],
-                   owners: dict[tuple[int, int], int],
-                   examples: dict[tuple[int, int], list[str]]) -> int:
-        """The audit's per-directory step: list ``node``, push its directories on
-        ``stack``, hold its hard-linked inodes in ``links``, count the other inodes'
-        owners; the number of inodes counted."""
+    def _audit_ids(self, node: Node, name: str | None, names: bytes,
+                   read: Callable[[str], bytes | None], regular: bool) -> XattrIDs:
+        """The IDs an inode's ACLs (and, for a regular file, its revision 3 capability)
+        name; an unreadable or malformed value is reported as an error."""
+        found: set[tuple[str, int]] = set()
+        try:
+            if regular and _CAP_B in names:
+                raw = read(CAPABILITY)
+                if raw is not None:
+                    rootid = parse_capability(raw).rootid
+                    if rootid is not None:
+                        found.add(("cap-rootid", rootid))
+            for key, attr in ((_ACCESS_B, ACL_ACCESS), (_DEFAULT_B, ACL_DEFAULT)):
+                if key in names:
+                    raw = read(attr)
+                    if raw is not None:
+                        users, groups = parse_acl(raw).named_ids()
+                        found.update(("acl-uid", u) for u in users)
+                        found.update(("acl-gid", g) for g in groups)
+        except (OSError, XattrFormatError) as exc:
+            self._error(node, name, "examine", exc)
+        return tuple(sorted(found))
+
+    def _count_ids(self, ids: XattrIDs, path: str) -> None:
+        for key in ids:
+            self.xattr_ids[key] += 1
+            ex = self.examples.setdefault(key, [])
+            if len(ex) < 3:
+                ex.append(path)
+
+    def _audit_dir_ids(self, node: Node, fd: int) -> None:
+        """Count the IDs the ACLs of the directory ``node`` (open as ``fd``) name."""
+        try:
+            listed = os.listxattr(fd)
+        except OSError as exc:
+            if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
+                self._error(node, None, "listxattr", exc)
+            return
+        if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
+            return
+
+        def read(attr: str) -> bytes | None:
+            try:
+                return os.getxattr(fd, attr)
+            except OSError as exc:
+                if exc.errno == errno_mod.ENODATA:
+                    return None
+                raise
+
+        names = b"".join(n.encode() + b"\0" for n in listed)
+        self._count_ids(self._audit_ids(node, None, names, read, False), self._path(node))
+
+    def _audit_file_ids(self, node: Node, fd: int, name: str, st: os.stat_result,
+                        names: bytes) -> XattrIDs:
+        """The IDs named by the ACLs and capability of the entry ``name`` of ``node``
+        (open as ``fd``), whose extended attribute names are ``names``."""
+        if not (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names):
+            return ()
+        base = f"/proc/self/fd/{fd}/{name}"
+
+        def read(attr: str) -> bytes | None:
+            try:
+                return os.getxattr(base, attr, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno == errno_mod.ENODATA:
+                    return None
+                raise
+
+        return self._audit_ids(node, name, names, read, st.st_mode & _S_IFMT == _S_IFREG)
+
+    def _found_again(self, held: list[Any], node: Node, name: str, nlink: int) -> None:
+        """Count one more name of a hard-linked inode an audit holds."""
+        held[0] += 1
+        held[1] = nlink
+        # the smallest path is the one reported, whatever the walk order
+        path = self._path(node, name)
+        if held[6] is None:
+            held[6] = self._path(held[4], held[5])
+        if path < held[6]:
+            held[6] = path
+
+    def _audit_list(self, node: Node) -> tuple[int, list[os.DirEntry[str]]] | None:
+        """Open (verified) and list the directory ``node`` for an audit: its descriptor
+        and entries, or ``None`` (the error recorded)."""
         fd = node.fd if node is self.root else -1
         if fd < 0:
             try:
                 fd, _ = self.cache.open_new(node)
             except (OSError, _Changed) as exc:
                 self._error(node, None, "open", exc)
-                return 0
+                return None
         try:
             with os.scandir(fd) as it:
-                entries = list(it)
+                return fd, list(it)
         except OSError as exc:
             self._error(node, None, "list", exc)
+            return None
+
+    def _audit_dir(  # noqa: C901 (the audit's per-entry loop, inlined: a call per entry costs)
+            self, node: Node, stack: list[Node], links: dict[tuple[int, int], list[Any]],
+            owners: dict[tuple[int, int], int],
+            examples: dict[tuple[int, int], list[str]]) -> int:
+        """The audit's per-directory step: list ``node``, push its directories on
+        ``stack``, hold its hard-linked inodes in ``links``, count the other inodes'
+        owners (and with :attr:`audit_xattrs` the IDs their ACLs and capabilities name,
+        and those of the directory's own ACLs); the number of inodes counted."""
+        listed = self._audit_list(node)
+        if listed is None:
             return 0
+        fd, entries = listed
+        xattrs = self.audit_xattrs
+        if xattrs:
+            self._audit_dir_ids(node, fd)
+        # The hottest loop of an audit: a plain inode costs a stat, a dict update and,
+        # with xattrs, one listxattrat; its aliases are bound once.
+        listxattrat = _lister().at if xattrs else None
+        fsenc = sys.getfilesystemencoding()
+        enoent = errno_mod.ENOENT
         dev = node.dev
         cross = self.cross_mounts
         owners_get = owners.get
@@ -1410,28 +1523,36 @@ class Walker:
             try:
                 st = e.stat(follow_symlinks=False)
             except OSError as exc:
-                if exc.errno != errno_mod.ENOENT:
+                if exc.errno != enoent:
                     self._error(node, e.name, "stat", exc)
                 continue
             if st.st_dev != dev and not cross:
                 self.skipped_mounts.append(self._path(node, e.name))
                 continue
-            if st.st_mode & _S_IFMT == _S_IFDIR:
-                push(Node(node, e.name, st.st_dev, st.st_ino))
-            elif st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                held = links.get(key)
-                if held is not None:
-                    held[0] += 1
-                    held[1] = st.st_nlink
-                    # the smallest path is the one reported, whatever the walk order
-                    path = self._path(node, e.name)
-                    if held[6] is None:
-                        held[6] = self._path(held[4], held[5])
-                    if path < held[6]:
-                        held[6] = path
-                else:
-                    links[key] = [1, st.st_nlink, st.st_uid, st.st_gid, node, e.name, None]
+            fmt = st.st_mode & _S_IFMT
+            ids: XattrIDs = ()
+            linked = False
+            if fmt == _S_IFDIR:
+                push(Node(node, e.name, st.st_dev, st.st_ino))  # (its ACLs: when listed)
+            else:
+                linked = st.st_nlink > 1
+                if linked:
+                    key = (st.st_dev, st.st_ino)
+                    held = links.get(key)
+                    if held is not None:
+                        self._found_again(held, node, e.name, st.st_nlink)
+                        continue
+                if listxattrat is not None and fmt != _S_IFLNK:
+                    try:
+                        names = listxattrat(fd, e.name.encode(fsenc, "surrogateescape"))
+                    except OSError as exc:
+                        if exc.errno != enoent:  # (else removed since the listing)
+                            self._error(node, e.name, "listxattr", exc)
+                        names = b""
+                    if names:
+                        ids = self._audit_file_ids(node, fd, e.name, st, names)
+            if linked:
+                links[key] = [1, st.st_nlink, st.st_uid, st.st_gid, node, e.name, None, ids]
                 continue
             count += 1
             pair = (st.st_uid, st.st_gid)
@@ -1439,6 +1560,8 @@ class Walker:
             owners[pair] = n + 1
             if n < 3:
                 examples.setdefault(pair, []).append(self._path(node, e.name))
+            if ids:
+                self._count_ids(ids, self._path(node, e.name))
         return count
 
     def count_owners(self, owners: dict[tuple[int, int], int],
@@ -1457,24 +1580,27 @@ class Walker:
         inode may come from several walkers: merged here), and report those with fewer
         names found than links (a name outside the tree)."""
         merged: dict[tuple[int, int], list[Any]] = {}
-        for key, found, nlink, uid, gid, path in held:
+        for key, found, nlink, uid, gid, path, ids in held:
             got = merged.get(key)
             if got is None:
-                merged[key] = [found, nlink, uid, gid, path]
+                merged[key] = [found, nlink, uid, gid, path, ids]
             else:
                 got[0] += found
                 got[1] = max(got[1], nlink)
                 got[4] = min(got[4], path)
+                got[5] = got[5] or ids  # (one inode: any walker's reading of it)
         owners: dict[tuple[int, int], int] = {}
         examples: dict[tuple[int, int], list[str]] = {}
         # (in path order, so that the examples do not depend on which walker found what)
-        for found, nlink, uid, gid, path in sorted(merged.values(), key=lambda v: v[4]):
+        for found, nlink, uid, gid, path, ids in sorted(merged.values(), key=lambda v: v[4]):
             self.entries += 1
             self.hardlinks += found - 1
             n = owners.get((uid, gid), 0)
             owners[uid, gid] = n + 1
             if n < 3:
                 examples.setdefault((uid, gid), []).append(path)
+            if ids:
+                self._count_ids(ids, path)
             if found < nlink:
                 self.outside_links.append((path, nlink, found))
         self.outside_links.sort()
