@@ -109,6 +109,71 @@ def test_listing_and_looking_up_formats_loads_no_format_module() -> None:
         "userns.formats.lxc"}
 
 
+# -- the process's start-up runs without the collector, then is frozen -------------------
+
+_SPY = """
+import gc, json, sys
+import userns.cli
+import userns.cli.shift as command
+seen = {{}}
+real_parser_for, real_cmd = userns.cli._parser_for, command.cmd_shift
+def parser_for(argv):
+    seen["parsing, collector on"] = gc.isenabled()
+    return real_parser_for(argv)
+def cmd_shift(args, out):
+    import userns.shift.core as core
+    seen["working, collector on"] = gc.isenabled()
+    seen["frozen objects"] = gc.get_freeze_count()
+    seen["the walker's code frozen"] = all(o is not core.shift_tree for o in gc.get_objects())
+    return real_cmd(args, out)
+userns.cli._parser_for, command.cmd_shift = parser_for, cmd_shift
+argv = ["shift", {tree!r}, "--map", "0 231072 65536", "--dry-run", "--no-progress", "--json"]
+sys.argv[1:] = argv
+code = userns.cli.main({given})
+seen["code"], seen["after, collector on"] = code, gc.isenabled()
+seen["frozen after"] = gc.get_freeze_count()
+sys.stderr.write("\\nSEEN " + json.dumps(seen) + "\\n")
+"""
+
+
+def _spy(tree: Path, given: str) -> dict[str, object]:
+    code = _SPY.format(tree=str(tree), given=given)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert "\nSEEN " in proc.stderr, proc.stderr
+    seen: dict[str, object] = json.loads(proc.stderr.rsplit("\nSEEN ", 1)[1])
+    return seen
+
+
+def test_the_process_start_up_runs_without_the_collector_and_is_frozen_before_the_walk(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tree" / "d").mkdir(parents=True)
+    seen = _spy(tmp_path / "tree", "")  # main(): the process's own entry
+    assert seen["code"] == 0, seen
+    # Parsing and the imports (the shift library's included) ran with the collector
+    # off; the walk runs with it on, and what start-up built is frozen, the library too.
+    assert seen["parsing, collector on"] is False, seen
+    assert seen["working, collector on"] is True and seen["after, collector on"] is True
+    assert isinstance(seen["frozen objects"], int) and seen["frozen objects"] > 10_000, seen
+    assert seen["the walker's code frozen"] is True, seen
+
+
+def test_a_caller_that_gives_argv_keeps_its_collector_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "tree" / "d").mkdir(parents=True)
+    seen = _spy(tmp_path / "tree", "argv")  # main(argv): tests, other programs
+    assert seen["code"] == 0, seen
+    assert seen["parsing, collector on"] is True and seen["working, collector on"] is True
+    assert seen["frozen objects"] == 0 and seen["frozen after"] == 0, seen
+    assert seen["the walker's code frozen"] is False, seen
+
+
+def test_help_imports_no_library_even_as_the_process_entry() -> None:
+    loaded = loaded_after("import sys\nfrom userns.cli import main\n"
+                          "sys.argv[1:] = ['shift', '--help']\nmain()")
+    assert "userns.cli.shift" in loaded and "userns.shift" not in loaded
+
+
 # -- the lazy names are the same objects as ever --------------------------------------
 
 

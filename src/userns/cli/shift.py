@@ -29,6 +29,10 @@ from ._common import (
 
 __all__ = ["cmd_audit", "cmd_shift", "cmd_unshift", "register"]
 
+#: The library these commands run, imported as part of the process's start-up (see
+#: ``userns.cli._StartUp``), not by ``--help``.
+_LIBRARY = ("userns.shift",)
+
 
 @contextmanager
 def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[Any], None] | None]:
@@ -358,7 +362,7 @@ def register(sub: Any) -> None:
                            help="undo an interrupted run of this shift from its journal")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         add_json(p)
-        p.set_defaults(func=func, command=name)
+        p.set_defaults(func=func, command=name, preload=_LIBRARY)
 
     p = sub.add_parser("audit", help="count a tree's owners and tell whether it is shifted")
     p.add_argument("path", help="the tree's root directory")
@@ -371,4 +375,4 @@ def register(sub: Any) -> None:
                    help="count owners only: do not read the IDs that ACLs and file "
                         "capabilities name (one system call less per file)")
     add_json(p)
-    p.set_defaults(func=cmd_audit, command="audit")
+    p.set_defaults(func=cmd_audit, command="audit", preload=_LIBRARY)
