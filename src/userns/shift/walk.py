@@ -465,6 +465,8 @@ class Walker:
         # walk stops early)
         self._links: dict[tuple[int, int], list[Any]] = {}
         self._complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
+        # the hard-linked inodes found right when first seen (see _holder)
+        self._settled: set[tuple[int, int]] = set()
         self._over = self._pooled = False
         #: the hard-linked inodes an audit with a share leaves to the coordinator
         self.held: list[AuditHeld] = []
@@ -953,6 +955,8 @@ class Walker:
         # Without a journal record per inode, a file moved into a directory not yet
         # walked would be seen twice; with one (track_all), keep every inode seen.
         seen: set[tuple[int, int]] = set()
+        settled = self._settled
+        is_right = self._righter()
 
         def hold(node: Node, e: os.DirEntry[str], st: os.stat_result) -> os.stat_result | None:
             nlink = st.st_nlink
@@ -976,10 +980,52 @@ class Walker:
             # when swapped in after the listing)
             if nlink > 1 and st.st_mode & _S_IFMT != _S_IFDIR:
                 links[key] = [1, node, e.name, nlink, [(node, e.name)]]
+                if is_right(node, e.name, st):
+                    settled.add(key)
                 return None
             return st
 
         return hold
+
+    def _righter(self) -> Callable[[Node, str, os.stat_result], bool]:
+        """``is_right(node, name, st)``: true when the inode needs no change at all (its
+        owner translates to itself and is mapped, no capability or ACL, no journal
+        record), read through the open descriptor of ``node`` while it is listed.
+
+        A hard-linked inode found right when first seen is not looked at again after
+        the walk (see :meth:`_finish_links`): a verifying re-run of a tree with many hard
+        links then costs one ``stat`` and one ``listxattrat`` per inode, as for any
+        other file, instead of a second ``stat`` of each of its names."""
+        assert self.uid is not None and self.gid is not None
+        records = self.records
+        ucache, gcache = self.uid.cache, self.gid.cache
+        uunm, gunm = self.uid.unmapped, self.gid.unmapped
+        utr, gtr = self.uid, self.gid
+        listxattrat = _lister().at
+        fsenc = sys.getfilesystemencoding()
+
+        def is_right(node: Node, name: str, st: os.stat_result) -> bool:
+            if records and (st.st_dev, st.st_ino) in records:
+                return False
+            uid, gid = st.st_uid, st.st_gid
+            nu = ucache.get(uid)
+            if nu is None:
+                nu = utr(uid)
+            ng = gcache.get(gid)
+            if ng is None:
+                ng = gtr(gid)
+            if nu != uid or ng != gid or (uunm and uid in uunm) or (gunm and gid in gunm):
+                return False
+            if st.st_mode & _S_IFMT == _S_IFLNK:
+                return True
+            try:
+                names = listxattrat(node.fd, name.encode(fsenc, "surrogateescape"))
+            except OSError:
+                return False  # (looked at again after the walk, as any other)
+            return not (names and (_CAP_B in names or _ACCESS_B in names
+                                   or _DEFAULT_B in names))
+
+        return is_right
 
     def _examiner(self, pairs: dict[tuple[int, int, int, int], int]) -> _Examine:
         """The per-inode step ``examine(node, fd, name, st, plain, special)``: the change
@@ -1104,7 +1150,19 @@ class Walker:
         into a directory not yet listed is counted twice, and could hide a name outside
         the tree. The names are checked directory by directory in walk order (each
         directory opened once, its ancestors from the descriptor cache); an inode is
-        examined through the name checked last."""
+        examined through the name checked last.
+
+        An inode found right when first seen (see :meth:`_righter`) is counted as
+        unchanged without this check: nothing is written to it, so no name outside the
+        tree can be reached through it. (Under a rename race that counted a name twice,
+        such an inode is then not reported as having a name outside the tree.)"""
+        settled = self._settled
+        if settled:
+            right = sum(1 for key, _, _ in complete if key in settled)
+            self.entries += right
+            self._scanned += right
+            self.unchanged += right
+            complete = [c for c in complete if c[0] not in settled]
         by_dir: dict[Node, list[tuple[str, int]]] = {}
         left = []
         for i, (_, names, _) in enumerate(complete):
