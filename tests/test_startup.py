@@ -69,8 +69,21 @@ def test_a_shift_command_line_loads_only_what_a_shift_needs(tmp_path: Path) -> N
         "assert '\"dry_run\": true' in out.getvalue(), out.getvalue()\n")
     # The run got as far as the walk, through the map's own format...
     assert {"userns.cli.shift", "userns.shift", "userns.formats.proc"} <= loaded
-    # ...and loaded nothing it does not use.
+    # ...and loaded nothing it does not use: not even the text helpers of the other
+    # formats, which a proc map does not need.
     assert not loaded & NOT_FOR_A_SHIFT, sorted(loaded & NOT_FOR_A_SHIFT)
+    assert "userns.formats._text" not in loaded
+
+
+def test_side_is_the_text_helpers_object_loaded_when_asked_for() -> None:
+    loaded = loaded_after(
+        "import sys\nimport userns.formats.registry as r\n"
+        "assert 'userns.formats._text' not in sys.modules and 'Side' in dir(r)\n"
+        "from userns.formats.registry import Side\nimport userns.formats._text as t\n"
+        "assert Side is t.Side and r.Side is t.Side\n"
+        "assert r.get_format('proc').format(r.IDMapPair.both(r.IDMap.single(0, 1, 2)), "
+        "side='uid') == '0 1 2\\n'\n")
+    assert "userns.formats._text" in loaded
 
 
 def test_shift_help_loads_neither_the_walker_nor_another_command() -> None:
@@ -102,7 +115,7 @@ def test_listing_and_looking_up_formats_loads_no_format_module() -> None:
         "assert len(FORMATS) >= 16 and get_format('CRI-O').name == 'crio'\n"
         "assert detect_format('0:1:2') == 'podman'\n")
     formats = {m for m in loaded if m.startswith("userns.formats.")}
-    assert formats == {"userns.formats.registry", "userns.formats._text"}
+    assert formats == {"userns.formats.registry"}
     used = loaded_after("from userns import convert\nconvert('0:1:2', 'podman', 'lxc')")
     assert {m for m in used if m.startswith("userns.formats.")} == {
         "userns.formats.registry", "userns.formats._text", "userns.formats.podman",

@@ -39,16 +39,20 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from .._lazy import lazy_names
 from ..errors import (
+    FormatSideError,
     NotExpressibleError,
     UnknownFormatError,
 )
 from ..maps import IDMap, IDMapPair
-from ._text import FormatSideError, Side, pick_side
+
+if TYPE_CHECKING:
+    from ._text import Side
 
 __all__ = [
     "FORMATS",
@@ -62,6 +66,11 @@ __all__ = [
     "get_format",
 ]
 
+# ``Side`` lives with the text helpers (:mod:`._text`), which reading a map in most formats
+# does not need (``proc``, what ``userns shift --map`` is usually given, does not): it is
+# imported from there the first time it is asked for, the same object.
+__getattr__, __dir__ = lazy_names(__name__, {"Side": f"{__name__.rpartition('.')[0]}._text"},
+                                  __all__, globals())
 
 _EMPTY = IDMap()
 
@@ -125,6 +134,8 @@ class Format:
         """
         _check_side(side)
         if self.carries == "one":
+            from ._text import pick_side
+
             return self._write(IDMapPair.both(pick_side(pair, side, self.name)))
         if side == "uid":
             pair = IDMapPair(pair.uid, _EMPTY)
