@@ -9,13 +9,18 @@ Every variant is a whole process, a fresh interpreter, run interleaved with the 
   command's parsers are built;
 * ``python -m userns --help`` — every command's parsers;
 * ``python -c "import attrs"`` — the floor of any command that reads a map: the core's
-  value classes (``IDMap``, ``IDMapPair``) are attrs classes.
+  value classes (``IDMap``, ``IDMapPair``) are attrs classes;
+* ``userns shift EMPTY`` — a whole shift of an empty directory (a durable journal, the
+  default workers): everything a shift costs but the walk itself, its fixed cost. The
+  directory is on tmpfs when ``/dev/shm`` is one, and is put back (owner 0:0, no mark)
+  untimed before each run, so every run is a first shift. Only as root (it chowns).
 
 A second table counts the modules each process holds at its end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -37,12 +42,19 @@ VARIANTS: dict[str, list[str]] = {
     "userns --help": ["-m", "userns", "--help"],
 }
 
+#: The shift of an empty directory: its label, and the arguments after ``EMPTY``.
+SHIFT = "userns shift EMPTY"
+_SHIFT_ARGS = ["--map", "0 100000 65536", "--no-progress"]
+_MARK = "trusted.userns.shift"
+
 #: The rows: case, candidate, baseline.
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("import userns", "python -c 'import userns'", "python -c pass"),
     ("userns shift --help", "userns shift --help", "python -c pass"),
     ("userns shift --help", "userns shift --help", "python -c 'import attrs'"),
     ("userns --help", "userns --help", "python -c pass"),
+    ("userns shift, empty tree", SHIFT, "python -c pass"),
+    ("userns shift, empty tree", SHIFT, "python -c 'import attrs'"),
 )
 
 # Run as ``python -m userns ARGS`` would (runpy), then report the modules on stderr.
@@ -92,17 +104,49 @@ def _modules(argv: Sequence[str], env: dict[str, str], cwd: Path) -> list[str]:
     return [total, ours, "yes" if attrs == "True" else "no"]
 
 
+def _empty_tree(work: Path) -> Path:
+    """A directory for the empty-tree shift: on tmpfs when ``/dev/shm`` is one."""
+    shm = Path("/dev/shm")
+    with contextlib.suppress(OSError):
+        if _fs_type_of(shm) == "tmpfs" and os.access(shm, os.W_OK):
+            return Path(tempfile.mkdtemp(prefix="userns-startup-", dir=shm)) / "empty"
+    return work / "empty"
+
+
+def _unshift(tree: Path) -> None:
+    """Put the empty tree back as before its shift: owner 0:0, no mark (the shift, being
+    complete, removed its journal)."""
+    with contextlib.suppress(OSError):
+        os.removexattr(tree, _MARK)
+    os.chown(tree, 0, 0)
+
+
+def _setup(name: str, tree: Path) -> None:
+    if name == SHIFT:
+        _unshift(tree)
+
+
 def run(*, rounds: int = 21) -> Section:
     """Each process against ``python -c pass`` (and ``userns shift`` against attrs)."""
     sec = Section("Start-up")
     work = Path(tempfile.mkdtemp(prefix="userns-startup-"))
+    tree = _empty_tree(work)
     try:
         env = _env(work)
         variants = {name: _process(argv, env, work) for name, argv in VARIANTS.items()}
-        for once in variants.values():  # fill the bytecode caches, untimed
+        rows = ROWS
+        if os.geteuid() == 0:
+            tree.mkdir()
+            variants[SHIFT] = _process(["-m", "userns", "shift", str(tree), *_SHIFT_ARGS],
+                                       env, work)
+        else:
+            rows = tuple(r for r in ROWS if r[1] != SHIFT)
+            sec.notes.append("The empty-tree shift is measured as root only (it chowns).")
+        for name, once in variants.items():  # fill the bytecode caches, untimed
+            _setup(name, tree)
             once()
-        timings = compare(variants, rounds=rounds)
-        for case, cand, base in ROWS:
+        timings = compare(variants, rounds=rounds, setup=lambda name: _setup(name, tree))
+        for case, cand, base in rows:
             c, b = timings[cand], timings[base]
             sec.rows.append(Row(case, cand, base, fmt_seconds(c.median),
                                 fmt_seconds(b.median), ratio(c, b)))
@@ -125,9 +169,31 @@ def run(*, rounds: int = 21) -> Section:
             "imports only its module; a format module is imported when a map in that "
             "format is read or written.",
         ]
+        if SHIFT in timings:
+            empty = timings[SHIFT].median
+            sec.notes.append(
+                f"`{SHIFT}`: a first shift of an empty directory on {_fs_type_of(tree)} "
+                f"(`--map '0 100000 65536'`, a durable journal, the default workers), "
+                f"{fmt_seconds(empty)}: {fmt_seconds(empty - floor)} over `python -c "
+                f"pass`, {fmt_seconds(empty - attrs)} beyond attrs. It is the fixed cost "
+                "of every shift: start-up, the journal, the workers, the report, the exit.")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if tree.parent != work:
+            shutil.rmtree(tree.parent, ignore_errors=True)
     return sec
+
+
+def _fs_type_of(path: Path) -> str:
+    """The type of the filesystem holding ``path``: the longest mount point above it."""
+    best, kind = "", "?"
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and (str(path) + "/").startswith(fields[1].rstrip("/") + "/") \
+                    and len(fields[1]) >= len(best):
+                best, kind = fields[1], fields[2]
+    return kind
 
 
 if __name__ == "__main__":
