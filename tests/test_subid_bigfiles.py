@@ -1,0 +1,74 @@
+"""Big subid files: the paths taken for speed read, allocate and write what the plain ones do.
+
+Each test builds files around the sizes where a fast path changes its way (a run of
+canonical lines longer than one bounded regex match, ...) and compares the result with
+the general, line-by-line reading.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from userns.subid import SubidFile, SubidLine, shadow_useradd
+from userns.subid import model as subid_model
+
+
+def line_by_line(text: str) -> SubidFile:
+    """``text`` read the general way: every physical line through the validated reader."""
+    bodies = text.split("\n")
+    last = bodies.pop()
+    lines = [SubidLine._parse_slow(body, i, "\n") for i, body in enumerate(bodies, start=1)]
+    if last:
+        lines.append(SubidLine._parse_slow(last, len(bodies) + 1, ""))
+    return SubidFile(tuple(lines))
+
+
+def canonical(count: int, first: int = 0) -> list[str]:
+    """``count`` canonical lines (with their newline), starts out of order."""
+    return [f"u{i}:{100000 + ((i * 7919) % 50021) * 70000}:65536\n"
+            for i in range(first, first + count)]
+
+
+#: the repeat _run_end bounds, and the unbounded pattern it must agree with
+BOUND = int(re.search(r"\{0,(\d+)\}\Z", subid_model._CANONICAL_RUN.pattern)[1])  # type: ignore[index]
+UNBOUNDED = re.compile(subid_model._CANONICAL_RUN.pattern[: -len(f"{{0,{BOUND}}}")] + "*")
+
+
+@pytest.mark.parametrize("size", [0, 1, BOUND - 1, BOUND, BOUND + 1, 2 * BOUND, 3 * BOUND + 7])
+@pytest.mark.parametrize("odd", [None, "# comment\n", "\n", "x:0x10:5\n", "+nis\n"])
+def test_a_run_longer_than_one_match_ends_where_the_unbounded_one_does(
+        size: int, odd: str | None) -> None:
+    lines = canonical(size)
+    if odd is not None:
+        lines.insert(size // 2 if size % 2 else size, odd)
+    text = "".join(lines)
+    for pos in (0, 1, len(text) // 3):
+        m = UNBOUNDED.match(text, pos)
+        assert m is not None
+        assert subid_model._run_end(text, pos) == m.end()
+
+
+@pytest.mark.parametrize("size", [BOUND - 1, BOUND, BOUND + 1, 4 * BOUND + 3])
+@pytest.mark.parametrize("where", [0, 1, BOUND - 1, BOUND, BOUND + 1, -1])
+def test_a_long_file_with_an_odd_line_reads_as_line_by_line(size: int, where: int) -> None:
+    lines = canonical(size)
+    lines.insert(where if where >= 0 else len(lines), "# kept\n")
+    text = "".join(lines)
+    fast = SubidFile.parse(text)
+    split = fast.canonical_split
+    assert split is not None and len(split[0].texts) == size and len(split[1]) == 1
+    slow = line_by_line(text)
+    assert fast.lines == slow.lines
+    assert fast.to_bytes() == text.encode()
+    new_fast, r_fast = shadow_useradd(fast, "new")
+    new_slow, r_slow = shadow_useradd(slow, "new")
+    assert (r_fast, new_fast.to_bytes()) == (r_slow, new_slow.to_bytes())
+
+
+def test_a_file_of_canonical_lines_only_is_columns_whatever_its_length() -> None:
+    text = "".join(canonical(5 * BOUND + 1))
+    f = SubidFile.parse(text)
+    assert f.canonical_columns is not None and len(f.canonical_columns.texts) == 5 * BOUND + 1
+    assert f.lines == line_by_line(text).lines
