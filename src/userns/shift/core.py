@@ -58,6 +58,7 @@ from .walk import (
     Walker,
     WorkShare,
     open_root,
+    own_cwd,
 )
 
 __all__ = [
@@ -517,6 +518,7 @@ def _forked(parts: int, main: Callable[[int, _Chan], None]
                     # A worker makes no garbage cycles worth collecting and exits when
                     # done: without the collector's passes a walk takes about 5% less CPU.
                     gc.disable()
+                    own_cwd()  # (the worker's own: its walkers list xattrs by bare names)
                     try:
                         main(part, chan)
                         code = 0

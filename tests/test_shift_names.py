@@ -1,0 +1,81 @@
+"""How a walker lists an entry's extended attribute names: through ``listxattrat`` in the
+caller's process, by bare name from the directory it moved into in a worker process that
+owns its working directory (``own_cwd``). Both must give the same bytes, never follow a
+symlink, and a descriptor other than the one entered falls back to ``listxattrat``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from userns.shift import walk
+
+from .test_shift_trees import need_root, need_tool, run
+
+pytestmark = [
+    pytest.mark.skipif(need_root() is not None, reason=str(need_root())),
+    pytest.mark.skipif(need_tool("setfacl") is not None, reason=str(need_tool("setfacl"))),
+]
+
+# Runs in a child process: it moves its working directory.
+CHILD = """
+import json, os, sys
+from userns.shift import walk
+a, b = sys.argv[1], sys.argv[2]
+walk.own_cwd()
+names = walk._Names()
+fa = os.open(a, os.O_RDONLY | os.O_DIRECTORY)
+fb = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+out = {"cwd_mode": names.cwd}
+names.enter(fa)
+out["here"] = os.getcwd() == os.path.realpath(a)
+for n in sorted(os.listdir(a)):
+    out["a/" + n] = names.names(fa, n).decode("utf-8", "surrogateescape")
+# not entered: listxattrat on b, though the working directory is a
+for n in sorted(os.listdir(b)):
+    out["b/" + n] = names.names(fb, n).decode("utf-8", "surrogateescape")
+out["cwd_after"] = os.getcwd() == os.path.realpath(a)
+print(json.dumps(out))
+"""
+
+
+def test_bare_names_in_a_worker_give_what_listxattrat_gives(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for d in (a, b):
+        (d / "acl").write_text("")
+        run("setfacl", "-m", "u:1000:r", str(d / "acl"))
+        (d / "plain").write_text("")
+        os.symlink("acl", d / "link")  # its target has an ACL: not followed
+        (d / "caf\udcff").write_text("")  # a name that is not UTF-8
+        os.setxattr(d / "caf\udcff", "user.x", b"1")
+        (d / "many").write_text("")  # names longer than the first buffer (256 bytes)
+        for i in range(20):
+            os.setxattr(d / "many", f"user.a-rather-long-attribute-name-{i:02d}", b"")
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(a), str(b)],
+                          capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout)
+    assert got.pop("cwd_mode") is True and got.pop("here") and got.pop("cwd_after")
+    # the same answers, from listxattrat in this process (which never moves its cwd)
+    mine = walk._Names()
+    assert mine.cwd is False
+    want = {}
+    for d in (a, b):
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for n in sorted(os.listdir(d)):
+                want[f"{d.name}/{n}"] = mine.names(fd, n).decode("utf-8", "surrogateescape")
+        finally:
+            os.close(fd)
+    assert got == want
+    assert got["a/acl"] == "system.posix_acl_access\0"
+    assert got["a/link"] == "" and got["a/plain"] == ""
+    assert got["a/caf\udcff"] == "user.x\0"
+    assert sorted(got["a/many"].split("\0")) == sorted(
+        ["", *(f"user.a-rather-long-attribute-name-{i:02d}" for i in range(20))])
