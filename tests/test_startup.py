@@ -57,6 +57,18 @@ def test_import_userns_loads_neither_attrs_nor_a_format() -> None:
     assert "attrs" not in loaded and "attr" not in loaded
 
 
+def test_import_userns_cli_loads_neither_attrs_nor_the_registry() -> None:
+    # What a command needs is imported by main(), during the process's start-up proper
+    # (the collector off), not by the import of the package that holds main.
+    loaded = loaded_after("import userns.cli")
+    heavy = {"attrs", "attr", "userns.maps", "userns.formats.registry", "userns.cli.shift"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+    from_cli = loaded_after("from userns.cli import detect_format\n"
+                            "import userns.formats.registry as r\n"
+                            "assert detect_format is r.detect_format\n")
+    assert "userns.formats.registry" in from_cli
+
+
 def test_a_shift_command_line_loads_only_what_a_shift_needs(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "d").mkdir(parents=True)

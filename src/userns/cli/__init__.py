@@ -22,11 +22,11 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import __version__
+from .._lazy import lazy_names
 from ..errors import UsernsError
-from ..formats.registry import detect_format
 from ._common import (
     EXAMPLE_SUBGID,
     EXAMPLE_SUBUID,
@@ -41,6 +41,9 @@ from ._common import (
     prefix_message,
 )
 
+if TYPE_CHECKING:
+    from ..formats.registry import detect_format
+
 __all__ = [
     "COMMAND_MODULES",
     "EXAMPLE_SUBGID",
@@ -54,6 +57,11 @@ __all__ = [
     "detect_format",
     "main",
 ]
+
+# ``detect_format`` is the registry's, imported on first use: ``import userns.cli`` loads
+# neither the registry nor attrs, which a ``userns`` process imports in its start-up.
+__getattr__, __dir__ = lazy_names(__name__, {"detect_format": "..formats.registry"}, __all__,
+                                  globals())
 
 #: The modules of this package that add commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

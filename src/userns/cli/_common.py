@@ -14,13 +14,18 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import CommandError, UsageError, UsernsError
-from ..formats.registry import FORMATS, detect_format, get_format
 from ..ids import ID_MAX
-from ..maps import IDMap, IDMapPair
 from ..severity import Severity
+
+if TYPE_CHECKING:
+    from ..maps import IDMap, IDMapPair
+
+# The format registry (and with it attrs and the core's value classes) is imported where
+# a map is read or an option names a format: ``import userns.cli`` stays light, so that a
+# ``userns`` process loads them during its start-up proper (``userns.cli._StartUp``).
 
 __all__ = [
     "EXIT_FAILURE",
@@ -129,6 +134,8 @@ def read_text(value: str) -> tuple[str, str | None]:
 
 
 def load_pair(value: str, fmt: str | None, side: str = "both") -> IDMapPair:
+    from ..formats.registry import detect_format, get_format
+
     text, path = read_text(value)
     name = fmt or detect_format(text)
     return get_format(name).parse(text, path=path, side=side)  # type: ignore[arg-type]
@@ -255,6 +262,8 @@ def parse_positive(text: str) -> int:
 
 
 def add_map_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    from ..formats.registry import FORMATS
+
     p.add_argument("--map", "-m", required=required, metavar="MAP",
                    help="the map: its text, @FILE, or - for stdin")
     p.add_argument("--format", "-f", type=format_name, metavar="FORMAT",
@@ -264,6 +273,8 @@ def add_map_options(p: argparse.ArgumentParser, *, required: bool = True) -> Non
 
 def format_name(text: str) -> str:
     """An argparse type: a format's name or alias (any case), as its canonical name."""
+    from ..formats.registry import get_format
+
     try:
         return get_format(text).name
     except UsernsError as err:
