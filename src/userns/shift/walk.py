@@ -226,6 +226,23 @@ class _Names:
             self.here = dirfd
 
 
+def _reader(target: int | str) -> Callable[[str], bytes | None]:
+    """``read(attr)``: the value of the extended attribute ``attr`` of ``target`` (a
+    directory descriptor, or the ``/proc/self/fd/DIRFD/NAME`` path of an entry of a
+    verified directory, a symlink not followed), ``None`` when it has none."""
+    def read(attr: str) -> bytes | None:
+        try:
+            if isinstance(target, int):
+                return os.getxattr(target, attr)
+            return os.getxattr(target, attr, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno_mod.ENODATA:
+                return None
+            raise
+
+    return read
+
+
 class _Changed(Exception):
     """A directory is no longer the inode its parent's listing named."""
 
@@ -738,16 +755,8 @@ class Walker:
             ng = self._translate("gid", self.gid, gid, node, None)
             new = None if nu == uid and ng == gid else Record(uid, gid, nu, ng, NO_MODE, ())
         else:
-            def read(attr: str) -> bytes | None:
-                try:
-                    return os.getxattr(fd, attr)
-                except OSError as exc:
-                    if exc.errno == errno_mod.ENODATA:
-                        return None
-                    raise
-
             names = b"".join(n.encode() + b"\0" for n in listed)
-            new = self._special(node, None, st, names, read)
+            new = self._special(node, None, st, names, _reader(fd))
         if new is None:
             self.unchanged += 1
             return None
@@ -1179,18 +1188,9 @@ class Walker:
     def _examine_special(self, node: Node, fd: int, name: str, st: os.stat_result,
                          names: bytes, special: list[tuple[str, int, int, Record]]) -> None:
         """Plan the change of an inode with a mode, capability or ACL to keep."""
-        base = f"/proc/self/fd/{fd}/{name}"
-
-        def read(attr: str) -> bytes | None:
-            try:
-                return os.getxattr(base, attr, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno == errno_mod.ENODATA:
-                    return None
-                raise
-
         try:
-            rec = self._special(node, name, st, names, read, owner_noted=True)
+            rec = self._special(node, name, st, names, _reader(f"/proc/self/fd/{fd}/{name}"),
+                                owner_noted=True)
         except (OSError, XattrFormatError) as exc:
             self._error(node, name, "examine", exc)
             return
@@ -1285,16 +1285,7 @@ class Walker:
                 if need is not None:
                     self._count_change(need._replace(old_uid=now.st_uid, old_gid=now.st_gid))
             else:
-                base = f"/proc/self/fd/{fd}/{name}"
-
-                def read(attr: str, base: str = base) -> bytes | None:
-                    try:
-                        return os.getxattr(base, attr, follow_symlinks=False)
-                    except OSError as exc:
-                        if exc.errno == errno_mod.ENODATA:
-                            return None
-                        raise
-
+                read = _reader(f"/proc/self/fd/{fd}/{name}")
                 try:
                     names = b"" if stat_mod.S_ISLNK(now.st_mode) else _lister()(fd, name)
                     need = self._special(node, name, now, names, read)
@@ -1555,17 +1546,9 @@ class Walker:
             return
         if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
             return
-
-        def read(attr: str) -> bytes | None:
-            try:
-                return os.getxattr(fd, attr)
-            except OSError as exc:
-                if exc.errno == errno_mod.ENODATA:
-                    return None
-                raise
-
         names = b"".join(n.encode() + b"\0" for n in listed)
-        self._count_ids(self._audit_ids(node, None, names, read, False), self._path(node))
+        self._count_ids(self._audit_ids(node, None, names, _reader(fd), False),
+                        self._path(node))
 
     def _audit_file_ids(self, node: Node, fd: int, name: str, st: os.stat_result,
                         names: bytes) -> XattrIDs:
@@ -1573,17 +1556,8 @@ class Walker:
         (open as ``fd``), whose extended attribute names are ``names``."""
         if not (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names):
             return ()
-        base = f"/proc/self/fd/{fd}/{name}"
-
-        def read(attr: str) -> bytes | None:
-            try:
-                return os.getxattr(base, attr, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno == errno_mod.ENODATA:
-                    return None
-                raise
-
-        return self._audit_ids(node, name, names, read, st.st_mode & _S_IFMT == _S_IFREG)
+        return self._audit_ids(node, name, names, _reader(f"/proc/self/fd/{fd}/{name}"),
+                               st.st_mode & _S_IFMT == _S_IFREG)
 
     def _found_again(self, held: list[Any], node: Node, name: str, nlink: int) -> None:
         """Count one more name of a hard-linked inode an audit holds."""
