@@ -72,3 +72,44 @@ def test_a_file_of_canonical_lines_only_is_columns_whatever_its_length() -> None
     f = SubidFile.parse(text)
     assert f.canonical_columns is not None and len(f.canonical_columns.texts) == 5 * BOUND + 1
     assert f.lines == line_by_line(text).lines
+
+
+def reference_columns(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
+    """Texts, owners, starts and counts of canonical lines, one line at a time."""
+    texts = text.split("\n")[:-1]
+    fields = [t.split(":") for t in texts]
+    return texts, [f[0] for f in fields], [int(f[1]) for f in fields], [int(f[2]) for f in fields]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 40, 1 << 16])
+@pytest.mark.parametrize("counts", ["one", "mixed", "last-differs"])
+def test_columns_read_in_pieces_are_the_lines_fields(
+        monkeypatch: pytest.MonkeyPatch, piece: int, counts: str) -> None:
+    monkeypatch.setattr(subid_model, "_PIECE", piece)
+    lines = canonical(3000)
+    if counts == "mixed":
+        lines = [line.replace(":65536\n", f":{1 + i % 5000}\n") for i, line in enumerate(lines)]
+    elif counts == "last-differs":
+        lines[-1] = lines[-1].replace(":65536\n", ":65535\n")
+    text = "".join(lines)
+    columns = subid_model._columns(text)
+    assert columns is not None
+    assert (columns.texts, columns.owners, columns.starts, columns.counts) == \
+        reference_columns(text)
+
+
+@pytest.mark.parametrize("piece", [1, 1 << 16])
+def test_a_range_past_the_largest_id_in_any_piece_refuses_the_columns(
+        monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    monkeypatch.setattr(subid_model, "_PIECE", piece)
+    lines = canonical(2000)
+    lines[1234] = "late:4294967290:65536\n"
+    text = "".join(lines)
+    assert subid_model._columns(text) is None
+    assert SubidFile.parse(text).lines == line_by_line(text).lines
+
+
+def test_one_piece_is_the_block_itself() -> None:
+    block = "".join(canonical(10))
+    assert list(subid_model._pieces(block)) == [block]
+    assert "".join(subid_model._pieces("".join(canonical(20000)))) == "".join(canonical(20000))
