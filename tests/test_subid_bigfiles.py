@@ -7,12 +7,19 @@ the general, line-by-line reading.
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from userns.subid import SubidFile, SubidLine, shadow_useradd
+from userns.logindefs import SubidLimits
+from userns.subid import AllocationError, SubidFile, SubidLine, allocate, shadow_useradd
 from userns.subid import model as subid_model
+
+#: the module (the package's attribute ``allocate`` is the function)
+subid_allocate = importlib.import_module("userns.subid.allocate")
 
 
 def line_by_line(text: str) -> SubidFile:
@@ -113,3 +120,47 @@ def test_one_piece_is_the_block_itself() -> None:
     block = "".join(canonical(10))
     assert list(subid_model._pieces(block)) == [block]
     assert "".join(subid_model._pieces("".join(canonical(20000)))) == "".join(canonical(20000))
+
+
+# -- the walk on sorted columns of one count ------------------------------------------
+
+
+def walked(starts: list[int], size: int, lowest: int, highest: int, count: int) -> int | None:
+    """shadow's walk, record by record (the general loop)."""
+    hole = next(subid_allocate._holes(zip(starts, [size] * len(starts)), lowest, highest,
+                                      count), None) if count else None
+    return None if hole is None else hole[0]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.integers(0, 400), max_size=12), st.integers(1, 60), st.integers(0, 500),
+       st.integers(-5, 500), st.integers(0, 200))
+def test_the_sorted_walk_finds_what_the_record_by_record_walk_finds(
+        starts: list[int], size: int, lowest: int, span: int, count: int) -> None:
+    starts = sorted(starts)
+    highest = lowest + span
+    assert subid_allocate._first_fit_sorted(starts, size, lowest, highest, count) == \
+        walked(starts, size, lowest, highest, count)
+
+
+@pytest.mark.parametrize("lowest, highest", [(100000, 4294000000), (100000, 600100000),
+                                             (3_000_000_000, 3_100_000_000), (5, 4)])
+def test_allocate_and_useradd_on_big_columns_agree_with_the_record_walk(
+        lowest: int, highest: int) -> None:
+    text = "".join(canonical(5000))
+    f = SubidFile.parse(text)
+    assert f.canonical_columns is not None
+    limits = SubidLimits(lowest, highest, 65536)
+    starts = sorted(f.canonical_columns.starts)
+    expected = walked(starts, 65536, lowest, highest, 65536)
+    commented = SubidFile.parse("# c\n" + text)
+
+    def start(which: str) -> int | None:
+        try:
+            if which == "allocate":
+                return allocate(f, defs=limits).start
+            return shadow_useradd(commented if which == "#" else f, "n", defs=limits)[1].start
+        except AllocationError:
+            return None
+
+    assert [start(w) for w in ("allocate", "useradd", "#")] == [expected] * 3

@@ -25,10 +25,11 @@ IDRange(296608, 70000)
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, islice, repeat
-from operator import attrgetter, eq
+from itertools import chain, compress, islice, repeat
+from itertools import count as count_from
+from operator import attrgetter, eq, ge, sub
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
@@ -222,6 +223,24 @@ def _records_order(starts: list[int], counts: list[int], owners: Callable[[], li
     return order, in_order, list(map(counts.__getitem__, order))
 
 
+class _Sorted:
+    """Records of canonical lines (each range inside ``0 … ID_MAX``) in the walk's order,
+    sorted by start, as two columns; iterated, the ``(start, count)`` pairs.
+
+    :func:`_find_free` walks it without a Python step per record when every count is
+    the same (:func:`_first_fit_sorted`).
+    """
+
+    __slots__ = ("counts", "starts")
+
+    def __init__(self, starts: list[int], counts: list[int]) -> None:
+        self.starts = starts
+        self.counts = counts
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.starts, self.counts)
+
+
 def _is_nis(line: SubidLine) -> bool:
     return line.text[:1] in ("+", "-")
 
@@ -254,9 +273,11 @@ def _split_plan(columns: CanonicalColumns, others: Sequence[SubidLine]
     unparsed = {line.lineno - 1: line.text for line in others[:cut] if line.shadow is None}
     if unparsed:
         out += map(unparsed.__getitem__, _unparsed_order(list(unparsed), head_size))
-    # An iterator, as on the canonical path: 100k tuples built at once wake the cyclic
-    # garbage collector (20 ms per 100k-line file).
-    pairs: Iterable[tuple[int, int]] = zip(sorted_starts, sorted_counts)
+    # Columns, as on the canonical path (100k tuples built at once wake the cyclic
+    # garbage collector: 20 ms per 100k-line file); canonical records only unless
+    # another line shadow reads was merged in.
+    pairs: Iterable[tuple[int, int]] = (
+        zip(sorted_starts, sorted_counts) if read else _Sorted(sorted_starts, sorted_counts))
     if cut < len(others):  # the NIS line and everything after it stay in file order
         tail = others[cut:]
         at = [k - ci for k in before[cut:]]
@@ -285,9 +306,9 @@ def _pairs_in_shadow_order(file: SubidFile) -> Iterable[tuple[int, int]]:
         columns = split[0]
         starts, counts = columns.starts, columns.counts
         if counts.count(counts[0]) == len(counts):  # one count for all: sort the starts
-            return zip(sorted(starts), repeat(counts[0]))
+            return _Sorted(sorted(starts), [counts[0]] * len(counts))
         order = sorted(range(len(starts)), key=starts.__getitem__)
-        return zip(map(starts.__getitem__, order), map(counts.__getitem__, order))
+        return _Sorted(list(map(starts.__getitem__, order)), list(map(counts.__getitem__, order)))
     lines = file.lines
     cut = next((i for i, line in enumerate(lines) if line.text[:1] in ("+", "-")), len(lines))
     head = [r for r in map(_shadow_of, lines[:cut]) if r is not None]
@@ -352,8 +373,47 @@ def _find_free(pairs: Iterable[tuple[int, int]], lowest: int, highest: int,
     hole of at least ``count`` IDs."""
     if count == 0:
         return None
+    if isinstance(pairs, _Sorted):
+        counts = pairs.counts
+        if counts and counts.count(counts[0]) == len(counts):
+            return _first_fit_sorted(pairs.starts, counts[0], lowest, highest, count)
     hole = next(_holes(pairs, lowest, highest, count), None)
     return None if hole is None else hole[0]
+
+
+def _first_fit_sorted(starts: list[int], size: int, lowest: int, highest: int,
+                      count: int) -> int | None:
+    """:func:`_find_free` on records that all hand out ``size`` (>= 1) IDs, sorted by
+    start, none past ``ID_MAX``: the walk's holes found by comparing neighbours in C.
+
+    With one size and ascending starts, the ends ascend too, so ``low`` before a record
+    is the end of the record before it (or ``lowest``): the hole before record ``i`` is
+    ``[starts[i-1] + size, starts[i])``. Records that end by ``lowest`` leave ``low``
+    where it is and have no hole; from the first start past ``highest`` on, the walk
+    meets only the hole up to ``highest + 1`` (the one after the last record too).
+
+    >>> _first_fit_sorted([100, 105, 130, 300], 10, 100, 399, 15)
+    115
+    >>> _first_fit_sorted([100, 105, 130, 300], 10, 100, 399, 200)
+    >>> _first_fit_sorted([100], 10, 100, 399, 290), _first_fit_sorted([100], 10, 100, 399, 291)
+    (110, None)
+    """
+    if count == 0 or highest < lowest:
+        return None
+    cap = highest + 1
+    first = bisect_right(starts, lowest - size)  # the first record ending past lowest
+    stop = bisect_left(starts, cap, first)  # the first record from the cap on
+    low = lowest
+    if first < stop:
+        if starts[first] - lowest >= count:
+            return lowest
+        # neighbours (i, i + 1) for i in first … stop - 2: a hole of count IDs after i?
+        gaps = map(sub, islice(starts, first + 1, stop), islice(starts, first, stop - 1))
+        after = next(compress(count_from(first), map(ge, gaps, repeat(count + size))), None)
+        if after is not None:
+            return starts[after] + size
+        low = starts[stop - 1] + size
+    return low if cap - low >= count else None
 
 
 def _check_limits(limits: SubidLimits) -> None:
@@ -635,7 +695,7 @@ def shadow_useradd(
     # Canonical lines only: every line is a record, and shadow's order is the stable
     # sort by (start, count, owner's bytes); the new line goes last.
     order, starts, counts = _canonical_order(columns)
-    r = _first_fit(zip(starts, counts), limits)
+    r = _first_fit(_Sorted(starts, counts), limits)
     texts = list(map(columns.texts.__getitem__, order))
     texts.append(f"{owner}:{r.start}:{limits.count}")
     # The new file is read only if someone asks for more than its text.
