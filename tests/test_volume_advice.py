@@ -97,7 +97,7 @@ def test_audit_says_why_it_exits_1_for_ids_outside_the_map(
     os.chown(os.path.join(vol, "d", "f"), 70000, 70000)  # neither side of the map
     code, out = run(capsys, "audit", vol, "-m", "0 231072 65536")
     assert code == 1
-    assert "2 owner IDs are outside the map" in out and "exit status 1" in out
+    assert "2 IDs are outside the map" in out and "exit status 1" in out
 
 
 def test_probe_answers_name_the_path_asked_about(tmp_path: os.PathLike[str]) -> None:
