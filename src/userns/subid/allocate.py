@@ -683,8 +683,8 @@ def shadow_useradd(
         # Canonical lines and a few others: shadow's order worked out on the columns.
         texts, pairs = _split_plan(*split)
         r = _first_fit(pairs, limits)
-        texts.append(f"{owner}:{r.start}:{limits.count}")
-        return lazy_file("\n".join(texts) + "\n", path=file.path), r
+        texts.append(f"{owner}:{r.start}:{limits.count}\n")  # the last newline with it
+        return lazy_file("\n".join(texts), path=file.path), r
     columns = None if split is None else split[0]
     if columns is None:
         ordered = shadow_order(file)  # the records in it are in the walk's order too
@@ -697,9 +697,11 @@ def shadow_useradd(
     order, starts, counts = _canonical_order(columns)
     r = _first_fit(_Sorted(starts, counts), limits)
     texts = list(map(columns.texts.__getitem__, order))
-    texts.append(f"{owner}:{r.start}:{limits.count}")
-    # The new file is read only if someone asks for more than its text.
-    return lazy_file("\n".join(texts) + "\n", path=file.path), r
+    # The last newline comes with the new line: joined, the text is built once (no copy
+    # of a whole file to add one character). The new file is read only if someone asks
+    # for more than its text.
+    texts.append(f"{owner}:{r.start}:{limits.count}\n")
+    return lazy_file("\n".join(texts), path=file.path), r
 
 
 def _find_range(
