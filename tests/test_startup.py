@@ -88,6 +88,33 @@ def test_a_shift_command_line_loads_only_what_a_shift_needs(tmp_path: Path) -> N
     assert "userns.formats._text" not in loaded
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real shift needs root (the trusted mark)")
+def test_a_shift_loads_neither_openssl_nor_traceback(tmp_path: Path) -> None:
+    # The mark's key is SHA-256 from the interpreter's own module (hashlib would load
+    # OpenSSL); traceback is imported only to report a worker's crash.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x")
+    loaded = loaded_after(
+        "from userns import IDMap, IDMapPair\nfrom userns.shift import shift_tree\n"
+        f"r = shift_tree({str(tree)!r}, IDMapPair.both(IDMap.single(0, 231072, 65536)))\n"
+        "assert r.complete and r.changed == 2, r\n")
+    assert not loaded & {"hashlib", "_hashlib", "traceback"}, sorted(
+        loaded & {"hashlib", "_hashlib", "traceback"})
+
+
+def test_the_marks_key_is_sha256_as_hashlib_computes_it() -> None:
+    # The key is stored on disk in the root's mark: it must not change with the module
+    # that computes it.
+    import hashlib
+
+    from userns.shift.core import _marker_key
+
+    header = {"root": [1, 2], "uid": [[0, 1000, 10]], "policy": "error"}
+    data = json.dumps(header, sort_keys=True).encode()
+    assert _marker_key(header) == hashlib.sha256(data).hexdigest()[:32]
+
+
 def test_side_is_the_text_helpers_object_loaded_when_asked_for() -> None:
     loaded = loaded_after(
         "import sys\nimport userns.formats.registry as r\n"
