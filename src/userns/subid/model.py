@@ -657,7 +657,8 @@ def _columns(block: str) -> CanonicalColumns | None:
         # The usual file: one count for all, read once; the owners when asked for.
         for piece in _pieces(block):
             starts += map(int, piece.split(":")[1::2])  # owner, start, "count\nowner", ...
-        counts = [int(count_text)] * len(starts)
+        largest = int(count_text)
+        counts = [largest] * len(starts)
         owners = None
     else:
         counts = []
@@ -667,8 +668,9 @@ def _columns(block: str) -> CanonicalColumns | None:
             starts += map(int, fields[1::3])
             counts += map(int, fields[2::3])
             owners += fields[0::3]
+        largest = max(counts)
     # The pairwise sums only when the two maxima alone could pass ID_MAX.
-    if (max(starts) + max(counts) - 1 > ID_MAX
+    if (max(starts) + largest - 1 > ID_MAX
             and max(map(operator.add, starts, counts)) - 1 > ID_MAX):
         return None
     return CanonicalColumns(bodies, owners, starts, counts)
