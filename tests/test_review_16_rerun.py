@@ -373,3 +373,59 @@ def test_fixture_sanity(tmp_path: Path) -> None:
     assert any("system.posix_acl_default" in v[4] for v in snap.values())
     assert any(v[2] & 0o4000 for v in snap.values())
     shutil.rmtree(tmp_path / "t")
+
+
+def tamper(root: Path, before: dict[str, tuple[int, int, bool]], pair: IDMapPair) -> int:
+    """Give every plain inode wholly inside the tree (not the root, no setuid/setgid
+    mode, no capability: a chown would drop those) its owner from before the shift
+    back, as files added since with container IDs; the number of names re-owned. (An
+    owner that is also a host ID of an overlapping map is left: a verifying re-run
+    takes every host ID as right.)"""
+    n = 0
+    hosts = (pair.uid.host_ids(), pair.gid.host_ids())
+    for p, (uid, gid, inside) in before.items():
+        st = os.lstat(p)
+        if not inside or p == str(root) or st.st_mode & 0o6000 or stat.S_ISLNK(st.st_mode) \
+                or "security.capability" in os.listxattr(p) or uid in hosts[0] \
+                or gid in hosts[1]:
+            continue
+        os.chown(p, uid, gid, follow_symlinks=False)
+        n += 1
+    return n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", [PAIR, OVERLAP], ids=["disjoint", "overlapping"])
+def test_verifying_rerun_in_small_batches_repairs_everything(
+        tmp_path: Path, pair: IDMapPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stream mode with batches of 50 changes and 40 open files: the changes are made
+    (and directories re-opened, descriptors reused) in the middle of the walk and of
+    the after-walk check of the hard-linked inodes, in the shift and in the verifying
+    re-run that repairs most of the tree. One and two workers, the same trees."""
+    from userns.shift import walk as walk_mod
+
+    monkeypatch.setattr(walk_mod, "BATCH", 50)
+    got = {}
+    for workers in (1, 2):
+        base = tmp_path / f"w{workers}"
+        (base / "out").mkdir(parents=True)
+        root = base / "t"
+        build(root, 21, ndirs=150, nfiles=1500, outside=base / "out")
+        before = owners(root)
+
+        def job(root: Path = root, workers: int = workers,
+                before: dict[str, tuple[int, int, bool]] = before) -> Any:
+            first = shift_tree(root, pair, workers=workers, policy="skip")
+            shifted = snapshot(root)
+            n = tamper(root, before, pair)
+            again = shift_tree(root, pair, workers=workers, policy="skip")
+            return {"first": first.changed, "tampered": n, "verified": again.verified,
+                    "again": again.changed, "errors": len(again.errors),
+                    "shifted": shifted, "repaired": snapshot(root)}
+        got[workers] = in_child(40, job)
+    for g in got.values():
+        assert g["tampered"] > 500 and g["verified"] and g["errors"] == 0
+        assert g["again"] > 200
+        assert g["repaired"] == g["shifted"]
+    assert got[1]["shifted"] == got[2]["shifted"]
+    assert (got[1]["first"], got[1]["again"]) == (got[2]["first"], got[2]["again"])
