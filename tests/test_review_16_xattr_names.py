@@ -118,10 +118,6 @@ def dir_with_acl_and_odd_xattr(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.xfail(strict=True, reason="review 16: _audit_dir_ids encodes a directory's "
-                   "xattr names as strict UTF-8 (n.encode()): a directory with an ACL and "
-                   "a non-UTF-8 xattr name raises UnicodeEncodeError (workers=1) or "
-                   "worker-failed (workers=2), the whole audit fails (new in e156c98)")
 def test_audit_of_a_directory_with_an_acl_and_a_non_utf8_xattr_name(
         tmp_path: Path, workers: int) -> None:
     root = dir_with_acl_and_odd_xattr(tmp_path / "t")
@@ -131,10 +127,6 @@ def test_audit_of_a_directory_with_an_acl_and_a_non_utf8_xattr_name(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.xfail(strict=True, reason="review 16 (older than this session's commits): "
-                   "Walker.examine_dir encodes a directory's xattr names as strict UTF-8: "
-                   "a directory with an ACL and a non-UTF-8 xattr name makes the shift "
-                   "raise UnicodeEncodeError / worker-failed")
 def test_shift_of_a_directory_with_an_acl_and_a_non_utf8_xattr_name(
         tmp_path: Path, workers: int) -> None:
     root = dir_with_acl_and_odd_xattr(tmp_path / "t")
@@ -170,11 +162,6 @@ def test_fallback_listing_agrees_on_utf8_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("without_listxattrat")
-@pytest.mark.xfail(strict=True, reason="review 16 (through_proc predates this session; "
-                   "the audit reaches it since e156c98): without listxattrat the "
-                   "fallback encodes each xattr name as strict UTF-8: one file with a "
-                   "non-UTF-8 xattr name makes a one-process audit and shift raise "
-                   "UnicodeEncodeError")
 @pytest.mark.parametrize("what", ["audit", "shift"])
 def test_fallback_listing_of_a_non_utf8_xattr_name(tmp_path: Path, what: str) -> None:
     root = tmp_path / "t"

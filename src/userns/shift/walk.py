@@ -153,7 +153,7 @@ class _ListXattrAt:
                 if exc.errno in unsupported:
                     return b""
                 raise
-            return b"".join(n.encode() + b"\0" for n in names)
+            return b"".join(os.fsencode(n) + b"\0" for n in names)
 
         self.at: Callable[[int, bytes], bytes] = at if sc is not None else through_proc
 
@@ -220,9 +220,16 @@ class _Names:
         self.names: Callable[[int, str], bytes] = by_cwd if self.cwd else by_at
 
     def enter(self, dirfd: int) -> None:
-        """The walk is about to look at the entries of the directory open as ``dirfd``."""
+        """The walk is about to look at the entries of the directory open as ``dirfd``.
+        A directory that can be listed but not searched (no ``x`` for this process)
+        cannot be moved into: its entries are then listed through ``listxattrat``,
+        which reports their errors as any walk does."""
         if self.cwd:
-            os.fchdir(dirfd)
+            try:
+                os.fchdir(dirfd)
+            except OSError:
+                self.here = -1
+                return
             self.here = dirfd
 
 
@@ -755,7 +762,7 @@ class Walker:
             ng = self._translate("gid", self.gid, gid, node, None)
             new = None if nu == uid and ng == gid else Record(uid, gid, nu, ng, NO_MODE, ())
         else:
-            names = b"".join(n.encode() + b"\0" for n in listed)
+            names = b"".join(os.fsencode(n) + b"\0" for n in listed)
             new = self._special(node, None, st, names, _reader(fd))
         if new is None:
             self.unchanged += 1
@@ -1546,7 +1553,7 @@ class Walker:
             return
         if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
             return
-        names = b"".join(n.encode() + b"\0" for n in listed)
+        names = b"".join(os.fsencode(n) + b"\0" for n in listed)
         self._count_ids(self._audit_ids(node, None, names, _reader(fd), False),
                         self._path(node))
 
