@@ -131,7 +131,7 @@ def test_an_acl_id_outside_the_map_on_a_non_utf8_path(
     root.mkdir()
     bad = root / os.fsdecode(b"caf\xe9")
     bad.write_text("x")
-    run("setfacl", "-m", "u:70000:r", os.fsencode(bad))
+    run("setfacl", "-m", "u:70000:r", str(bad))
     os.chown(root, 100000, 300000)
     os.chown(bad, 100000, 300000)
     proc = userns_cli(str(root), *MAPS, env={"LC_ALL": "C.UTF-8"})
@@ -157,7 +157,7 @@ def test_text_output_of_a_non_utf8_path_under_a_strict_utf8_stdout(tmp_path: Pat
     root.mkdir()
     bad = root / os.fsdecode(b"caf\xe9")
     bad.write_text("x")
-    run("setfacl", "-m", "u:70000:r", os.fsencode(bad))
+    run("setfacl", "-m", "u:70000:r", str(bad))
     proc = userns_cli(str(root), *MAPS, env={"PYTHONIOENCODING": "utf-8:strict"})
     assert b"Traceback" not in proc.stderr
     assert proc.returncode == 1 and b"acl-uid 70000" in proc.stdout

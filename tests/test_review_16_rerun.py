@@ -339,7 +339,8 @@ def test_audit_of_random_trees_matches_getfacl_and_stat(tmp_path: Path, seed: in
                 continue
             out = subprocess.run([b"getfacl", b"-n", b"-c", b"-P", b"--", os.fsencode(p)],
                                  capture_output=True, check=True).stdout.decode("latin-1")
-            us, gs = set(), set()
+            us: set[int] = set()
+            gs: set[int] = set()
             for line in out.splitlines():
                 m = re.match(r"(?:default:)?(user|group):(\d+):", line)
                 if m:

@@ -39,7 +39,8 @@ def acl_ids(path: Path) -> tuple[set[int], set[int]]:
     """The uids and gids the ACLs of ``path`` name, as ``getfacl -n`` prints them."""
     out = subprocess.run([b"getfacl", b"-n", b"-c", b"-P", b"--", os.fsencode(path)],
                          capture_output=True, check=True).stdout.decode("utf-8", "replace")
-    users, groups = set(), set()
+    users: set[int] = set()
+    groups: set[int] = set()
     for line in out.splitlines():
         m = re.match(r"(?:default:)?(user|group):(\d+):", line)
         if m:
@@ -83,8 +84,8 @@ def odd_names_tree(root: Path) -> None:
     (root / bad / "f").write_text("x")
     (root / "cap").write_bytes(b"\x7fELF")
     (root / "many").write_text("m")
-    run("setfacl", "-m", "u:1000:r,g:1001:r", os.fsencode(root / bad / "f"))
-    run("setfacl", "-d", "-m", "u:1002:rwx", os.fsencode(root / bad))
+    run("setfacl", "-m", "u:1000:r,g:1001:r", str(root / bad / "f"))
+    run("setfacl", "-d", "-m", "u:1002:rwx", str(root / bad))
     run("setcap", "-n", "7", "cap_net_raw+ep", str(root / "cap"))
     os.link(root / bad / "f", root / bad / "sub" / os.fsdecode(b"l\xff"))
     for i in range(30):  # about 1.7 kB of names (ext4 keeps them in one block): the
