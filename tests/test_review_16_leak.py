@@ -43,9 +43,6 @@ def open_under(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("on_error", ["stop", "continue"])
-@pytest.mark.xfail(strict=True, reason="review 16 (older than this session): the "
-                   "journal's root segment stays open after a shift that ends at a path "
-                   "error (raised or returned incomplete)")
 def test_a_failed_shift_leaves_no_descriptor_open(tmp_path: Path, workers: int,
                                                   on_error: str) -> None:
     root = tmp_path / "t"

@@ -884,6 +884,7 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
                                                                  complete=False),
                          reason="bad-root") from exc
     jr: Journal | None = None
+    root_writer: JournalWriter | None = None
     extra_resumed = False
     try:
         if journal is not None:
@@ -1010,6 +1011,8 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
         merged = _merge([walked, coord.summary()])
         return _report(root_path, merged, complete=True, **extra)
     finally:
+        if root_writer is not None:  # (every way out: a path error, a refusal, a crash)
+            root_writer.close()
         if jr is not None:
             jr.close()
         os.close(fd)

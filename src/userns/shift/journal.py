@@ -232,8 +232,10 @@ class JournalWriter:
             os.fdatasync(self.fd)
 
     def close(self) -> None:
-        """Close the segment (queued records are dropped: flush first)."""
-        os.close(self.fd)
+        """Close the segment (queued records are dropped: flush first); again: nothing."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class Journal:
