@@ -163,10 +163,6 @@ def test_text_output_of_a_non_utf8_path_under_a_strict_utf8_stdout(tmp_path: Pat
     assert proc.returncode == 1 and b"acl-uid 70000" in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="review 16 (older than this session): with "
-                   "include_outside_links a hard-linked symlink is changed through "
-                   "_apply_special, which refuses symlinks as 'replaced by another "
-                   "inode': the shift stops at a path error and leaves a journal")
 def test_include_outside_links_re_owns_a_hard_linked_symlink(tmp_path: Path) -> None:
     root = tmp_path / "t"
     root.mkdir()

@@ -1306,7 +1306,10 @@ class Walker:
             if need is None:
                 self.unchanged += 1
                 continue
-            self.plans.append((node, None, [], [(name, key[0], key[1], need)]))
+            if need.xattrs or need.mode != NO_MODE:
+                self.plans.append((node, None, [], [(name, key[0], key[1], need)]))
+            else:  # an owner alone (a symlink has nothing else): one fchownat
+                self.plans.append((node, None, [(name, need.new_uid, need.new_gid)], []))
             self.planned += 1
             self.pending += 1
 
