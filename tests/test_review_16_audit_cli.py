@@ -147,11 +147,6 @@ def test_an_acl_id_outside_the_map_on_a_non_utf8_path(
     assert data["state"] == "shifted"
 
 
-@pytest.mark.xfail(strict=True, reason="review 16 (the CLI's Output, older than this "
-                   "session; the audit's ACL examples add paths to print): with a strict "
-                   "UTF-8 stdout, as Python sets it up under a UTF-8 locale such as "
-                   "en_US.UTF-8, a non-UTF-8 example path makes 'userns audit' die with a "
-                   "UnicodeEncodeError traceback")
 def test_text_output_of_a_non_utf8_path_under_a_strict_utf8_stdout(tmp_path: Path) -> None:
     root = tmp_path / "t"
     root.mkdir()

@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .. import __version__
 from .._lazy import lazy_names
@@ -213,10 +213,22 @@ class _StartUp:
             gc.enable()
 
 
+def _raw_paths(stream: TextIO) -> None:
+    """Let the process's own standard output write a path that is not valid in its
+    encoding as the bytes the filesystem holds (Python reads such bytes as surrogate
+    escapes), as ``ls`` or ``find`` print it, instead of raising: under a UTF-8 locale
+    Python makes it strict."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        reconfigure(errors="surrogateescape")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``userns`` command; return its exit status (0 ok, 1 error/findings, 2 usage)."""
     args_list = list(argv) if argv is not None else sys.argv[1:]
     startup = _StartUp(own_process=argv is None)
+    if argv is None:
+        _raw_paths(sys.stdout)
     try:
         return _run(args_list, startup)
     finally:
