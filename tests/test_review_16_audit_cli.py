@@ -170,11 +170,6 @@ def test_include_outside_links_re_owns_a_hard_linked_symlink(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("what", ["acl", "owner"])
-@pytest.mark.xfail(strict=True, reason="review 16: after a complete shift with policy "
-                   "overflow, an ID written as the overflow ID (65534, a container ID of "
-                   "the map) counts as unshifted: the audit says mixed (exit 1) while the "
-                   "verifying re-run finds nothing to do and the mark records policy "
-                   "overflow (owners: older than this session; ACL IDs: since e156c98)")
 def test_audit_after_an_overflow_shift_agrees_with_the_verifying_rerun(
         tmp_path: Path, what: str) -> None:
     root = tmp_path / "t"

@@ -129,3 +129,29 @@ def test_cli_audit_shows_acl_ids_and_owners_only_skips_them(
     code = main(["audit", str(root), *MAPS, "--owners-only"])
     out = capsys.readouterr().out
     assert "ACLs and capabilities: not read (--owners-only)" in out
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_the_overflow_ids_a_shift_wrote_count_as_shifted(tmp_path: Path,
+                                                         recorded: bool) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "f").write_text("x")
+    os.chown(root / "f", 70000, 70001)  # outside the map: written as the overflow IDs
+    run("setfacl", "-m", "u:70000:r", str(root / "f"))
+    shift_tree(root, PAIR, policy="overflow", overflow=(4242, 4343))
+    st = os.lstat(root / "f")
+    assert (st.st_uid, st.st_gid) == (4242, 4343)
+    if not recorded:  # a mark from before the overflow IDs were recorded in it
+        mark = json.loads(os.getxattr(root, "trusted.userns.shift"))
+        del mark["overflow"]
+        os.setxattr(root, "trusted.userns.shift", json.dumps(mark).encode())
+    report = audit_tree(root, PAIR)
+    assert report.mark is not None and report.mark.policy == "overflow"
+    assert report.mark.overflow == ((4242, 4343) if recorded else None)
+    # recorded: the IDs this shift wrote; else the kernel's overflow IDs, not these
+    assert report.state == ("shifted" if recorded else "mixed")
+    assert report.acl_uids == {4242: 1}
+    # another map's audit does not take them as its results (they are its container IDs)
+    other = IDMapPair(IDMap.single(0, 200000, 65536), IDMap.single(0, 400000, 65536))
+    assert audit_tree(root, other).state == "unshifted"

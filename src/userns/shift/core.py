@@ -199,7 +199,8 @@ def _set_marker(fd: int, key: str | None, owner: tuple[int, int],
         return
     mark: dict[str, Any] = {"shift": key, "owner": list(owner)}
     if header is not None:
-        mark.update(uid=header["uid"], gid=header["gid"], policy=header["policy"])
+        mark.update(uid=header["uid"], gid=header["gid"], policy=header["policy"],
+                    overflow=header["overflow"])
     with contextlib.suppress(OSError):
         os.setxattr(fd, MARKER, json.dumps(mark).encode())
 
@@ -1214,10 +1215,14 @@ def _mark_of(fd: int, mapping: IDMapPair) -> ShiftMark | None:
     except (KeyError, IndexError, TypeError, ValueError):
         owner = (-1, -1)
     policy = data.get("policy")
+    try:
+        ovf: tuple[int, int] | None = (int(data["overflow"][0]), int(data["overflow"][1]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        ovf = None  # (a mark written before the overflow IDs were recorded)
     return ShiftMark(uid=uid, gid=gid, policy=policy if isinstance(policy, str) else None,
                      owner=owner, holds=owner == (st.st_uid, st.st_gid),
                      matches=bool(uid) and [list(t) for t in uid] == mapping.uid.to_triples()
-                     and [list(t) for t in gid] == mapping.gid.to_triples())
+                     and [list(t) for t in gid] == mapping.gid.to_triples(), overflow=ovf)
 
 
 def _audit_forked(coord: Walker, parts: int) -> None:
@@ -1321,6 +1326,12 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
     pending = jpath if jpath is not None and Journal.read_header(jpath) is not None else None
     shifted = unshifted = 0
     outside: list[UnmappedID] = []
+    # After a shift by this map with policy overflow (its mark says so, and still holds),
+    # the overflow IDs it wrote for what it could not map are its results: shifted, as
+    # its verifying re-run takes them.
+    overflow = (None if mark is None or not (mark.matches and mark.holds
+                                              and mark.policy == "overflow")
+                else mark.overflow or _overflow_ids())
     by_kind: dict[str, dict[int, int]] = {"acl-uid": {}, "acl-gid": {}, "cap-rootid": {}}
     for (kind, value), count in walker.xattr_ids.items():
         by_kind[kind][value] = count
@@ -1330,8 +1341,11 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                              ("acl-gid", by_kind["acl-gid"], mapping.gid),
                              ("cap-rootid", by_kind["cap-rootid"], mapping.uid)):
         host, cont = m.host_ids(), m.container_ids()
+        written = None if overflow is None else overflow[kind in ("gid", "acl-gid")]
         for value, count in sorted(counter.items()):
             in_host, in_cont = value in host, value in cont
+            if value == written:
+                in_host, in_cont = True, False
             if in_host and not in_cont:
                 shifted += count
             elif in_cont and not in_host:

@@ -171,8 +171,10 @@ class ShiftMark:
     """The mark a finished shift leaves on the root of its tree: the maps it applied
     (``(from, to, size)`` triples: IDs on disk before, after), its policy and the root's
     owner after it. ``holds`` is true when the root still has that owner;
-    ``matches`` when the maps are a shift of container IDs by the map audited.
-    Marks written before the maps were recorded have empty ``uid``/``gid``.
+    ``matches`` when the maps are a shift of container IDs by the map audited;
+    ``overflow`` the uid and gid it wrote for IDs it could not map under policy
+    ``overflow``. Marks written before the maps were recorded have empty ``uid``/``gid``,
+    before the overflow IDs were, ``overflow`` ``None``.
 
     >>> ShiftMark(((0, 1000, 10),), ((0, 1000, 10),), "error", (1000, 1000), True, True).holds
     True
@@ -184,6 +186,7 @@ class ShiftMark:
     owner: tuple[int, int]
     holds: bool
     matches: bool
+    overflow: tuple[int, int] | None = None
 
 
 @attrs.frozen
@@ -197,7 +200,9 @@ class AuditReport:
     revision 3 capability; they count towards ``state`` and ``outside`` (kinds
     ``acl-uid``, ``acl-gid``, ``cap-rootid``) as owners do. ``xattrs`` says whether they
     were read: when false, those three are empty because nothing was looked at, and
-    ``state`` speaks for the owners only. ``outside_links`` lists hard-linked
+    ``state`` speaks for the owners only. After a shift by this map with policy
+    ``overflow`` (the root's ``mark`` says so and holds), the overflow IDs it wrote count
+    as shifted, as its verifying re-run takes them. ``outside_links`` lists hard-linked
     inodes with a name outside the tree (a shift leaves them alone). ``mark`` is the
     root's mark of a finished shift, if any; ``journal`` the path of the journal of an
     interrupted shift, if one is pending.
