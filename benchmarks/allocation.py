@@ -117,9 +117,9 @@ from userns.subid import SubidFile, allocate, shadow_useradd
 
 
 def write(path, data):
-    # shadow's commonio: a backup path- (the old bytes, mode, owner and times), then
-    # path+ written, fsynced and renamed over path (the lock is left out: nothing else
-    # edits these benchmark files).
+    # shadow's commonio: a backup path- (a copy of the old bytes with their owner, mode
+    # and times, fsynced: create_backup), then path+ written, fsynced and renamed over
+    # path (the lock is left out: nothing else edits these benchmark files).
     st = os.stat(path)
     with open(path, "rb") as f:
         old = f.read()
@@ -127,6 +127,7 @@ def write(path, data):
     try:
         os.write(fd, old)
         os.fchown(fd, st.st_uid, st.st_gid)
+        os.fsync(fd)
     finally:
         os.close(fd)
     os.utime(path + "-", ns=(st.st_atime_ns, st.st_mtime_ns))
