@@ -123,7 +123,7 @@ def write(path, data):
     st = os.stat(path)
     with open(path, "rb") as f:
         old = f.read()
-    fd = os.open(path + "-", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o7777)
+    fd = os.open(path + "-", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o664)
     try:
         os.write(fd, old)
         os.fchown(fd, st.st_uid, st.st_gid)
