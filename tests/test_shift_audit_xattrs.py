@@ -88,6 +88,11 @@ def test_owners_moved_without_their_acls_are_mixed_not_shifted(
     assert set(report.uids) == {100000} and set(report.gids) == {300000}
     assert report.state == "mixed"
     assert report.acl_uids == {1000: 2, 1002: 1} and report.cap_rootids == {7: 1}
+    # what makes it mixed: the owners are host IDs, the ACL and capability IDs are not
+    assert report.shifted_ids == {"uid": {100000: 6}, "gid": {300000: 6}}
+    assert report.unshifted_ids == {"acl-uid": {1000: 2, 1002: 1},
+                                    "acl-gid": {1001: 1, 1003: 1, 1004: 1},
+                                    "cap-rootid": {7: 1}}
     # owners only: what the audit said before it read ACLs, and says it did not read them
     owners = audit_tree(root, PAIR, workers=workers, xattrs=False)
     assert owners.state == "shifted" and not owners.xattrs
@@ -122,6 +127,9 @@ def test_cli_audit_shows_acl_ids_and_owners_only_skips_them(
     assert "state: mixed" in out
     assert "ACL uids: 1000 (2), 1002 (1)" in out
     assert "capability root IDs: 7 (1)" in out
+    assert ("unshifted (container IDs of the map): acl-uid 1000 (2), acl-uid 1002 (1), "
+            "acl-gid 1001 (1)") in out
+    assert "shifted (host IDs of the map): uid 100000 (6), gid 300000 (6)" in out
     code = main(["audit", str(root), *MAPS, "--owners-only", "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -155,3 +163,13 @@ def test_the_overflow_ids_a_shift_wrote_count_as_shifted(tmp_path: Path,
     # another map's audit does not take them as its results (they are its container IDs)
     other = IDMapPair(IDMap.single(0, 200000, 65536), IDMap.single(0, 400000, 65536))
     assert audit_tree(root, other).state == "unshifted"
+
+
+def test_cli_audit_explains_an_unknown_state(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "t"
+    root.mkdir()
+    code = main(["audit", str(root), "--map", "0 0 65536"])  # an identity map
+    out = capsys.readouterr().out
+    assert code == 0 and "state: unknown" in out
+    assert "no ID is only a container ID or only a host ID of this map" in out

@@ -300,12 +300,24 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
         out.line(f"  idmapped mount: not possible here ({idmap.reason}): a shift is the way")
     _list(out, report.skipped_mounts, lambda m: f"skipped mount point: {m}")
     wrong_state = report.state in ("mixed", "unshifted")
+    if report.state == "mixed":
+        for label, ids in (("unshifted (container IDs of the map)", report.unshifted_ids),
+                           ("shifted (host IDs of the map)", report.shifted_ids)):
+            found = [(kind, i, n) for kind, counts in ids.items()
+                     for i, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+            shown, more = capped(found, 10)
+            out.line(f"  {label}: " + ", ".join(f"{k} {i} ({n})" for k, i, n in shown)
+                     + (f", {more}" if more else ""))
+    elif report.state == "unknown":
+        out.line("  state unknown: no ID is only a container ID or only a host ID of this "
+                 "map (an identity map, IDs on both sides of an overlapping one, or only "
+                 "IDs outside it)")
     if wrong_state:
         out.line(f"  the tree is {report.state}, not shifted by this map: exit status 1")
-    elif report.outside:
+    if report.outside:
         out.line(f"  {plural(len(report.outside), 'ID is', 'IDs are')} outside "
                  "the map (neither a container nor a host ID of it): exit status 1")
-    elif report.errors:
+    if report.errors:
         out.line("  some paths could not be read: exit status 1")
     out.json({**report.to_dict(), "idmap": idmap.to_dict()})
     return EXIT_FAILURE if report.outside or report.errors or wrong_state else EXIT_OK

@@ -1325,6 +1325,8 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
             jpath = None  # / has no sibling for a journal
     pending = jpath if jpath is not None and Journal.read_header(jpath) is not None else None
     shifted = unshifted = 0
+    shifted_ids: dict[str, dict[int, int]] = {}
+    unshifted_ids: dict[str, dict[int, int]] = {}
     outside: list[UnmappedID] = []
     # After a shift by this map with policy overflow (its mark says so, and still holds),
     # the overflow IDs it wrote for what it could not map are its results: shifted, as
@@ -1348,8 +1350,10 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                 in_host, in_cont = True, False
             if in_host and not in_cont:
                 shifted += count
+                shifted_ids.setdefault(kind, {})[value] = count
             elif in_cont and not in_host:
                 unshifted += count
+                unshifted_ids.setdefault(kind, {})[value] = count
             elif not in_host and not in_cont:
                 outside.append(UnmappedID(kind, value, count,
                                           tuple(walker.examples.get((kind, value), ()))))
@@ -1361,6 +1365,7 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
         acl_uids=dict(sorted(by_kind["acl-uid"].items())),
         acl_gids=dict(sorted(by_kind["acl-gid"].items())),
         cap_rootids=dict(sorted(by_kind["cap-rootid"].items())), xattrs=xattrs,
+        shifted_ids=shifted_ids, unshifted_ids=unshifted_ids,
         outside_links=tuple(OutsideLink(*o) for o in walker.outside_links),
         skipped_mounts=tuple(sorted(walker.skipped_mounts)), errors=tuple(walker.errors),
         mark=mark, journal=pending,

@@ -200,7 +200,11 @@ class AuditReport:
     revision 3 capability; they count towards ``state`` and ``outside`` (kinds
     ``acl-uid``, ``acl-gid``, ``cap-rootid``) as owners do. ``xattrs`` says whether they
     were read: when false, those three are empty because nothing was looked at, and
-    ``state`` speaks for the owners only. After a shift by this map with policy
+    ``state`` speaks for the owners only. ``shifted_ids`` and ``unshifted_ids`` say
+    which IDs make the state: per kind (``uid``, ``gid``, ``acl-uid``, ``acl-gid``,
+    ``cap-rootid``), the host IDs (shifted) and the container IDs (unshifted) found,
+    each with its count of inodes; an ID on both sides of an overlapping map is in
+    neither. After a shift by this map with policy
     ``overflow`` (the root's ``mark`` says so and holds), the overflow IDs it wrote count
     as shifted, as its verifying re-run takes them. ``outside_links`` lists hard-linked
     inodes with a name outside the tree (a shift leaves them alone). ``mark`` is the
@@ -223,6 +227,8 @@ class AuditReport:
     acl_gids: dict[int, int] = attrs.field(factory=dict)
     cap_rootids: dict[int, int] = attrs.field(factory=dict)
     xattrs: bool = True
+    shifted_ids: dict[str, dict[int, int]] = attrs.field(factory=dict)
+    unshifted_ids: dict[str, dict[int, int]] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (dicts, lists, ints, strings) for JSON."""
