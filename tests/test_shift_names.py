@@ -79,3 +79,35 @@ def test_bare_names_in_a_worker_give_what_listxattrat_gives(tmp_path: Path) -> N
     assert got["a/caf\udcff"] == "user.x\0"
     assert sorted(got["a/many"].split("\0")) == sorted(
         ["", *(f"user.a-rather-long-attribute-name-{i:02d}" for i in range(20))])
+
+
+# A descriptor closed through the cache and its number reused for another directory:
+# the bare-name listing must not answer from the old working directory.
+REUSE = """
+import json, os, sys
+from userns.shift import walk
+a, b = sys.argv[1], sys.argv[2]
+walk.own_cwd()
+names = walk._Names()
+cache = walk._DirCache(4, names.forget)
+fa = os.open(a, os.O_RDONLY | os.O_DIRECTORY)
+names.enter(fa)
+cache._close(fa)  # (as an eviction does)
+fb = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+print(json.dumps({"reused": fb == fa, "here": names.here,
+                  "acl": names.names(fb, "acl").decode()}))
+"""
+
+
+def test_a_closed_and_reused_descriptor_is_not_taken_for_the_working_directory(
+        tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "acl").write_text("")
+    (b / "acl").write_text("")
+    run("setfacl", "-m", "u:1000:r", str(a / "acl"))  # only a's has an ACL
+    proc = subprocess.run([sys.executable, "-c", REUSE, str(a), str(b)],
+                          capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout)
+    assert got == {"reused": True, "here": -1, "acl": ""}

@@ -219,6 +219,12 @@ class _Names:
         self.cwd = _own_cwd
         self.names: Callable[[int, str], bytes] = by_cwd if self.cwd else by_at
 
+    def forget(self, dirfd: int) -> None:
+        """``dirfd`` is being closed: its number, once reused, names another directory
+        than the working directory (until :meth:`enter` again)."""
+        if dirfd == self.here:
+            self.here = -1
+
     def enter(self, dirfd: int) -> None:
         """The walk is about to look at the entries of the directory open as ``dirfd``.
         A directory that can be listed but not searched (no ``x`` for this process)
@@ -397,7 +403,10 @@ def open_root(path: str) -> tuple[int, os.stat_result]:
 class _DirCache:
     """Open directory descriptors, least recently used closed first, re-opened on demand."""
 
-    def __init__(self, limit: int = FD_CACHE) -> None:
+    def __init__(self, limit: int = FD_CACHE,
+                 on_close: Callable[[int], None] | None = None) -> None:
+        #: told each descriptor the cache closes (before its number can be reused)
+        self.on_close = on_close
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if soft != resource.RLIM_INFINITY:
             limit = min(limit, soft // 4)  # leave most descriptors to the process
@@ -409,7 +418,7 @@ class _DirCache:
         self.lru[node] = None
         while len(self.lru) > self.limit:
             old, _ = self.lru.popitem(last=False)
-            os.close(old.fd)
+            self._close(old.fd)
             old.fd = -1
 
     def fd(self, node: Node) -> int:
@@ -430,34 +439,6 @@ class _DirCache:
             pfd = fd
         return pfd
 
-    def borrow(self, node: Node) -> tuple[int, bool]:
-        """A descriptor of ``node`` that evicts nothing (the walk's current directory
-        stays open): the cached one, or one opened from the nearest open ancestor and
-        verified at each step; the flag says the caller must close it."""
-        chain = []
-        n: Node | None = node
-        while n is not None and n.fd < 0:
-            chain.append(n)
-            n = n.parent
-        assert n is not None, "the root descriptor is never closed"
-        if not chain:
-            return n.fd, False
-        pfd, owned = n.fd, False
-        try:
-            for c in reversed(chain):
-                fd = os.open(c.name, DIR_FLAGS, dir_fd=pfd)
-                if owned:
-                    os.close(pfd)
-                pfd, owned = fd, True
-                st = os.fstat(fd)
-                if st.st_dev != c.dev or st.st_ino != c.ino:
-                    raise _Changed(c.name)
-        except BaseException:
-            if owned:
-                os.close(pfd)
-            raise
-        return pfd, True
-
     def open_new(self, node: Node) -> tuple[int, os.stat_result]:
         """Open ``node`` for the first time and return its descriptor and ``fstat``."""
         assert node.parent is not None
@@ -467,7 +448,7 @@ class _DirCache:
         fd = os.open(node.name, DIR_FLAGS, dir_fd=pfd)
         st = os.fstat(fd)
         if st.st_dev != node.dev or st.st_ino != node.ino:
-            os.close(fd)
+            self._close(fd)
             raise _Changed(node.name)
         self._put(node, fd)
         return fd, st
@@ -475,9 +456,14 @@ class _DirCache:
     def close(self) -> None:
         """Close every cached descriptor."""
         for node in self.lru:
-            os.close(node.fd)
+            self._close(node.fd)
             node.fd = -1
         self.lru.clear()
+
+    def _close(self, fd: int) -> None:
+        if self.on_close is not None:
+            self.on_close(fd)
+        os.close(fd)
 
 
 class _Stop(Exception):
@@ -552,8 +538,8 @@ class Walker:
         self._over = self._pooled = False
         #: the hard-linked inodes an audit with a share leaves to the coordinator
         self.held: list[AuditHeld] = []
-        self.cache = _DirCache(fd_cache)
         self._names = _Names()
+        self.cache = _DirCache(fd_cache, self._names.forget)
         self.plans: list[_Plan] = []
         self.pending = 0
         self._scanned = 0
@@ -1713,6 +1699,7 @@ class Walker:
         """Close the directory descriptors, the root's included."""
         self.cache.close()
         if self.root.fd >= 0:
+            self._names.forget(self.root.fd)
             os.close(self.root.fd)
             self.root.fd = -1
 
