@@ -164,3 +164,24 @@ def test_allocate_and_useradd_on_big_columns_agree_with_the_record_walk(
             return None
 
     assert [start(w) for w in ("allocate", "useradd", "#")] == [expected] * 3
+
+
+# -- shadow's order gathered column by column -------------------------------------------
+
+
+@pytest.mark.parametrize("lines", [
+    ["a:100000:65536\n"],
+    ["b:300000:5\n", "a:100000:65536\n"],
+    ["b:300000:5\n", "a:300000:5\n", "c:300000:4\n", "a:100000:1\n"],  # a repeated start
+    ["z:4294000000:1\n", "y:0:1\n", "x:200000:70000\n"],  # mixed counts
+])
+@pytest.mark.parametrize("head", ["", "# c\n"])
+def test_useradd_on_few_lines_writes_what_the_general_path_writes(
+        lines: list[str], head: str) -> None:
+    text = head + "".join(lines)
+    fast = SubidFile.parse(text)
+    assert fast.canonical_split is not None
+    new_fast, r_fast = shadow_useradd(fast, "new")
+    new_slow, r_slow = shadow_useradd(line_by_line(text), "new")
+    assert (r_fast, new_fast.to_bytes()) == (r_slow, new_slow.to_bytes())
+    assert new_fast.to_bytes().endswith(f"new:{r_fast.start}:{r_fast.size}\n".encode())

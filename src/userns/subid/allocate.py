@@ -29,8 +29,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, compress, islice, repeat
 from itertools import count as count_from
-from operator import attrgetter, eq, ge, sub
-from typing import TYPE_CHECKING, TypeVar
+from operator import attrgetter, eq, ge, itemgetter, sub
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -197,30 +197,48 @@ def shadow_order(file: SubidFile) -> list[SubidLine]:
     return _shadow_sort(head) + lines[cut:]
 
 
-def _canonical_order(columns: CanonicalColumns) -> tuple[list[int], list[int], list[int]]:
-    """The positions of canonical lines in shadow's order (start, count, owner's bytes,
-    ties in file order: ``commonio_sort``'s merge sort is stable), and the starts and
-    counts in that order."""
+#: ``gather(column)``: the column's items in an order worked out once (a sequence).
+_Gather = Callable[[Sequence[T]], Sequence[T]]
+
+
+def _canonical_order(columns: CanonicalColumns
+                     ) -> tuple[_Gather[Any], Sequence[int], Sequence[int]]:
+    """The canonical lines in shadow's order (start, count, owner's bytes, ties in file
+    order: ``commonio_sort``'s merge sort is stable) as a gather (``gather(column)``:
+    the column in that order), and the starts and counts in that order."""
     return _records_order(columns.starts, columns.counts, lambda: columns.owners)
 
 
+def _gather(order: list[int]) -> _Gather[Any]:
+    """``column -> [column[i] for i in order]``, done by ``itemgetter`` in one C call per
+    column (100k items: 9 ms for two columns instead of 16 through ``map``).
+
+    >>> _gather([2, 0, 1])("abc"), _gather([1])("ab"), _gather([])("ab")
+    (('c', 'a', 'b'), ['b'], [])
+    """
+    if len(order) < 2:  # itemgetter of one position returns the item, not a sequence
+        return lambda column: [column[i] for i in order]
+    pick: _Gather[Any] = itemgetter(*order)
+    return pick
+
+
 def _records_order(starts: list[int], counts: list[int], owners: Callable[[], list[str]]
-                   ) -> tuple[list[int], list[int], list[int]]:
+                   ) -> tuple[_Gather[Any], Sequence[int], Sequence[int]]:
     """:func:`_canonical_order` on records given column by column (``owners`` is called
     only when a start repeats)."""
     if not starts:
-        return [], [], []
+        return _gather([]), [], []
     # Sorting positions by start alone (a key of plain ints) is the fast common case;
     # only a repeated start needs the count and the owner's bytes.
-    order = sorted(range(len(starts)), key=starts.__getitem__)  # stable: ties keep file order
-    in_order = list(map(starts.__getitem__, order))
+    gather = _gather(sorted(range(len(starts)), key=starts.__getitem__))  # stable
+    in_order = gather(starts)
     if any(map(eq, in_order, islice(in_order, 1, None))):
         keys = zip(starts, counts, map(_owner_key, owners()), range(len(starts)))
-        order = [key[-1] for key in sorted(keys)]
-        in_order = list(map(starts.__getitem__, order))
+        gather = _gather([key[-1] for key in sorted(keys)])
+        in_order = gather(starts)
     if counts.count(counts[0]) == len(counts):  # one count for all
-        return order, in_order, [counts[0]] * len(counts)
-    return order, in_order, list(map(counts.__getitem__, order))
+        return gather, in_order, [counts[0]] * len(counts)
+    return gather, in_order, gather(counts)
 
 
 class _Sorted:
@@ -233,7 +251,7 @@ class _Sorted:
 
     __slots__ = ("counts", "starts")
 
-    def __init__(self, starts: list[int], counts: list[int]) -> None:
+    def __init__(self, starts: Sequence[int], counts: Sequence[int]) -> None:
         self.starts = starts
         self.counts = counts
 
@@ -268,8 +286,8 @@ def _split_plan(columns: CanonicalColumns, others: Sequence[SubidLine]
         counts = _interleave(counts, [(k, r.count) for k, _, r in read])
         names = owners
         owners = lambda: _interleave(names(), [(k, r.owner) for k, _, r in read])  # noqa: E731
-    order, sorted_starts, sorted_counts = _records_order(starts, counts, owners)
-    out = list(map(texts.__getitem__, order))
+    gather, sorted_starts, sorted_counts = _records_order(starts, counts, owners)
+    out = list(gather(texts))
     unparsed = {line.lineno - 1: line.text for line in others[:cut] if line.shadow is None}
     if unparsed:
         out += map(unparsed.__getitem__, _unparsed_order(list(unparsed), head_size))
@@ -381,7 +399,7 @@ def _find_free(pairs: Iterable[tuple[int, int]], lowest: int, highest: int,
     return None if hole is None else hole[0]
 
 
-def _first_fit_sorted(starts: list[int], size: int, lowest: int, highest: int,
+def _first_fit_sorted(starts: Sequence[int], size: int, lowest: int, highest: int,
                       count: int) -> int | None:
     """:func:`_find_free` on records that all hand out ``size`` (>= 1) IDs, sorted by
     start, none past ``ID_MAX``: the walk's holes found by comparing neighbours in C.
@@ -694,14 +712,13 @@ def shadow_useradd(
         return lazy_file(text, path=file.path), r
     # Canonical lines only: every line is a record, and shadow's order is the stable
     # sort by (start, count, owner's bytes); the new line goes last.
-    order, starts, counts = _canonical_order(columns)
+    gather, starts, counts = _canonical_order(columns)
     r = _first_fit(_Sorted(starts, counts), limits)
-    texts = list(map(columns.texts.__getitem__, order))
-    # The last newline comes with the new line: joined, the text is built once (no copy
-    # of a whole file to add one character). The new file is read only if someone asks
-    # for more than its text.
-    texts.append(f"{owner}:{r.start}:{limits.count}\n")
-    return lazy_file("\n".join(texts), path=file.path), r
+    text = "\n".join(gather(columns.texts))
+    # Appended in place (the only reference to a fresh string: no copy of the file to
+    # add one line). The new file is read only if someone asks for more than its text.
+    text += f"\n{owner}:{r.start}:{limits.count}\n"
+    return lazy_file(text, path=file.path), r
 
 
 def _find_range(
