@@ -321,9 +321,10 @@ def run(*, owners: list[int], rounds: int, seed: int = 6) -> Section:
         "limit.",
         "Every userns row does both files (subuid and subgid). `parse + allocate` is "
         "`SubidFile.read` + `allocate` (shadow's order, first fit); `read + allocate + "
-        "write` is `shadow_useradd` (the file useradd writes) plus a backup, fsync and "
-        "rename; the process row runs the same code as `python -c` (it imports `os`, "
-        "`sys`, `userns.logindefs` and `userns.subid`, nothing of the benchmark). After "
+        "write` is `shadow_useradd` (the file useradd writes) plus, as shadow's commonio, a "
+        "backup copy and the new file, each fsynced, and a rename; the process row runs "
+        "the same code as `python -c` (it imports `os`, `sys`, `userns.logindefs` and "
+        "`userns.subid`, nothing of the benchmark). After "
         "each size the files userns wrote are checked byte for byte against the ones "
         "useradd wrote. The library's bytecode is compiled before the runs.",
         "a comment line first: the same files and run with `# subordinate IDs` as line 1, "
