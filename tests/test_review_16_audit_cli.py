@@ -13,20 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from userns import IDMap, IDMapPair
 from userns.cli import main
 from userns.shift import audit_tree, shift_tree
 
-from .test_shift_trees import need_root, need_tool, run
+from . import test_shift_audit_xattrs as audit_tests
+from .test_shift_trees import need_tool, run
 
-pytestmark = [
-    pytest.mark.skipif(need_root() is not None, reason=str(need_root())),
-    pytest.mark.skipif(need_tool("setfacl") is not None, reason=str(need_tool("setfacl"))),
-    pytest.mark.skipif(need_tool("setcap") is not None, reason=str(need_tool("setcap"))),
-]
-
-PAIR = IDMapPair(IDMap.single(0, 100000, 65536), IDMap.single(0, 300000, 65536))
-MAPS = ["--map", "0 100000 65536", "--gid-map", "0 300000 65536"]
+# root, setfacl and setcap, the maps: as the audit's own tests
+pytestmark = audit_tests.pytestmark
+PAIR, MAPS = audit_tests.PAIR, audit_tests.MAPS
 
 
 def image(root: Path) -> Path:
