@@ -191,18 +191,26 @@ def _marker_done(fd: int, st: os.stat_result, key: str | None,
 
 
 def _set_marker(fd: int, key: str | None, owner: tuple[int, int],
-                header: dict[str, Any] | None = None) -> None:
+                header: dict[str, Any] | None = None) -> bool:
     """Mark the root before its own change, the last step of a shift (best effort: a
     filesystem without ``trusted.*`` attributes gets no mark). The mark names the maps,
-    so that ``audit`` can say which shift it is."""
+    so that ``audit`` can say which shift it is. True when it was written (not when the
+    very same mark is there already)."""
     if key is None:
-        return
+        return False
     mark: dict[str, Any] = {"shift": key, "owner": list(owner)}
     if header is not None:
         mark.update(uid=header["uid"], gid=header["gid"], policy=header["policy"],
                     overflow=header["overflow"])
+    data = json.dumps(mark).encode()
     with contextlib.suppress(OSError):
-        os.setxattr(fd, MARKER, json.dumps(mark).encode())
+        if os.getxattr(fd, MARKER) == data:
+            return False
+    try:
+        os.setxattr(fd, MARKER, data)
+    except OSError:
+        return False
+    return True
 
 
 def _syncfs(fd: int) -> None:
@@ -993,7 +1001,7 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
         final = (root_rec.new_uid, root_rec.new_gid) if root_rec else (st.st_uid, st.st_gid)
         if root_rec is not None:
             root_writer.flush()
-        _set_marker(fd, marker, final, header)
+        marked_now = _set_marker(fd, marker, final, header)
         if root_rec is not None and not _change_root(coord, fd, root_rec):
             # (the mark names an owner the root does not have: the next run resumes)
             root_writer.close()
@@ -1005,7 +1013,11 @@ def _shift_once(  # noqa: C901 (the coordinator's steps in their order: open, jo
                                  "kept, run the same shift again to resume", report)
             return report
         root_writer.close()
-        if durable:
+        # syncfs flushes every dirty page of the filesystem, not only this shift's: a run
+        # that wrote nothing (a verifying re-run that found the tree right, its mark
+        # already there, no interrupted run resumed) has nothing of its own to flush.
+        if durable and (root_rec is not None or merged["changed"] or marked_now
+                        or jr.resumed):
             _syncfs(fd)
         jr.remove()
         jr = None
