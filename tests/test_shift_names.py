@@ -111,3 +111,19 @@ def test_a_closed_and_reused_descriptor_is_not_taken_for_the_working_directory(
                           capture_output=True, text=True, check=True)
     got = json.loads(proc.stdout)
     assert got == {"reused": True, "here": -1, "acl": ""}
+
+
+def test_an_unreadable_attribute_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (the walk's error line shows strerror: "examine: Invalid argument" said nothing of
+    # which attribute, the ACL or the capability, could not be read)
+    import errno
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "getxattr", refuse)
+    for target in (3, "/proc/self/fd/3/f"):
+        with pytest.raises(OSError) as got:
+            walk._reader(target)("system.posix_acl_access")
+        assert got.value.errno == errno.EINVAL
+        assert got.value.strerror == "Invalid argument (reading system.posix_acl_access)"

@@ -242,7 +242,8 @@ class _Names:
 def _reader(target: int | str) -> Callable[[str], bytes | None]:
     """``read(attr)``: the value of the extended attribute ``attr`` of ``target`` (a
     directory descriptor, or the ``/proc/self/fd/DIRFD/NAME`` path of an entry of a
-    verified directory, a symlink not followed), ``None`` when it has none."""
+    verified directory, a symlink not followed), ``None`` when it has none; an error
+    names the attribute it was reading (the walk's error line then says which)."""
     def read(attr: str) -> bytes | None:
         try:
             if isinstance(target, int):
@@ -251,7 +252,7 @@ def _reader(target: int | str) -> Callable[[str], bytes | None]:
         except OSError as exc:
             if exc.errno == errno_mod.ENODATA:
                 return None
-            raise
+            raise OSError(exc.errno, f"{exc.strerror} (reading {attr})") from exc
 
     return read
 
