@@ -212,3 +212,29 @@ def test_text_lists_say_what_they_leave_out_and_json_has_all(
     assert "… and 16 more" in out  # the uid counts line shows 10 of 26
     code, out, _ = run(capsys, "audit", str(vol), *m, "--json")
     assert len(json.loads(out)["outside"]) == 25
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_workers_option_reaches_shift_unshift_and_audit(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], workers: str) -> None:
+    vol = tree(tmp_path, [("a", 0, 0), ("b", 33, 33)])
+    maps = ("--map", "0 100000 65536")
+    code, out, _ = run(capsys, "shift", str(vol), *maps, "--workers", workers,
+                       "--no-progress", "--json")
+    assert code == 0 and json.loads(out)["workers"] == int(workers)
+    assert owner(vol / "b") == (100033, 100033)
+    code, out, _ = run(capsys, "audit", str(vol), *maps, "--workers", workers, "--json")
+    assert code == 0 and json.loads(out)["state"] == "shifted"
+    code, out, _ = run(capsys, "unshift", str(vol), *maps, "--workers", workers,
+                       "--no-progress", "--json")
+    assert code == 0 and json.loads(out)["workers"] == int(workers)
+    assert owner(vol / "b") == (33, 33)
+
+
+@pytest.mark.parametrize("command", ["shift", "unshift", "audit"])
+def test_workers_below_one_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    vol = tree(tmp_path, [("a", 0, 0)])
+    code, _, err = run(capsys, command, str(vol), "--map", "0 100000 65536", "--workers", "0")
+    assert code == 2 and "must be at least 1" in err
+    assert owner(vol / "a") == (0, 0)

@@ -24,6 +24,7 @@ from ._common import (
     capped,
     load_pair,
     parse_id,
+    parse_positive,
     plural,
 )
 
@@ -158,14 +159,15 @@ def _shift_like(args: argparse.Namespace, out: Output, mode: str) -> int:
                                       progress=progress, journal=args.journal,
                                       cross_mounts=args.cross_mounts, on_error=args.on_error,
                                       include_outside_links=args.include_outside_links,
-                                      trust_mark=args.trust_mark)
+                                      trust_mark=args.trust_mark, workers=args.workers)
             else:
                 report = shift_tree(args.path, target, source=source, policy=args.policy,
                                     overflow=overflow, dry_run=args.dry_run,
                                     progress=progress, journal=args.journal,
                                     cross_mounts=args.cross_mounts, on_error=args.on_error,
                                     include_outside_links=args.include_outside_links,
-                                    trust_mark=args.trust_mark, rollback=rollback)
+                                    trust_mark=args.trust_mark, rollback=rollback,
+                                    workers=args.workers)
         except (UnmappedOwnersError, ShiftError, OutsideLinksError) as err:
             _list(out, err.report.unmapped, _unmapped_line("cannot translate "))
             _list(out, err.report.outside_links,
@@ -255,7 +257,8 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
 
     mapping = _mapping(args)
     report = audit_tree(args.path, mapping, cross_mounts=args.cross_mounts,
-                        journal=args.journal, xattrs=not args.owners_only)
+                        journal=args.journal, xattrs=not args.owners_only,
+                        workers=args.workers)
     out.line(f"audit {report.root}: {report.entries} entries, state: {report.state}")
     for label, counts in (("uids", report.uids), ("gids", report.gids),
                           ("ACL uids", report.acl_uids), ("ACL gids", report.acl_gids),
@@ -335,6 +338,12 @@ def _add_maps(p: argparse.ArgumentParser) -> None:
     add_system_options(p)
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=parse_positive, default=None, metavar="N",
+                   help="processes that share the walk (default: as many as CPUs, at most "
+                   "2; 1 walks in this process; more may help on slow disks)")
+
+
 def register(sub: Any) -> None:
     """Add this module's commands to the ``userns`` sub-parsers."""
     for name, func, text in (
@@ -363,6 +372,7 @@ def register(sub: Any) -> None:
                        help="where the resume journal lives (a directory userns creates)")
         p.add_argument("--cross-mounts", action="store_true",
                        help="enter other filesystems mounted in the tree")
+        _add_workers(p)
         p.add_argument("--include-outside-links", action="store_true",
                        help="also re-own hard-linked files with a name outside the tree "
                        "(by default they are refused under --policy error, else left)")
@@ -383,6 +393,7 @@ def register(sub: Any) -> None:
                    help="enter other filesystems mounted in the tree")
     p.add_argument("--journal", metavar="DIR",
                    help="where to look for a pending journal (default: next to the tree)")
+    _add_workers(p)
     p.add_argument("--owners-only", action="store_true",
                    help="count owners only: do not read the IDs that ACLs and file "
                         "capabilities name (one system call less per file)")
