@@ -95,6 +95,32 @@ _ACCESS_B = ACL_ACCESS.encode() + b"\0"
 _DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
 
 
+def _translated(names: bytes) -> bool:
+    """Whether extended attribute names (as ``listxattrat`` gives them) include one a
+    shift translates: a capability or an ACL. (The per-file examine, the walk's hottest
+    code, spells this test out inline.)"""
+    return _CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names
+
+
+_UNSUPPORTED = (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP)
+
+
+def _listed(target: int | str) -> bytes:
+    """The extended attribute names of ``target`` (a descriptor, or a path whose last
+    component, a symlink, is not followed) as ``listxattrat`` gives them: each ending in
+    a NUL, ``b""`` when none or where the filesystem has none; other errors raise."""
+    try:
+        if isinstance(target, int):
+            got = os.listxattr(target)
+        else:
+            got = os.listxattr(target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _UNSUPPORTED:
+            return b""
+        raise
+    return b"".join(os.fsencode(n) + b"\0" for n in got)
+
+
 class _ListXattrAt:
     """``listxattrat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` (Linux 6.13), else ``llistxattr``
     through ``/proc/self/fd/DIRFD/NAME``: one system call either way, no symlink followed.
@@ -115,7 +141,7 @@ class _ListXattrAt:
         nr = ctypes.c_long(465)
         flags = ctypes.c_uint(_AT_SYMLINK_NOFOLLOW)
         get_errno = ctypes.get_errno
-        unsupported = (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP)
+        unsupported = _UNSUPPORTED
         erange = errno_mod.ERANGE
         sc: Any = None
         if os.uname().machine in ("x86_64", "aarch64"):
@@ -146,14 +172,7 @@ class _ListXattrAt:
             raise OSError(err, os.strerror(err), os.fsdecode(name))
 
         def through_proc(dirfd: int, name: bytes) -> bytes:
-            try:
-                names = os.listxattr(f"/proc/self/fd/{dirfd}/{os.fsdecode(name)}",
-                                     follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno in unsupported:
-                    return b""
-                raise
-            return b"".join(os.fsencode(n) + b"\0" for n in names)
+            return _listed(f"/proc/self/fd/{dirfd}/{os.fsdecode(name)}")
 
         self.at: Callable[[int, bytes], bytes] = at if sc is not None else through_proc
 
@@ -197,7 +216,7 @@ class _Names:
         at = _lister().at
         fsenc = sys.getfilesystemencoding()
         self.here = -1
-        unsupported = (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP)
+        unsupported = _UNSUPPORTED
         listxattr = os.listxattr
 
         def by_at(dirfd: int, name: str) -> bytes:
@@ -733,14 +752,9 @@ class Walker:
             else:
                 self._count_change(need._replace(old_uid=st.st_uid, old_gid=st.st_gid))
             return need
-        try:
-            listed = os.listxattr(fd)
-        except OSError as exc:
-            if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
-                raise
-            listed = []
+        names = _listed(fd)
         new: Record | None
-        if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
+        if _ACCESS_B not in names and _DEFAULT_B not in names:
             # The common case, without _special: a directory's capability is not read
             # (it means nothing) and its setuid/setgid bits survive chown.
             assert self.uid is not None and self.gid is not None
@@ -749,7 +763,6 @@ class Walker:
             ng = self._translate("gid", self.gid, gid, node, None)
             new = None if nu == uid and ng == gid else Record(uid, gid, nu, ng, NO_MODE, ())
         else:
-            names = b"".join(os.fsencode(n) + b"\0" for n in listed)
             new = self._special(node, None, st, names, _reader(fd))
         if new is None:
             self.unchanged += 1
@@ -1086,8 +1099,7 @@ class Walker:
                 names = names_of(node.fd, name)
             except OSError:
                 return False  # (looked at again after the walk, as any other)
-            return not (names and (_CAP_B in names or _ACCESS_B in names
-                                   or _DEFAULT_B in names))
+            return not _translated(names)
 
         return is_right
 
@@ -1536,14 +1548,12 @@ class Walker:
     def _audit_dir_ids(self, node: Node, fd: int) -> None:
         """Count the IDs the ACLs of the directory ``node`` (open as ``fd``) name."""
         try:
-            listed = os.listxattr(fd)
+            names = _listed(fd)
         except OSError as exc:
-            if exc.errno not in (errno_mod.ENOTSUP, errno_mod.EOPNOTSUPP):
-                self._error(node, None, "listxattr", exc)
+            self._error(node, None, "listxattr", exc)
             return
-        if ACL_ACCESS not in listed and ACL_DEFAULT not in listed:
+        if _ACCESS_B not in names and _DEFAULT_B not in names:
             return
-        names = b"".join(os.fsencode(n) + b"\0" for n in listed)
         self._count_ids(self._audit_ids(node, None, names, _reader(fd), False),
                         self._path(node))
 
@@ -1551,7 +1561,7 @@ class Walker:
                         names: bytes) -> XattrIDs:
         """The IDs named by the ACLs and capability of the entry ``name`` of ``node``
         (open as ``fd``), whose extended attribute names are ``names``."""
-        if not (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names):
+        if not _translated(names):
             return ()
         return self._audit_ids(node, name, names, _reader(f"/proc/self/fd/{fd}/{name}"),
                                st.st_mode & _S_IFMT == _S_IFREG)
