@@ -68,6 +68,14 @@ def compare(one: ShiftReport, two: ShiftReport) -> None:
     assert plain(one) == plain(two)
 
 
+def wide_tree(root: Path, dirs: list[str], files: int) -> None:
+    """Directories ``dirs`` under ``root``, each with ``files`` empty files ``f0``…"""
+    for d in dirs:
+        (root / d).mkdir(parents=True)
+        for i in range(files):
+            (root / d / f"f{i}").touch()
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_two_workers_report_and_leave_what_one_does(tmp_path: Path, seed: int) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
@@ -99,10 +107,7 @@ def test_a_name_outside_is_found_by_two_workers_too(tmp_path: Path, policy: str)
 @pytest.mark.skipif(need_tool("strace") is not None, reason=str(need_tool("strace")))
 def test_both_workers_take_part(tmp_path: Path) -> None:
     root = tmp_path / "t"
-    for d in range(40):
-        (root / f"d{d}").mkdir(parents=True)
-        for i in range(100):
-            (root / f"d{d}" / f"f{i}").touch()
+    wide_tree(root, [f"d{d}" for d in range(40)], 100)
     out = tmp_path / "strace"
     code = ("import sys\nfrom userns import IDMap, IDMapPair\nfrom userns.shift import shift_tree\n"
             "r = shift_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 100000, 65536)), "
@@ -135,10 +140,7 @@ def test_a_stopped_worker_does_not_leave_the_other_waiting(tmp_path: Path) -> No
     # must still answer for the sharing (it takes part until the walk is over and pools
     # the hard-linked names it holds), else the other one waits for it for ever.
     root = tmp_path / "t"
-    for d in range(60):
-        (root / f"d{d}").mkdir(parents=True)
-        for i in range(50):
-            (root / f"d{d}" / f"f{i}").touch()
+    wide_tree(root, [f"d{d}" for d in range(60)], 50)
     for d in range(60):
         os.link(root / f"d{d}" / "f1", root / f"d{(d + 1) % 60}" / "l1")
     victim = root / "d30" / "f0"
@@ -308,10 +310,7 @@ def test_an_outside_link_is_reported_by_its_smallest_path(tmp_path: Path) -> Non
     # whichever worker finds which name, the report names the smallest path
     (tmp_path / "out").mkdir()
     root = tmp_path / "t"
-    for d in ("m", "c", "x", "a/b"):
-        (root / d).mkdir(parents=True)
-        for i in range(200):
-            (root / d / f"f{i}").touch()
+    wide_tree(root, ["m", "c", "x", "a/b"], 200)
     (root / "m" / "n").touch()
     for other in ("c/n", "x/n", "a/b/n", "a/n"):
         os.link(root / "m" / "n", root / other)
