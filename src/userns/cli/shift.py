@@ -252,6 +252,14 @@ def cmd_unshift(args: argparse.Namespace, out: Output) -> int:
     return _shift_like(args, out, "unshift")
 
 
+def _counts_line(label: str, counted: Sequence[tuple[object, int]]) -> str:
+    """``  label: a (n), b (m)``: the first 10 of ``counted``, ending with "… and N more"
+    when cut."""
+    shown, more = capped(counted, 10)
+    return (f"  {label}: " + ", ".join(f"{what} ({n})" for what, n in shown)
+            + (f", {more}" if more else ""))
+
+
 def cmd_audit(args: argparse.Namespace, out: Output) -> int:
     from ..shift import audit_tree
 
@@ -265,10 +273,7 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
                           ("capability root IDs", report.cap_rootids)):
         if not counts and label not in ("uids", "gids"):
             continue
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        shown, more = capped(top, 10)
-        out.line(f"  {label}: " + ", ".join(f"{i} ({n})" for i, n in shown)
-                 + (f", {more}" if more else ""))
+        out.line(_counts_line(label, sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
     if not report.xattrs:
         out.line("  ACLs and capabilities: not read (--owners-only); the state speaks "
                  "for the owners alone")
@@ -306,11 +311,9 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
     if report.state == "mixed":
         for label, ids in (("unshifted (container IDs of the map)", report.unshifted_ids),
                            ("shifted (host IDs of the map)", report.shifted_ids)):
-            found = [(kind, i, n) for kind, counts in ids.items()
-                     for i, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-            shown, more = capped(found, 10)
-            out.line(f"  {label}: " + ", ".join(f"{k} {i} ({n})" for k, i, n in shown)
-                     + (f", {more}" if more else ""))
+            out.line(_counts_line(label, [
+                (f"{kind} {i}", n) for kind, counts in ids.items()
+                for i, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]))
     elif report.state == "unknown":
         out.line("  state unknown: no ID is only a container ID or only a host ID of this "
                  "map (an identity map, IDs on both sides of an overlapping one, or only "
