@@ -1336,7 +1336,6 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
         except JournalError:
             jpath = None  # / has no sibling for a journal
     pending = jpath if jpath is not None and Journal.read_header(jpath) is not None else None
-    shifted = unshifted = 0
     shifted_ids: dict[str, dict[int, int]] = {}
     unshifted_ids: dict[str, dict[int, int]] = {}
     outside: list[UnmappedID] = []
@@ -1361,16 +1360,15 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
             if value == written:
                 in_host, in_cont = True, False
             if in_host and not in_cont:
-                shifted += count
                 shifted_ids.setdefault(kind, {})[value] = count
             elif in_cont and not in_host:
-                unshifted += count
                 unshifted_ids.setdefault(kind, {})[value] = count
             elif not in_host and not in_cont:
                 outside.append(UnmappedID(kind, value, count,
                                           tuple(walker.examples.get((kind, value), ()))))
-    state: AuditState = ("mixed" if shifted and unshifted else "shifted" if shifted
-                         else "unshifted" if unshifted else "unknown")
+    # (every ID counted names at least one inode)
+    state: AuditState = ("mixed" if shifted_ids and unshifted_ids else "shifted" if shifted_ids
+                         else "unshifted" if unshifted_ids else "unknown")
     return AuditReport(
         root=os.fspath(root), entries=walker.entries, uids=dict(walker.uids),
         gids=dict(walker.gids), outside=tuple(outside), state=state,
