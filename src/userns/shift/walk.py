@@ -314,6 +314,9 @@ Held = tuple[tuple[int, int], int, list[tuple[int, str]]]
 #: One hard-linked inode an audit found: ``((st_dev, st_ino), names found, link count,
 #: uid, gid, path of the first name)``.
 AuditHeld = tuple[tuple[int, int], int, int, int, int, str, "XattrIDs"]
+#: An audit's example of an owner: a path, or the directory and the name (``None``: the
+#: directory itself) it is made from when kept.
+Example = str | tuple[Node, str | None]
 #: The IDs one inode's ACLs and capability name: ``(kind, id)`` pairs, ``kind`` being
 #: ``acl-uid``, ``acl-gid`` or ``cap-rootid``, each pair once.
 XattrIDs = tuple[tuple[str, int], ...]
@@ -1490,16 +1493,17 @@ class Walker:
         # while one name is found, xattr IDs]
         links: dict[tuple[int, int], list[Any]] = {}
         # (uid, gid) -> inodes: one dict update per inode; the counts per uid and per gid
-        # and the examples are derived at the end (examples: the first paths of each pair)
+        # and the examples are derived at the end (examples: the first names of each pair,
+        # as (directory, name): only those kept as a uid's or a gid's become paths)
         owners: dict[tuple[int, int], int] = {}
-        examples: dict[tuple[int, int], list[str]] = {}
+        examples: dict[tuple[int, int], list[Example]] = {}
         share = self.share
         stack: list[Node] = [self.root] if share is None else []
         count = 0
         if share is None:
             root_st = os.fstat(self.root.fd)
             owners[root_st.st_uid, root_st.st_gid] = 1
-            examples[root_st.st_uid, root_st.st_gid] = [self.root_path]
+            examples[root_st.st_uid, root_st.st_gid] = [(self.root, None)]
             count = 1
         try:
             for node in self._turns(stack):
@@ -1597,7 +1601,7 @@ class Walker:
     def _audit_dir(  # noqa: C901 (the audit's per-entry loop, inlined: a call per entry costs)
             self, node: Node, stack: list[Node], links: dict[tuple[int, int], list[Any]],
             owners: dict[tuple[int, int], int],
-            examples: dict[tuple[int, int], list[str]]) -> int:
+            examples: dict[tuple[int, int], list[Example]]) -> int:
         """The audit's per-directory step: list ``node``, push its directories on
         ``stack``, hold its hard-linked inodes in ``links``, count the other inodes'
         owners (and with :attr:`audit_xattrs` the IDs their ACLs and capabilities name,
@@ -1659,21 +1663,22 @@ class Walker:
             n = owners_get(pair, 0)
             owners[pair] = n + 1
             if n < 3:
-                examples.setdefault(pair, []).append(self._path(node, e.name))
+                examples.setdefault(pair, []).append((node, e.name))
             if ids:
                 self._count_ids(ids, self._path(node, e.name))
         return count
 
     def count_owners(self, owners: dict[tuple[int, int], int],
-                     examples: dict[tuple[int, int], list[str]]) -> None:
-        """Add inodes per ``(uid, gid)`` (and up to three example paths each) to the
-        counts per uid and per gid."""
+                     examples: dict[tuple[int, int], list[Example]]) -> None:
+        """Add inodes per ``(uid, gid)`` (and up to three examples each) to the counts
+        per uid and per gid."""
         for (uid, gid), n in owners.items():
             self.uids[uid] += n
             self.gids[gid] += n
             for kind, value in (("uid", uid), ("gid", gid)):
                 ex = self.examples.setdefault((kind, value), [])
-                ex += examples.get((uid, gid), ())[:3 - len(ex)]
+                ex += [x if isinstance(x, str) else self._path(*x)
+                       for x in examples.get((uid, gid), ())[:3 - len(ex)]]
 
     def count_held(self, held: list[AuditHeld]) -> None:
         """Count the hard-linked inodes an audit found, once each (the names of one
@@ -1690,7 +1695,7 @@ class Walker:
                 got[4] = min(got[4], path)
                 got[5] = got[5] or ids  # (one inode: any walker's reading of it)
         owners: dict[tuple[int, int], int] = {}
-        examples: dict[tuple[int, int], list[str]] = {}
+        examples: dict[tuple[int, int], list[Example]] = {}
         # (in path order, so that the examples do not depend on which walker found what)
         for found, nlink, uid, gid, path, ids in sorted(merged.values(), key=lambda v: v[4]):
             self.entries += 1
