@@ -496,10 +496,13 @@ class _Stop(Exception):
 # A plan for one directory: its node, its own change (or None), plain changes
 # ``(name, uid, gid)`` and special changes ``(name, dev, ino, record)``.
 _Plan = tuple[Node, "Record | None", list[tuple[str, int, int]], list[tuple[str, int, int, Record]]]
-# The two per-entry steps of a scan (see Walker._classifier and Walker._examiner).
-_Classify = Callable[[Node, int, "os.DirEntry[str]"], "os.stat_result | None"]
-_Examine = Callable[[Node, int, str, os.stat_result, list[tuple[str, int, int]],
-                     list[tuple[str, int, int, Record]]], bool]
+# The per-directory steps of a scan: a listed directory entered (Walker._enterer), a
+# possibly hard-linked inode held (Walker._holder), and the inodes a directory's listing
+# handed over examined (Walker._examiner).
+_Enter = Callable[[Node, int, "os.DirEntry[str]"], None]
+_Hold = Callable[[Node, "os.DirEntry[str]", os.stat_result], "os.stat_result | None"]
+_Examine = Callable[[Node, int, list[tuple[str, os.stat_result]], list[tuple[str, int, int]],
+                     list[tuple[str, int, int, Record]]], None]
 
 
 class Walker:
@@ -818,13 +821,14 @@ class Walker:
         # they all are: (key, names, link count) in ``complete``.
         links = self._links
         complete = self._complete
-        classify = self._classifier(stack, links, complete)
+        enter = self._enterer(stack)
+        hold = self._holder(links, complete)
         examine = self._examiner(pairs)
         for node in self._turns(stack):
             key = (node.dev, node.ino)
             if key not in entered:
                 entered[key] = len(entered)
-                self._scan_dir(node, classify, examine, stream)
+                self._scan_dir(node, enter, hold, examine, stream)
         if share is not None:
             complete, links = self._pool_links()
         self._finish_links(complete, entered, examine, stream)
@@ -906,11 +910,65 @@ class Walker:
             table, held, _ = self._held()
             self.share.pool_links(table, held, False)
 
-    def _scan_dir(self, node: Node, classify: _Classify,
-                  examine: _Examine, stream: bool) -> None:
-        """The per-directory step: open ``node`` (verified), examine its own inode when it
-        is this walker's share, list it, examine the entries ``classify`` hands over,
-        and plan the changes."""
+    def _scan_dir(self, node: Node, enter: _Enter, hold: _Hold, examine: _Examine,
+                  stream: bool) -> None:
+        """The per-directory step: open and list ``node`` (:meth:`_scan_list`), sort its
+        entries (a directory to enter, another walker's share, another filesystem, a
+        hard-linked inode held until all its names are found, an inode to examine now),
+        examine those, and plan the changes."""
+        listed = self._scan_list(node)
+        if listed is None:
+            return
+        fd, own, entries = listed
+        plain: list[tuple[str, int, int]] = []
+        special: list[tuple[str, int, int, Record]] = []
+        dev = node.dev
+        part, parts = self.part, self.parts
+        split = parts > 1  # (by inode number)
+        cross, track_all = self.cross_mounts, self.track_all
+        enoent = errno_mod.ENOENT
+        progress = self.progress
+        # A huge directory is taken a slice at a time, for the progress reports.
+        for at in range(0, len(entries), PROGRESS_EVERY):
+            # The hottest loop of a walk, with the examine of what it keeps: an inode
+            # examined now costs a stat and a tuple here, no call.
+            found: list[tuple[str, os.stat_result]] = []
+            keep = found.append
+            for e in entries[at:at + PROGRESS_EVERY] if at or len(entries) > PROGRESS_EVERY \
+                    else entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        enter(node, dev, e)
+                        continue
+                    if split and e.inode() % parts != part:
+                        continue
+                    st = e.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno != enoent:  # (else removed since the listing)
+                        self._error(node, e.name, "stat", exc)
+                    continue
+                if st.st_dev != dev and not cross:
+                    self.skipped_mounts.append(self._path(node, e.name))
+                    continue
+                if st.st_nlink > 1 or track_all:
+                    held = hold(node, e, st)
+                    if held is None:
+                        continue
+                keep((e.name, st))
+            before = self._scanned
+            self.entries += len(found)
+            self._scanned = before + len(found)
+            examine(node, fd, found, plain, special)
+            if progress is not None and \
+                    self._scanned // PROGRESS_EVERY != before // PROGRESS_EVERY:
+                progress("scan", self._scanned)
+        self._plan(node, own, plain, special, stream)
+
+    def _scan_list(self, node: Node
+                   ) -> tuple[int, Record | None, list[os.DirEntry[str]]] | None:
+        """Open ``node`` (verified), examine its own inode when it is this walker's share,
+        and list it: its descriptor, its own change and its entries, or ``None`` (the
+        error recorded)."""
         own: Record | None = None
         if node is self.root:
             fd = node.fd
@@ -919,42 +977,19 @@ class Walker:
                 fd, dst = self.cache.open_new(node)
             except (OSError, _Changed) as exc:
                 self._error(node, None, "open", exc)
-                return
-            self._names.enter(fd)
+                return None
             if node.ino % self.parts == self.part:
                 try:
                     own = self.examine_dir(node, fd, dst)
                 except (OSError, XattrFormatError) as exc:
                     self._error(node, None, "examine", exc)
-        if node is self.root:
-            self._names.enter(fd)
+        self._names.enter(fd)
         try:
             with os.scandir(fd) as it:
-                entries = list(it)
+                return fd, own, list(it)
         except OSError as exc:
             self._error(node, None, "list", exc)
-            return
-        plain: list[tuple[str, int, int]] = []
-        special: list[tuple[str, int, int, Record]] = []
-        dev = node.dev
-        count = before = self._scanned
-        same = 0
-        progress = self.progress
-        try:
-            for e in entries:
-                st = classify(node, dev, e)
-                if st is None:
-                    continue
-                count += 1
-                if count % PROGRESS_EVERY == 0 and progress is not None:
-                    progress("scan", count)
-                if examine(node, fd, e.name, st, plain, special):
-                    same += 1
-        finally:
-            self.entries += count - before
-            self._scanned = count
-            self.unchanged += same
-        self._plan(node, own, plain, special, stream)
+            return None
 
     def _plan(self, node: Node, own: Record | None, plain: list[tuple[str, int, int]],
               special: list[tuple[str, int, int, Record]], stream: bool) -> None:
@@ -965,45 +1000,7 @@ class Walker:
             if stream and self.pending >= BATCH:
                 self._flush_apply()
 
-    def _classifier(self, stack: list[Node], links: dict[tuple[int, int], list[Any]],
-                    complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]]
-                    ) -> _Classify:
-        """The per-entry classifier ``classify(node, dev, entry)``: the ``lstat`` of an
-        inode this walker examines now, else ``None`` (a directory pushed on ``stack``,
-        another walker's share, another filesystem, the journal, a hard-linked inode held
-        until all its names are found). Its state is bound once, as closure variables:
-        this runs once per entry."""
-        part, parts = self.part, self.parts
-        cross, track_all = self.cross_mounts, self.track_all
-        skipped = self.skipped_mounts
-        enoent = errno_mod.ENOENT
-        enter = self._enterer(stack)
-        hold = self._holder(links, complete)
-
-        split = parts > 1  # (by inode number)
-
-        def classify(node: Node, dev: int, e: os.DirEntry[str]) -> os.stat_result | None:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    enter(node, dev, e)
-                    return None
-                if split and e.inode() % parts != part:
-                    return None
-                st = e.stat(follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno != enoent:  # (else removed since the listing)
-                    self._error(node, e.name, "stat", exc)
-                return None
-            if st.st_dev != dev and not cross:
-                skipped.append(self._path(node, e.name))
-                return None
-            if st.st_nlink > 1 or track_all:
-                return hold(node, e, st)
-            return st
-
-        return classify
-
-    def _enterer(self, stack: list[Node]) -> Callable[[Node, int, os.DirEntry[str]], None]:
+    def _enterer(self, stack: list[Node]) -> _Enter:
         """``enter(node, dev, entry)``: a listed directory pushed on ``stack`` with the
         ``(st_dev, st_ino)`` it must have when opened (unless it is on another filesystem,
         not entered, or the shift's own journal)."""
@@ -1027,7 +1024,7 @@ class Walker:
 
     def _holder(self, links: dict[tuple[int, int], list[Any]],
                 complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]]
-                ) -> Callable[[Node, os.DirEntry[str], os.stat_result], os.stat_result | None]:
+                ) -> _Hold:
         """``hold(node, entry, st)``: an inode that may have been seen under another name
         (hard-linked, or every inode with ``track_all``): its ``st`` when it is examined
         now, else ``None`` (seen before, or held in ``links`` until all its names are
@@ -1107,12 +1104,14 @@ class Walker:
         return is_right
 
     def _examiner(self, pairs: dict[tuple[int, int, int, int], int]) -> _Examine:
-        """The per-inode step ``examine(node, fd, name, st, plain, special)``: the change
-        one non-directory inode needs, appended to ``plain`` (``(name, uid, gid)``, one
-        ``fchownat``) or ``special`` (a mode, capability or ACL to keep), journalled
-        first; true when the inode is already right (counted by the caller). Owner pairs
-        are counted in ``pairs``. Its aliases are bound once, as
-        closure variables: this runs once per inode, the walk's hottest code."""
+        """The per-inode step, a directory's inodes at a time: ``examine(node, fd, found,
+        plain, special)`` looks at each ``(name, st)`` of ``found`` (entries of ``node``,
+        open as ``fd``, not directories) and appends the change it needs to ``plain``
+        (``(name, uid, gid)``, one ``fchownat``) or ``special`` (a mode, capability or ACL
+        to keep), journalled first, and counts those already right in :attr:`unchanged`.
+        Owner pairs are counted in ``pairs``. Its aliases are bound once, as closure
+        variables, and it loops itself: this is the walk's hottest code, with no call per
+        inode."""
         assert self.uid is not None and self.gid is not None
         records = self.records
         journal = self.journal if self.record_plain else None
@@ -1126,47 +1125,55 @@ class Walker:
 
         resume = self._resumer(pairs)
 
-        def examine(node: Node, fd: int, name: str, st: os.stat_result,
+        def examine(node: Node, fd: int, found: list[tuple[str, os.stat_result]],
                     plain: list[tuple[str, int, int]],
-                    special: list[tuple[str, int, int, Record]]) -> bool:
-            if records:
-                rec = records.get((st.st_dev, st.st_ino))
-                if rec is not None:
-                    return resume(rec, name, st, plain, special)
-            mode = st.st_mode
-            uid = st.st_uid
-            gid = st.st_gid
-            nu = ucache.get(uid)
-            if nu is None:
-                nu = utr(uid)
-            if uunm and uid in uunm:
-                note_unmapped("uid", uid, node, name)
-            ng = gcache.get(gid)
-            if ng is None:
-                ng = gtr(gid)
-            if gunm and gid in gunm:
-                note_unmapped("gid", gid, node, name)
-            if mode & _S_IFMT == _S_IFLNK:
-                names = b""
-            else:
-                try:
-                    names = names_of(fd, name)
-                except OSError as exc:
-                    if exc.errno != enoent:  # (else removed since the listing)
-                        self._error(node, name, "listxattr", exc)
-                    return False
-            if (names and (_CAP_B in names or _ACCESS_B in names or _DEFAULT_B in names)) \
-                    or (mode & _SETID and (nu != uid or ng != gid)):
-                self._examine_special(node, fd, name, st, names, special)
-                return False  # (it counts an unchanged one itself)
-            if nu == uid and ng == gid:
-                return True
-            key4 = (uid, gid, nu, ng)
-            pairs[key4] = pairs_get(key4, 0) + 1
-            if journal is not None:
-                journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
-            plain.append((name, nu, ng))
-            return False
+                    special: list[tuple[str, int, int, Record]]) -> None:
+            same = 0
+            try:
+                for name, st in found:
+                    if records:
+                        rec = records.get((st.st_dev, st.st_ino))
+                        if rec is not None:
+                            same += resume(rec, name, st, plain, special)
+                            continue
+                    mode = st.st_mode
+                    uid = st.st_uid
+                    gid = st.st_gid
+                    nu = ucache.get(uid)
+                    if nu is None:
+                        nu = utr(uid)
+                    if uunm and uid in uunm:
+                        note_unmapped("uid", uid, node, name)
+                    ng = gcache.get(gid)
+                    if ng is None:
+                        ng = gtr(gid)
+                    if gunm and gid in gunm:
+                        note_unmapped("gid", gid, node, name)
+                    if mode & _S_IFMT == _S_IFLNK:
+                        names = b""
+                    else:
+                        try:
+                            names = names_of(fd, name)
+                        except OSError as exc:
+                            if exc.errno != enoent:  # (else removed since the listing)
+                                self._error(node, name, "listxattr", exc)
+                            continue
+                    if (names and (_CAP_B in names or _ACCESS_B in names
+                                   or _DEFAULT_B in names)) \
+                            or (mode & _SETID and (nu != uid or ng != gid)):
+                        # (it counts an unchanged one itself)
+                        self._examine_special(node, fd, name, st, names, special)
+                        continue
+                    if nu == uid and ng == gid:
+                        same += 1
+                        continue
+                    key4 = (uid, gid, nu, ng)
+                    pairs[key4] = pairs_get(key4, 0) + 1
+                    if journal is not None:
+                        journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
+                    plain.append((name, nu, ng))
+            finally:
+                self.unchanged += same
 
         return examine
 
@@ -1245,8 +1252,7 @@ class Walker:
                 self._names.enter(fd)
             except (OSError, _Changed):
                 fd = -1
-            plain: list[tuple[str, int, int]] = []
-            special: list[tuple[str, int, int, Record]] = []
+            found: list[tuple[str, os.stat_result]] = []
             for name, i in by_dir[node]:
                 key, names, nlink = complete[i]
                 st = None
@@ -1265,9 +1271,12 @@ class Walker:
                                                len(names) - 1))
                     continue
                 assert st is not None
-                self.entries += 1
-                self._scanned += 1
-                self.unchanged += examine(node, fd, name, st, plain, special)
+                found.append((name, st))
+            self.entries += len(found)
+            self._scanned += len(found)
+            plain: list[tuple[str, int, int]] = []
+            special: list[tuple[str, int, int, Record]] = []
+            examine(node, fd, found, plain, special)
             self._plan(node, None, plain, special, stream)
 
     def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
