@@ -234,9 +234,9 @@ class HandOver:
         got, self.plans = self.plans, []
         return got or None
 
-    def pool_links(self, table: Any, held: Any, walked: bool) -> LinkShare:
-        assert not held  # (the tree has no hard links)
-        return LinkShare([None], [], [], [], [])
+    def pool_links(self, table: Any, held: Any, counted: Any, walked: bool) -> LinkShare:
+        assert not held and not counted  # (the tree has no hard links)
+        return LinkShare([None], [], [], [], [], [])
 
 
 def test_planned_changes_are_handed_to_the_walker_that_waits(tmp_path: Path) -> None:
@@ -289,7 +289,7 @@ def test_a_directory_listed_by_both_workers_does_not_make_up_a_name() -> None:
     pool = _Pool(kids, hungry)  # type: ignore[arg-type]
     for w, parent in ((0, "a"), (1, "b")):
         table = [(-1, "", 7, 1), (0, parent, 7, 2), (1, "d", 7, 5)]
-        pool.handle(w, ("links", table, [((7, 70), 2, [(2, "x")])], True))
+        pool.handle(w, ("links", table, [((7, 70), 2, [(2, "x")])], True, []))
     replies = [LinkShare(*sink.sent[-1][1:]) for _, sink in kids]
     assert not any(r.full or r.mine_full for r in replies)
     partial = [p for r in replies for p in r.partial]
@@ -299,7 +299,7 @@ def test_a_directory_listed_by_both_workers_does_not_make_up_a_name() -> None:
     pool = _Pool(kids, hungry)  # type: ignore[arg-type]
     for w, d in ((0, 5), (1, 6)):
         table = [(-1, "", 7, 1), (0, "d", 7, d)]
-        pool.handle(w, ("links", table, [((7, 70), 2, [(1, "x")])], True))
+        pool.handle(w, ("links", table, [((7, 70), 2, [(1, "x")])], True, []))
     replies = [LinkShare(*sink.sent[-1][1:]) for _, sink in kids]
     assert sum(len(r.full) for r in replies) == 1 and pool.hardlinks == 1
     hungry.close()

@@ -48,6 +48,7 @@ from .walk import (
     DIR_FLAGS,
     FD_CACHE,
     INODE_MISMATCH,
+    Counted,
     DirTable,
     Held,
     LinkShare,
@@ -302,8 +303,9 @@ class _WorkerShare:
         msg = self.chan.recv()
         return msg[1] if msg[0] == "work" else None
 
-    def pool_links(self, table: DirTable, held: list[Held], walked: bool) -> LinkShare:
-        self.chan.send(("links", table, held, walked))
+    def pool_links(self, table: DirTable, held: list[Held], counted: list[Counted],
+                   walked: bool) -> LinkShare:
+        self.chan.send(("links", table, held, walked, counted))
         msg = self.chan.recv()
         return LinkShare(*msg[1:])
 
@@ -317,6 +319,9 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     mounts: list[str] = []
     errors: list[PathError] = []
     outside: list[tuple[str, int, int]] = []
+    # (a settled inode with a name outside the tree, as each worker that found a name
+    # of it reports it: the smallest name is kept)
+    settled: dict[tuple[int, int], tuple[str, int, int]] = {}
     stopped = False
     for s in summaries:
         for k in total:
@@ -329,9 +334,11 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         mounts += s["skipped_mounts"]
         errors += s["errors"]
         outside += s["outside_links"]
+        for key, link in s.get("outside_settled", {}).items():
+            settled[key] = min(settled.get(key, link), link)
         stopped = stopped or s["stopped"]
     total.update(owner_changes=owner, unmapped=unmapped, skipped_mounts=mounts,
-                 errors=errors, stopped=stopped, outside_links=outside)
+                 errors=errors, stopped=stopped, outside_links=outside + list(settled.values()))
     return total
 
 
@@ -509,6 +516,8 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
     try:
         with _forked(parts, main) as kids:
             pool = _Pool(kids, hungry) if hungry is not None else None
+            if pool is not None:
+                pool.include_outside_links = run.include_outside_links
             return _collect(run, kids, decide, pool)
     finally:
         if hungry is not None:
@@ -582,10 +591,16 @@ class _Pool:
         self.waiting: list[int] = []
         self.over = False
         self.held: dict[int, tuple[DirTable, list[Held]]] = {}
+        self.counted: dict[int, list[Counted]] = {}
         self.walked = True  # every worker walked all it took
         #: names of hard-linked inodes found by more than one worker, less one per inode
         #: (each worker counted its own extra names)
         self.hardlinks = 0
+        #: the settled hard-linked inodes counted here (see :data:`Counted`)
+        self.entries = 0
+        self.unchanged = 0
+        #: whether the workers were told to change an inode with a name outside the tree
+        self.include_outside_links = False
 
     def reset(self) -> None:
         """Empty again, for the planned changes after the walk's directories."""
@@ -603,6 +618,7 @@ class _Pool:
         elif msg[0] == "links":
             self.held[i] = (msg[1], msg[2])
             self.walked = self.walked and msg[3]
+            self.counted[i] = msg[4]
             if len(self.held) == len(self.kids):
                 self._deal_links()
             return True
@@ -643,6 +659,7 @@ class _Pool:
                     got[1].append((j, theirs))
         parts = len(self.kids)
         replies = [_LinkReply() for _ in range(parts)]
+        self._deal_counted(found_by, replies)
         for key, (nlink, by) in found_by.items():
             if len(by) == 1:
                 j, theirs = by[0]
@@ -681,7 +698,37 @@ class _Pool:
             r = replies[i]
             tables = [None if j == i else self.held[j][0] if j in r.need else [(-1, "", 0, 0)]
                       for j in range(parts)]
-            chan.send(("links", tables, r.full, r.partial, r.mine_full, r.mine_partial))
+            chan.send(("links", tables, r.full, r.partial, r.mine_full, r.mine_partial,
+                       r.settled_partial))
+
+    def _deal_counted(self, found_by: dict[tuple[int, int], list[Any]],
+                      replies: list[_LinkReply]) -> None:
+        """The settled hard-linked inodes (found right when first seen: nothing is
+        written to them), pooled by their count of names: counted here, once each; one
+        with fewer names found than links is reported by every worker that found a name
+        of it (the smallest name is kept), unless such inodes are to be changed (they
+        are right: counted unchanged). An inode also held by names (a worker found it
+        not right: it changed during the walk) is dealt by the names held alone."""
+        counts: dict[tuple[int, int], list[Any]] = {}
+        for j in sorted(self.counted):
+            for key, nlink, found in self.counted[j]:
+                got = counts.get(key)
+                if got is None:
+                    counts[key] = [nlink, found, [j]]
+                else:
+                    got[0] = max(got[0], nlink)
+                    got[1] += found
+                    got[2].append(j)
+        for key, (nlink, found, by) in counts.items():
+            if key in found_by:
+                continue
+            self.hardlinks += len(by) - 1  # (each worker counted its own extra names)
+            if found >= nlink or self.include_outside_links:
+                self.entries += 1
+                self.unchanged += 1
+            elif self.walked:
+                for j in by:
+                    replies[j].settled_partial.append((key, found))
 
 
 class _LinkReply:
@@ -692,6 +739,7 @@ class _LinkReply:
         self.partial: list[tuple[Pooled, int]] = []
         self.mine_full: list[tuple[int, int]] = []
         self.mine_partial: list[tuple[int, int]] = []
+        self.settled_partial: list[tuple[tuple[int, int], int]] = []
         self.need: set[int] = set()  # the workers whose tables it needs
 
 
@@ -763,7 +811,8 @@ def _counted(pool: _Pool | None) -> list[dict[str, Any]]:
     """What the pool counted, as one more worker's summary (none without a pool)."""
     if pool is None:
         return []
-    return [{**_merge([]), "hardlinks": pool.hardlinks}]
+    return [{**_merge([]), "hardlinks": pool.hardlinks, "entries": pool.entries,
+             "unchanged": pool.unchanged}]
 
 
 def shift_tree(

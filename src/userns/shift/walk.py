@@ -70,9 +70,9 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "DirTable", "Held", "LinkShare",
-           "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare", "XattrIDs",
-           "open_root", "own_cwd", "resolve"]
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Counted", "DirTable", "Held",
+           "LinkShare", "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare",
+           "XattrIDs", "open_root", "own_cwd", "resolve"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -323,6 +323,9 @@ XattrIDs = tuple[tuple[str, int], ...]
 #: One hard-linked inode, pooled: ``((st_dev, st_ino), link count, [(walker, index of the
 #: directory in that walker's table, name), ...])``.
 Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
+#: A hard-linked inode a walker found right when first seen (nothing is written to it),
+#: pooled by its count of names alone: ``((st_dev, st_ino), link count, names found)``.
+Counted = tuple[tuple[int, int], int, int]
 
 
 # A plan as walkers hand it to each other: its directory as a table and an index.
@@ -395,8 +398,10 @@ class WorkShare(Protocol):
     def take_plans(self) -> list[SentPlan] | None:
         """As :meth:`take`, for planned changes."""
 
-    def pool_links(self, table: DirTable, held: list[Held], walked: bool) -> LinkShare:
-        """Pool the hard-linked inodes' names every walker found; block until all have;
+    def pool_links(self, table: DirTable, held: list[Held], counted: list[Counted],
+                   walked: bool) -> LinkShare:
+        """Pool the hard-linked inodes' names every walker found (``held``, and the
+        settled ones by their count of names, ``counted``); block until all have;
         return this walker's share of them. ``walked``: this walker walked all it was
         given (when one did not, no inode is said to have fewer names than links: the
         others were not looked for)."""
@@ -415,6 +420,10 @@ class LinkShare(NamedTuple):
     #: inodes only the receiver found: by key, all names found / fewer than links
     mine_full: list[tuple[int, int]]
     mine_partial: list[tuple[int, int]]
+    #: settled inodes (see :data:`Counted`) the receiver found a name of, with fewer
+    #: names found by all than links, each with the number found: every walker that
+    #: found one reports its smallest name, the smallest of all is kept
+    settled_partial: list[tuple[tuple[int, int], int]]
 
 
 def open_root(path: str) -> tuple[int, os.stat_result]:
@@ -591,6 +600,9 @@ class Walker:
         self.examples: dict[tuple[str, int], list[str]] = {}
         #: ``(path, link count, names inside)`` of inodes with a name outside the tree
         self.outside_links: list[tuple[str, int, int]] = []
+        #: the same for settled hard-linked inodes whose names several walkers found:
+        #: by key, with this walker's smallest name (see :meth:`_report_settled`)
+        self.outside_settled: dict[tuple[int, int], tuple[str, int, int]] = {}
 
     @classmethod
     def for_audit(cls, path: str, *, cross_mounts: bool = False,
@@ -860,11 +872,28 @@ class Walker:
         the names by inode, and the node of each table entry."""
         tab = Tabler(self.root)
         at = tab.at
+        settled = self._settled
         held: list[Held] = [(key, nlink, [(at(n), name) for n, name in names])
-                            for key, names, nlink in self._complete]
+                            for key, names, nlink in self._complete if key not in settled]
         held += [(key, nlink, [(at(n), name) for n, name in names])
-                 for key, (_, _, _, nlink, names) in self._links.items()]
+                 for key, (_, _, _, nlink, names) in self._links.items()
+                 if key not in settled]
         return tab.table, held, tab.nodes
+
+    def _counted(self) -> list[Counted]:
+        """The settled hard-linked inodes (see :meth:`_righter`) as they are pooled: by
+        their count of names alone. Nothing is written to them, so their names need no
+        check after the walk: the coordinator counts them (once, whichever walkers found
+        their names), and only one with fewer names found than links needs a name, to
+        be reported by (see :meth:`_report_settled`)."""
+        settled = self._settled
+        if not settled:
+            return []
+        counted = [(key, nlink, len(names)) for key, names, nlink in self._complete
+                   if key in settled]
+        counted += [(key, nlink, found) for key, (found, _, _, nlink, _) in self._links.items()
+                    if key in settled]
+        return counted
 
     def _pool_links(self) -> tuple[list[tuple[tuple[int, int], list[tuple[Node, str]], int]],
                                    dict[tuple[int, int], list[Any]]]:
@@ -872,9 +901,10 @@ class Walker:
         in the shapes of ``complete`` and ``links`` (see :meth:`_scan_loop`)."""
         assert self.share is not None
         table, held, mine = self._held()
-        tables, full, partial, mine_full, mine_partial = self.share.pool_links(table, held,
-                                                                               True)
+        tables, full, partial, mine_full, mine_partial, settled_partial = \
+            self.share.pool_links(table, held, self._counted(), True)
         self._pooled = True
+        self._report_settled(settled_partial)
         resolved: list[list[Node | None]] = [
             list(mine) if t is None else [self.root, *[None] * (len(t) - 1)] for t in tables]
 
@@ -896,6 +926,21 @@ class Walker:
             links[key] = [found, nodes[0][0], nodes[0][1], nlink, nodes]
         return complete, links
 
+    def _report_settled(self, partial: list[tuple[tuple[int, int], int]]) -> None:
+        """Report the settled inodes with fewer names found (by all walkers) than links,
+        by this walker's smallest name of each; the merge keeps the smallest of all.
+        With :attr:`include_outside_links` they are counted as unchanged instead, once,
+        by the coordinator: they are right, and nothing is written to them."""
+        if not partial or self.include_outside_links:
+            return
+        names = {key: (names, nlink) for key, names, nlink in self._complete}
+        for key, (_, _, _, nlink, found) in self._links.items():
+            names[key] = (found, nlink)
+        for key, total in partial:
+            got = names.get(key)
+            if got is not None:
+                self.outside_settled[key] = (self._first_path(got[0]), got[1], total)
+
     def _leave_share(self) -> None:
         """A walker stopped by the error policy still takes part in the sharing until
         the walk is over (what it is given is left: the run is incomplete anyway), and
@@ -908,7 +953,7 @@ class Walker:
         if not self._pooled:
             self._pooled = True
             table, held, _ = self._held()
-            self.share.pool_links(table, held, False)
+            self.share.pool_links(table, held, self._counted(), False)
 
     def _scan_dir(self, node: Node, enter: _Enter, hold: _Hold, examine: _Examine,
                   stream: bool) -> None:
@@ -1740,4 +1785,5 @@ class Walker:
             "unmapped": self.unmapped,
             "skipped_mounts": self.skipped_mounts, "errors": self.errors,
             "stopped": self.stopped, "outside_links": self.outside_links,
+            "outside_settled": self.outside_settled,
         }
