@@ -283,7 +283,7 @@ class _Changed(Exception):
 class Node:
     """A directory of the walk: its parent, its name there, its ``(st_dev, st_ino)``."""
 
-    __slots__ = ("dev", "fd", "ino", "name", "parent")
+    __slots__ = ("dev", "fd", "ino", "name", "parent", "rel")
 
     def __init__(self, parent: Node | None, name: str, dev: int, ino: int, fd: int = -1) -> None:
         self.parent = parent
@@ -291,15 +291,26 @@ class Node:
         self.dev = dev
         self.ino = ino
         self.fd = fd
+        #: the path from the root of the walk ("" for the root), once asked for: kept, as
+        #: the paths asked for are mostly of entries of a few directories
+        self.rel: str | None = None if parent is not None else ""
 
     def relpath(self, name: str | None = None) -> str:
         """The path from the root of the walk (``.`` for the root itself)."""
-        parts = [] if name is None else [name]
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            parts.append(node.name)
-            node = node.parent
-        return "/".join(reversed(parts)) or "."
+        rel = self.rel
+        if rel is None:
+            up: list[Node] = []
+            node: Node = self
+            while node.rel is None:
+                up.append(node)
+                assert node.parent is not None  # (the root's is "")
+                node = node.parent
+            rel = node.rel
+            for node in reversed(up):
+                rel = node.rel = f"{rel}/{node.name}" if rel else node.name
+        if name is None:
+            return rel or "."
+        return f"{rel}/{name}" if rel else name
 
 
 #: Directories as the walkers that share a tree name them to each other: ``(parent's
@@ -546,6 +557,9 @@ class Walker:
     ) -> None:
         self.root = Node(None, "", root_st.st_dev, root_st.st_ino, root_fd)
         self.root_path = root_path
+        # (os.path.join(root_path, rel) for a relative rel, one concatenation)
+        self._prefix = root_path if root_path.endswith("/") or not root_path \
+            else root_path + "/"
         self.uid = uid
         self.gid = gid
         self.records = records or {}
@@ -617,7 +631,7 @@ class Walker:
 
     def _path(self, node: Node, name: str | None = None) -> str:
         rel = node.relpath(name)
-        return self.root_path if rel == "." else os.path.join(self.root_path, rel)
+        return self.root_path if rel == "." else self._prefix + rel
 
     def _send(self, nodes: list[Node]) -> list[Sent]:
         """``nodes`` as another walker is handed them (one table for all)."""
