@@ -232,9 +232,12 @@ def test_workers_option_reaches_shift_unshift_and_audit(
 
 
 @pytest.mark.parametrize("command", ["shift", "unshift", "audit"])
-def test_workers_below_one_is_a_usage_error(
+def test_workers_below_one_or_above_the_most_is_a_usage_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
     vol = tree(tmp_path, [("a", 0, 0)])
     code, _, err = run(capsys, command, str(vol), "--map", "0 100000 65536", "--workers", "0")
     assert code == 2 and "must be at least 1" in err
+    assert owner(vol / "a") == (0, 0)
+    code, _, err = run(capsys, command, str(vol), "--map", "0 100000 65536", "--workers", "65")
+    assert code == 2 and "must be at most 64: '65'" in err and "Traceback" not in err
     assert owner(vol / "a") == (0, 0)

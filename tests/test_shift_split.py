@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from userns import IDMap, IDMapPair
-from userns.shift import AuditReport, ShiftReport, audit_tree, shift_tree
+from userns.shift import (
+    MAX_WORKERS,
+    AuditReport,
+    ShiftReport,
+    audit_tree,
+    shift_tree,
+    unshift_tree,
+)
 from userns.shift.core import _Pool, _Shift
 from userns.shift.walk import LinkShare, open_root
 
@@ -352,11 +359,15 @@ def test_a_worker_that_fails_or_dies_is_a_shift_error(tmp_path: Path, call: str,
     assert proc.stdout.split() == [reason, str(how == "raise")], proc.stdout
 
 
-def test_workers_below_one_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, -1, MAX_WORKERS + 1, 100000])
+def test_workers_outside_one_to_the_most_are_refused(tmp_path: Path, workers: int) -> None:
     root = tmp_path / "t"
     root.mkdir()
-    with pytest.raises(ValueError, match="workers must be >= 1: 0"):
-        audit_tree(root, PAIR, workers=0)
-    with pytest.raises(ValueError, match="workers must be >= 1: 0"):
-        shift_tree(root, PAIR, workers=0)
+    refused = f"workers must be from 1 to {MAX_WORKERS}: {workers}"
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        audit_tree(root, PAIR, workers=workers)
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        shift_tree(root, PAIR, workers=workers)
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        unshift_tree(root, PAIR, workers=workers)
     assert os.listdir(tmp_path) == ["t"]  # (no journal beside the tree)

@@ -341,10 +341,19 @@ def _add_maps(p: argparse.ArgumentParser) -> None:
     add_system_options(p)
 
 
+def _parse_workers(text: str) -> int:
+    from ..shift import MAX_WORKERS  # (the command loads it anyway; --help does not)
+
+    value = parse_positive(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS}: {text!r}")
+    return value
+
+
 def _add_workers(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=parse_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=_parse_workers, default=None, metavar="N",
                    help="processes that share the walk (default: as many as CPUs, at most "
-                   "2; 1 walks in this process; more may help on slow disks)")
+                   "2; 1 walks in this process; more may help on slow disks; at most 64)")
 
 
 def register(sub: Any) -> None:

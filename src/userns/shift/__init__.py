@@ -23,7 +23,14 @@ holds without changing it.
 
 from __future__ import annotations
 
-from .core import audit_tree, default_journal_path, rollback_shift, shift_tree, unshift_tree
+from .core import (
+    MAX_WORKERS,
+    audit_tree,
+    default_journal_path,
+    rollback_shift,
+    shift_tree,
+    unshift_tree,
+)
 from .journal import JournalError
 from .report import (
     AuditReport,
@@ -43,6 +50,7 @@ from .translate import Policy
 from .xattrs import XattrFormatError
 
 __all__ = [
+    "MAX_WORKERS",
     "AuditReport",
     "AuditState",
     "JournalError",

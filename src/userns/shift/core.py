@@ -62,6 +62,7 @@ from .walk import (
 )
 
 __all__ = [
+    "MAX_WORKERS",
     "ShiftOptions",
     "audit_tree",
     "default_journal_path",
@@ -71,6 +72,23 @@ __all__ = [
 ]
 
 OnError = Literal["stop", "continue"]
+
+
+#: The most worker processes a walk takes: past the directories in flight at once, more
+#: processes only contend (and a mistyped count must not fork thousands).
+MAX_WORKERS = 64
+
+
+def _check_workers(workers: int | None) -> None:
+    """Refuse a worker count outside 1 to :data:`MAX_WORKERS` (``None``: the default).
+
+    >>> _check_workers(65)
+    Traceback (most recent call last):
+    ...
+    ValueError: workers must be from 1 to 64: 65
+    """
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers must be from 1 to {MAX_WORKERS}: {workers}")
 
 
 def _check_on_error(on_error: str) -> None:
@@ -88,7 +106,7 @@ class ShiftOptions:
     >>> ShiftOptions(workers=0)
     Traceback (most recent call last):
     ...
-    ValueError: workers must be >= 1: 0
+    ValueError: workers must be from 1 to 64: 0
     """
 
     policy: Policy = "error"
@@ -106,8 +124,7 @@ class ShiftOptions:
     def __attrs_post_init__(self) -> None:
         check_policy(self.policy)
         _check_on_error(self.on_error)
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1: {self.workers}")
+        _check_workers(self.workers)
 
 
 class _SplitImpossible(Exception):
@@ -1365,9 +1382,11 @@ def audit_tree(root: str | os.PathLike[str], mapping: IDMapPair, *,
                          "be a directory, not a symlink)", ShiftReport(root=os.fspath(root),
                                                                        complete=False),
                          reason="bad-root") from exc
-    if workers is not None and workers < 1:
+    try:
+        _check_workers(workers)
+    except ValueError:
         walker.close()
-        raise ValueError(f"workers must be >= 1: {workers}")
+        raise
     nworkers = workers if workers is not None else min(2, os.cpu_count() or 1)
     try:
         if nworkers == 1:
