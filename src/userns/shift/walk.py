@@ -996,12 +996,18 @@ class Walker:
             for e in entries[at:at + PROGRESS_EVERY] if at or len(entries) > PROGRESS_EVERY \
                     else entries:
                 try:
-                    if e.is_dir(follow_symlinks=False):
-                        enter(node, dev, e)
-                        continue
-                    if split and e.inode() % parts != part:
-                        continue
-                    st = e.stat(follow_symlinks=False)
+                    if not split:  # (a stat first: a directory is told by its mode)
+                        st = e.stat(follow_symlinks=False)
+                        if st.st_mode & _S_IFMT == _S_IFDIR:
+                            enter(node, dev, e)
+                            continue
+                    else:  # (every walker enters every directory, by its listed type)
+                        if e.is_dir(follow_symlinks=False):
+                            enter(node, dev, e)
+                            continue
+                        if e.inode() % parts != part:
+                            continue
+                        st = e.stat(follow_symlinks=False)
                 except OSError as exc:
                     if exc.errno != enoent:  # (else removed since the listing)
                         self._error(node, e.name, "stat", exc)
