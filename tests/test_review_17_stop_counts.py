@@ -96,9 +96,6 @@ def _check(tmp_path: Path, linked: bool, workers: int) -> None:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="0de307f: _scan_dir adds len(found) to entries "
-                   "before examine(), which stops at the first unreadable inode of the "
-                   "batch; the report counts the whole directory as examined")
 @pytest.mark.parametrize("workers", [1, 2])
 @private_mountns()
 def test_a_stop_in_a_directory_counts_what_was_examined(tmp_path: Path,
@@ -106,9 +103,6 @@ def test_a_stop_in_a_directory_counts_what_was_examined(tmp_path: Path,
     _check(tmp_path, False, workers)
 
 
-@pytest.mark.xfail(strict=True, reason="0de307f: _finish_links adds len(found) to entries "
-                   "before examine() of the directory's batch, which stops at its first "
-                   "unreadable inode")
 @private_mountns()
 def test_a_stop_among_hard_links_counts_what_was_examined(tmp_path: Path) -> None:
     _check(tmp_path, True, 1)

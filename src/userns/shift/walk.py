@@ -1021,8 +1021,6 @@ class Walker:
                         continue
                 keep((e.name, st))
             before = self._scanned
-            self.entries += len(found)
-            self._scanned = before + len(found)
             examine(node, fd, found, plain, special)
             if progress is not None and \
                     self._scanned // PROGRESS_EVERY != before // PROGRESS_EVERY:
@@ -1173,10 +1171,11 @@ class Walker:
         plain, special)`` looks at each ``(name, st)`` of ``found`` (entries of ``node``,
         open as ``fd``, not directories) and appends the change it needs to ``plain``
         (``(name, uid, gid)``, one ``fchownat``) or ``special`` (a mode, capability or ACL
-        to keep), journalled first, and counts those already right in :attr:`unchanged`.
-        Owner pairs are counted in ``pairs``. Its aliases are bound once, as closure
-        variables, and it loops itself: this is the walk's hottest code, with no call per
-        inode."""
+        to keep), journalled first; it counts the inodes it looked at in :attr:`entries`
+        (up to an error that stops the walk) and those already right in
+        :attr:`unchanged`. Owner pairs are counted in ``pairs``. Its aliases are bound
+        once, as closure variables, and it loops itself: this is the walk's hottest code,
+        with no call per inode."""
         assert self.uid is not None and self.gid is not None
         records = self.records
         journal = self.journal if self.record_plain else None
@@ -1193,9 +1192,10 @@ class Walker:
         def examine(node: Node, fd: int, found: list[tuple[str, os.stat_result]],
                     plain: list[tuple[str, int, int]],
                     special: list[tuple[str, int, int, Record]]) -> None:
-            same = 0
+            same = done = 0
             try:
                 for name, st in found:
+                    done += 1
                     if records:
                         rec = records.get((st.st_dev, st.st_ino))
                         if rec is not None:
@@ -1238,6 +1238,8 @@ class Walker:
                         journal.add(st.st_dev, st.st_ino, Record(uid, gid, nu, ng, NO_MODE, ()))
                     plain.append((name, nu, ng))
             finally:
+                self.entries += done
+                self._scanned += done
                 self.unchanged += same
 
         return examine
@@ -1337,8 +1339,6 @@ class Walker:
                     continue
                 assert st is not None
                 found.append((name, st))
-            self.entries += len(found)
-            self._scanned += len(found)
             plain: list[tuple[str, int, int]] = []
             special: list[tuple[str, int, int, Record]] = []
             examine(node, fd, found, plain, special)
