@@ -48,10 +48,6 @@ def scans(root: Path, workers: int) -> tuple[ShiftReport, list[int]]:
     return report, [p.done for p in got if p.phase == "scan"]
 
 
-@pytest.mark.xfail(strict=True, reason="0de307f: _scan_dir reports progress only after a "
-                   "4,096-entry slice of the listing, when the count crossed a multiple of "
-                   "4,096: a slice keeping fewer inodes (subdirectories, hard links) "
-                   "reports nothing, and the next report comes up to 8,191 inodes later")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_scan_is_reported_every_4096_inodes(tmp_path: Path, workers: int) -> None:
     root = tmp_path / "t"
@@ -61,11 +57,6 @@ def test_the_scan_is_reported_every_4096_inodes(tmp_path: Path, workers: int) ->
     assert max(gaps) <= PROGRESS_EVERY, done
 
 
-@pytest.mark.xfail(strict=True, reason="314cf2e: with two workers, the settled hard-linked "
-                   "inodes of a verifying re-run are counted by the coordinator "
-                   "(_Pool._deal_counted), never in a worker's scan progress: the last scan "
-                   "report stays 300 short of the inodes scanned (one worker, and two "
-                   "before 314cf2e, reach it)")
 def test_a_verifying_rerun_reports_every_inode_scanned_with_two_workers(
         tmp_path: Path) -> None:
     root = tmp_path / "t"

@@ -803,6 +803,8 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]],
     for i, msg in _messages(kids, "shift", "; the journal is kept, run the shift again to "
                             "resume", lambda: _report(run.root, _merge(list(done.values())))):
         if pool is not None and pool.handle(i, msg):
+            if pool.entries:  # (the settled inodes it counted: scanned, by no worker)
+                counts["scan", -1] = pool.entries
             continue
         if msg[0] == "progress":
             counts[msg[1], i] = msg[2]

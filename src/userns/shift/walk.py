@@ -987,14 +987,20 @@ class Walker:
         cross, track_all = self.cross_mounts, self.track_all
         enoent = errno_mod.ENOENT
         progress = self.progress
-        # A huge directory is taken a slice at a time, for the progress reports.
-        for at in range(0, len(entries), PROGRESS_EVERY):
+        at, end = 0, len(entries)
+        while at < end:
+            # With progress reports, the listing is taken in slices no longer than the
+            # inodes left to the next multiple of PROGRESS_EVERY: a slice keeps at most
+            # as many, so the count reaches each multiple exactly, at the end of a slice.
+            room = end if progress is None else \
+                PROGRESS_EVERY - self._scanned % PROGRESS_EVERY
+            some = entries if at == 0 and room >= end else entries[at:at + room]
+            at += len(some)
             # The hottest loop of a walk, with the examine of what it keeps: an inode
             # examined now costs a stat and a tuple here, no call.
             found: list[tuple[str, os.stat_result]] = []
             keep = found.append
-            for e in entries[at:at + PROGRESS_EVERY] if at or len(entries) > PROGRESS_EVERY \
-                    else entries:
+            for e in some:
                 try:
                     if not split:  # (a stat first: a directory is told by its mode)
                         st = e.stat(follow_symlinks=False)
@@ -1022,8 +1028,8 @@ class Walker:
                 keep((e.name, st))
             before = self._scanned
             examine(node, fd, found, plain, special)
-            if progress is not None and \
-                    self._scanned // PROGRESS_EVERY != before // PROGRESS_EVERY:
+            if progress is not None and self._scanned != before \
+                    and self._scanned % PROGRESS_EVERY == 0:
                 progress("scan", self._scanned)
         self._plan(node, own, plain, special, stream)
 
