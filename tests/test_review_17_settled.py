@@ -230,12 +230,6 @@ def spread(root: Path, dirs: int, files: int, inodes: int) -> int:
     return inodes
 
 
-@pytest.mark.xfail(strict=True, reason="314cf2e: _Pool._deal_counted drops the names of "
-                   "an inode one worker found right (settled, counted) when another "
-                   "worker found it not right (held by names): the held names alone are "
-                   "fewer than its links, so it is reported as having a name outside the "
-                   "tree (and the verify refused under policy error), and a cross-worker "
-                   "name goes uncounted in hardlinks")
 @pytest.mark.parametrize("policy", ["skip", "error"])
 def test_an_inode_changed_between_two_workers_looks_has_no_name_outside(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:

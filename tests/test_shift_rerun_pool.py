@@ -2,7 +2,8 @@
 settled ones) by their count of names alone: no names, no tables of directories. The
 coordinator counts each once; one with fewer names found than links is still reported,
 by its smallest name, whichever worker found which; an inode one worker found right and
-another did not (it changed during the walk) is dealt by the names held alone."""
+another did not (it changed during the walk) is asked for by its names, and dealt with
+all of them."""
 
 from __future__ import annotations
 
@@ -77,27 +78,33 @@ def test_with_include_outside_links_a_settled_inode_outside_is_counted_unchanged
     assert (pool.entries, pool.unchanged) == (1, 1)
 
 
-def test_an_inode_one_worker_found_right_and_another_not_is_dealt_by_its_names() -> None:
+def test_an_inode_one_worker_found_right_and_another_not_is_dealt_by_all_its_names() -> None:
     # Worker 0 found (7, 70) right when it first saw it; worker 1 did not (it changed in
-    # between): worker 1's one name is all that is known, fewer than the two links, so
-    # the inode is left alone as having a name outside the tree, never counted twice.
+    # between). Worker 0 is asked for its names, pools again with them, and the inode
+    # is dealt by both workers' names: complete, to one worker, counted once.
     pool, kids = pool_of()
     pool.handle(0, ("links", ROOT_TABLE, [], True, [((7, 70), 2, 1)]))
     pool.handle(1, ("links", [*ROOT_TABLE, (0, "d", 7, 5)], [((7, 70), 2, [(1, "x")])],
                     True, []))
+    assert kids[0][1].sent == [("names", [(7, 70)])] and kids[1][1].sent == []
+    pool.handle(0, ("links", [*ROOT_TABLE, (0, "e", 7, 6)], [((7, 70), 2, [(1, "y")])],
+                    True, []))
     got = replies(kids)
     assert pool.entries == 0 and not any(r.settled_partial for r in got)
-    assert got[1].mine_partial == [(7, 70)]
+    full = [f for r in got for f in r.full]
+    assert len(full) == 1 and full[0][0] == (7, 70) and len(full[0][2]) == 2
+    assert pool.hardlinks == 1
 
 
 def record_pooling(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
     """Make each worker (forked: it inherits the patch) append what it pools to ``log``."""
     real = core._WorkerShare.pool_links
 
-    def pool_links(self: Any, table: Any, held: Any, counted: Any, walked: bool) -> Any:
+    def pool_links(self: Any, table: Any, held: Any, counted: Any, walked: bool,
+                   more: Any) -> Any:
         with open(log, "a") as f:
             f.write(json.dumps([len(held), len(counted)]) + "\n")
-        return real(self, table, held, counted, walked)
+        return real(self, table, held, counted, walked, more)
 
     monkeypatch.setattr(core._WorkerShare, "pool_links", pool_links)
 

@@ -241,7 +241,8 @@ class HandOver:
         got, self.plans = self.plans, []
         return got or None
 
-    def pool_links(self, table: Any, held: Any, counted: Any, walked: bool) -> LinkShare:
+    def pool_links(self, table: Any, held: Any, counted: Any, walked: bool,
+                   more: Any) -> LinkShare:
         assert not held and not counted  # (the tree has no hard links)
         return LinkShare([None], [], [], [], [], [])
 

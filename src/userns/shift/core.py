@@ -52,6 +52,7 @@ from .walk import (
     DirTable,
     Held,
     LinkShare,
+    MoreNames,
     Pooled,
     Sent,
     SentPlan,
@@ -321,9 +322,13 @@ class _WorkerShare:
         return msg[1] if msg[0] == "work" else None
 
     def pool_links(self, table: DirTable, held: list[Held], counted: list[Counted],
-                   walked: bool) -> LinkShare:
+                   walked: bool, more: MoreNames) -> LinkShare:
         self.chan.send(("links", table, held, walked, counted))
         msg = self.chan.recv()
+        if msg[0] == "names":  # (inodes another worker found not right: their names)
+            table, held, counted = more(msg[1])
+            self.chan.send(("links", table, held, walked, counted))
+            msg = self.chan.recv()
         return LinkShare(*msg[1:])
 
 
@@ -609,6 +614,10 @@ class _Pool:
         self.over = False
         self.held: dict[int, tuple[DirTable, list[Held]]] = {}
         self.counted: dict[int, list[Counted]] = {}
+        #: the workers asked for the names of settled inodes another worker found not
+        #: right, not answered yet (see _ask_names); whether they were asked
+        self.asked: set[int] = set()
+        self.names_asked = False
         self.walked = True  # every worker walked all it took
         #: names of hard-linked inodes found by more than one worker, less one per inode
         #: (each worker counted its own extra names)
@@ -636,8 +645,13 @@ class _Pool:
             self.held[i] = (msg[1], msg[2])
             self.walked = self.walked and msg[3]
             self.counted[i] = msg[4]
-            if len(self.held) == len(self.kids):
-                self._deal_links()
+            self.asked.discard(i)
+            if len(self.held) == len(self.kids) and not self.asked:
+                if not self.names_asked:
+                    self.names_asked = True
+                    self.asked = self._ask_names()
+                if not self.asked:
+                    self._deal_links()
             return True
         else:
             return False
@@ -718,6 +732,19 @@ class _Pool:
             chan.send(("links", tables, r.full, r.partial, r.mine_full, r.mine_partial,
                        r.settled_partial))
 
+    def _ask_names(self) -> set[int]:
+        """Ask each worker that counted a settled inode another worker holds by names
+        (found not right: it changed between their looks) for that inode's names, so
+        that it is dealt with all of them; the workers asked (they pool again)."""
+        held_keys = {key for _, held in self.held.values() for key, _, _ in held}
+        asked: set[int] = set()
+        for j, counted in self.counted.items():
+            mixed = [key for key, _, _ in counted if key in held_keys]
+            if mixed:
+                self.kids[j][1].send(("names", mixed))
+                asked.add(j)
+        return asked
+
     def _deal_counted(self, found_by: dict[tuple[int, int], list[Any]],
                       replies: list[_LinkReply]) -> None:
         """The settled hard-linked inodes (found right when first seen: nothing is
@@ -725,7 +752,8 @@ class _Pool:
         with fewer names found than links is reported by every worker that found a name
         of it (the smallest name is kept), unless such inodes are to be changed (they
         are right: counted unchanged). An inode also held by names (a worker found it
-        not right: it changed during the walk) is dealt by the names held alone."""
+        not right: it changed during the walk) is not counted here: the workers that
+        counted it were asked for its names (:meth:`_ask_names`)."""
         counts: dict[tuple[int, int], list[Any]] = {}
         for j in sorted(self.counted):
             for key, nlink, found in self.counted[j]:
@@ -737,7 +765,7 @@ class _Pool:
                     got[1] += found
                     got[2].append(j)
         for key, (nlink, found, by) in counts.items():
-            if key in found_by:
+            if key in found_by:  # (its names were asked for: dealt by them)
                 continue
             self.hardlinks += len(by) - 1  # (each worker counted its own extra names)
             if found >= nlink or self.include_outside_links:

@@ -70,8 +70,8 @@ from .xattrs import (
     shift_capability,
 )
 
-__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Counted", "DirTable", "Held",
-           "LinkShare", "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare",
+__all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Counted", "DirTable", "Held", "LinkShare",
+           "MoreNames", "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare",
            "XattrIDs", "open_root", "own_cwd", "resolve"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -337,6 +337,9 @@ Pooled = tuple[tuple[int, int], int, list[tuple[int, int, str]]]
 #: A hard-linked inode a walker found right when first seen (nothing is written to it),
 #: pooled by its count of names alone: ``((st_dev, st_ino), link count, names found)``.
 Counted = tuple[tuple[int, int], int, int]
+#: ``more(keys)``: a walker's pooled hard links again, with the settled inodes ``keys``
+#: held by their names (another walker found them not right): ``(table, held, counted)``.
+MoreNames = Callable[[list[tuple[int, int]]], tuple[DirTable, list[Held], list[Counted]]]
 
 
 # A plan as walkers hand it to each other: its directory as a table and an index.
@@ -410,10 +413,12 @@ class WorkShare(Protocol):
         """As :meth:`take`, for planned changes."""
 
     def pool_links(self, table: DirTable, held: list[Held], counted: list[Counted],
-                   walked: bool) -> LinkShare:
+                   walked: bool, more: MoreNames) -> LinkShare:
         """Pool the hard-linked inodes' names every walker found (``held``, and the
         settled ones by their count of names, ``counted``); block until all have;
-        return this walker's share of them. ``walked``: this walker walked all it was
+        return this walker's share of them. A settled inode another walker found not
+        right (it changed between their looks) is asked for by its names: ``more``
+        gives them. ``walked``: this walker walked all it was
         given (when one did not, no inode is said to have fewer names than links: the
         others were not looked for)."""
 
@@ -584,6 +589,8 @@ class Walker:
         self._complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
         # the hard-linked inodes found right when first seen (see _holder)
         self._settled: set[tuple[int, int]] = set()
+        # the nodes of the table of the hard links last pooled (see _pool_links)
+        self._sent: list[Node] = []
         self._over = self._pooled = False
         #: the hard-linked inodes an audit with a share leaves to the coordinator
         self.held: list[AuditHeld] = []
@@ -914,9 +921,10 @@ class Walker:
         """Pool the hard-linked inodes' names with the other walkers; this walker's share
         in the shapes of ``complete`` and ``links`` (see :meth:`_scan_loop`)."""
         assert self.share is not None
-        table, held, mine = self._held()
+        table, held, self._sent = self._held()
         tables, full, partial, mine_full, mine_partial, settled_partial = \
-            self.share.pool_links(table, held, self._counted(), True)
+            self.share.pool_links(table, held, self._counted(), True, self._unsettle)
+        mine = self._sent
         self._pooled = True
         self._report_settled(settled_partial)
         resolved: list[list[Node | None]] = [
@@ -939,6 +947,16 @@ class Walker:
             nodes = [(node(j, i), name) for j, i, name in names]
             links[key] = [found, nodes[0][0], nodes[0][1], nlink, nodes]
         return complete, links
+
+    def _unsettle(self, keys: list[tuple[int, int]]
+                  ) -> tuple[DirTable, list[Held], list[Counted]]:
+        """``more`` of :meth:`WorkShare.pool_links`: the settled inodes ``keys`` (another
+        walker found them not right: they changed between the two looks) are held by
+        their names from now on, examined after the walk as any other, and the hard
+        links are pooled again (the nodes of the new table in :attr:`_sent`)."""
+        self._settled.difference_update(keys)
+        table, held, self._sent = self._held()
+        return table, held, self._counted()
 
     def _report_settled(self, partial: list[tuple[tuple[int, int], int]]) -> None:
         """Report the settled inodes with fewer names found (by all walkers) than links,
@@ -966,8 +984,8 @@ class Walker:
             self._over = self.share.take() is None
         if not self._pooled:
             self._pooled = True
-            table, held, _ = self._held()
-            self.share.pool_links(table, held, self._counted(), False)
+            table, held, self._sent = self._held()
+            self.share.pool_links(table, held, self._counted(), False, self._unsettle)
 
     def _scan_dir(self, node: Node, enter: _Enter, hold: _Hold, examine: _Examine,
                   stream: bool) -> None:
