@@ -127,3 +127,55 @@ def test_an_unreadable_attribute_is_named_in_the_error(monkeypatch: pytest.Monke
             walk._reader(target)("system.posix_acl_access")
         assert got.value.errno == errno.EINVAL
         assert got.value.strerror == "Invalid argument (reading system.posix_acl_access)"
+
+
+# Runs in a child process: it moves its working directory.
+LISTING = """
+import json, os, sys
+from userns.shift import walk
+a, b = sys.argv[1], sys.argv[2]
+walk.own_cwd()
+names = walk._Names()
+fa = os.open(a, os.O_RDONLY | os.O_DIRECTORY)
+fb = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+names.enter(fa)
+out = {}
+for tag, fd in (("a", fa), ("b", fb)):  # (b is not entered: the working directory is a)
+    with names.scandir(fd) as it:
+        out[tag] = sorted((e.name, e.stat(follow_symlinks=False).st_ino) for e in it)
+print(json.dumps(out))
+"""
+
+
+def test_a_worker_lists_the_directory_it_entered_as_dot_and_others_by_descriptor(
+        tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        for n in ("same", "other"):
+            (d / n).write_text(str(d))  # same names, other inodes
+    proc = subprocess.run([sys.executable, "-c", LISTING, str(a), str(b)],
+                          capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout)
+    for tag, d in (("a", a), ("b", b)):
+        assert got[tag] == sorted([n, os.lstat(d / n).st_ino] for n in ("same", "other"))
+
+
+@pytest.mark.skipif(need_tool("strace") is not None, reason=str(need_tool("strace")))
+def test_a_worker_lists_a_directory_without_duplicating_its_descriptor(
+        tmp_path: Path) -> None:
+    # Listing through a descriptor costs a dup, a look at its flags and a rewind before
+    # closing (fcntl, fcntl, fcntl, lseek); a worker lists the directory it moved into
+    # as "." instead: 60 directories, no fcntl per directory.
+    root = tmp_path / "t"
+    for i in range(60):
+        (root / f"d{i}").mkdir(parents=True)
+        (root / f"d{i}" / "f").write_text("")
+    code = ("import sys; from userns import IDMap, IDMapPair; from userns.shift import "
+            "audit_tree; audit_tree(sys.argv[1], IDMapPair.both(IDMap.single(0, 100000, "
+            "65536)), workers=2)")
+    out = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=fcntl", "-o", str(out),
+                    sys.executable, "-c", code, str(root)], check=True, capture_output=True)
+    dups = [c for c in out.read_text().splitlines() if "F_DUPFD" in c]
+    assert len(dups) < 10, dups[:10]

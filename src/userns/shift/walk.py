@@ -244,6 +244,16 @@ class _Names:
         if dirfd == self.here:
             self.here = -1
 
+    def scandir(self, dirfd: int) -> os._ScandirIterator[str]:
+        """``os.scandir`` of the directory open as ``dirfd``: of ``"."`` when it is the
+        working directory (entered last), which spares the three system calls of a
+        listing through a descriptor (``dup``, its flags, the rewind before closing);
+        the entries' ``stat`` then goes by their name in the working directory, the
+        same directory, which the walk does not leave while it looks at them."""
+        if dirfd == self.here:
+            return os.scandir(".")
+        return os.scandir(dirfd)
+
     def enter(self, dirfd: int) -> None:
         """The walk is about to look at the entries of the directory open as ``dirfd``.
         A directory that can be listed but not searched (no ``x`` for this process)
@@ -1072,7 +1082,7 @@ class Walker:
                     self._error(node, None, "examine", exc)
         self._names.enter(fd)
         try:
-            with os.scandir(fd) as it:
+            with self._names.scandir(fd) as it:
                 return fd, own, list(it)
         except OSError as exc:
             self._error(node, None, "list", exc)
@@ -1689,8 +1699,10 @@ class Walker:
             except (OSError, _Changed) as exc:
                 self._error(node, None, "open", exc)
                 return None
+        if self.audit_xattrs:
+            self._names.enter(fd)
         try:
-            with os.scandir(fd) as it:
+            with self._names.scandir(fd) as it:
                 return fd, list(it)
         except OSError as exc:
             self._error(node, None, "list", exc)
@@ -1711,7 +1723,6 @@ class Walker:
         xattrs = self.audit_xattrs
         if xattrs:
             self._audit_dir_ids(node, fd)
-            self._names.enter(fd)
         # The hottest loop of an audit: a plain inode costs a stat, a dict update and,
         # with xattrs, one listxattr; its aliases are bound once.
         names_of = self._names.names if xattrs else None
