@@ -38,10 +38,6 @@ def broken_workers(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     monkeypatch.setattr(walk_mod.Walker, "_late_links", late_links)
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing (b66d818, not one of the three "
-                   "commits reviewed): _collect's known() builds the report with "
-                   "_report() and no complete=False, so a ShiftError for a worker that "
-                   "died or failed says complete=True (and workers=1, journal=None)")
 @pytest.mark.parametrize("how", ["exit", "raise"])
 def test_a_dead_worker_s_report_is_not_complete(tmp_path: Path, how: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

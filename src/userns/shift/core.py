@@ -540,7 +540,7 @@ def _run_forked(run: _Shift, fd: int, st: os.stat_result, journal: Journal, part
             pool = _Pool(kids, hungry) if hungry is not None else None
             if pool is not None:
                 pool.include_outside_links = run.include_outside_links
-            return _collect(run, kids, decide, pool)
+            return _collect(run, kids, decide, pool, journal.path)
     finally:
         if hungry is not None:
             hungry.close()
@@ -823,13 +823,19 @@ def _messages(kids: list[tuple[int, _Chan]], what: str, died: str,
 
 
 def _collect(run: _Shift, kids: list[tuple[int, _Chan]],
-             decide: Callable[[dict[str, Any]], bool], pool: _Pool | None) -> dict[str, Any]:
+             decide: Callable[[dict[str, Any]], bool], pool: _Pool | None,
+             journal: str) -> dict[str, Any]:
     scanned: dict[int, dict[str, Any]] = {}
     done: dict[int, dict[str, Any]] = {}
     counts: dict[tuple[str, int], int] = {}
     total: int | None = None
+
+    def known() -> ShiftReport:  # (what the workers that finished said: not the tree)
+        return _report(run.root, _merge(list(done.values())), complete=False,
+                       workers=len(kids), journal=journal)
+
     for i, msg in _messages(kids, "shift", "; the journal is kept, run the shift again to "
-                            "resume", lambda: _report(run.root, _merge(list(done.values())))):
+                            "resume", known):
         if pool is not None and pool.handle(i, msg):
             if pool.entries:  # (the settled inodes it counted: scanned, by no worker)
                 counts["scan", -1] = pool.entries
