@@ -102,11 +102,6 @@ def outside_tree(base: Path, workers: int) -> tuple[Path, int]:
     return root, 3 * 500 + 50
 
 
-@pytest.mark.xfail(strict=True, reason="_late_links (an inode with a name outside, taken "
-                   "in by include_outside_links) adds to entries but not to the scan count: "
-                   "one worker's last scan report misses them, first shift and re-run; two "
-                   "workers' re-run has them (since a9f4b48 the coordinator's settled count "
-                   "is in the scan count), their first shift not")
 def test_inodes_taken_in_with_a_name_outside_are_in_the_scan_count(tmp_path: Path) -> None:
     last: dict[str, int] = {}
     want = None

@@ -1396,6 +1396,7 @@ class Walker:
             if (now.st_dev, now.st_ino) != key:
                 continue  # replaced since the listing: the next run gets it
             self.entries += 1
+            self._scanned += 1
             rec = self.records.get(key) if self.records else None
             if rec is not None:
                 need = self._resumed(rec, now)
