@@ -4,9 +4,9 @@
 What held: the reports and the trees of one, two and three workers agree on random
 trees with hard links spread across subtrees, names outside the tree, ACLs, file
 capabilities, setuid files, symlinks and FIFOs (first shift, a fixing and a verifying
-re-run, audit, unshift). What did not: an inode that changes between the two workers'
-looks (one finds it right, the other not) is reported as having a name outside the
-tree, although every name is inside."""
+re-run, audit, unshift). What did not, until 907042e: an inode that changes between the
+two workers' looks (one finds it right, the other not) was reported as having a name
+outside the tree, although every name is inside (the last test)."""
 
 from __future__ import annotations
 
