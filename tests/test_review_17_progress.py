@@ -117,11 +117,6 @@ def test_inodes_taken_in_with_a_name_outside_are_in_the_scan_count(tmp_path: Pat
     assert last == dict.fromkeys(last, want)
 
 
-@pytest.mark.xfail(strict=True, reason="the hard-linked inodes examined after the walk "
-                   "(_finish_links, and the settled ones counted in one sum) are added to the "
-                   "scan count with no report at each multiple of 4,096: a tree of 10,000 "
-                   "files with two names each is reported once, at the end, with one worker "
-                   "(at 5,000 and 10,000 with two)")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_hard_linked_inodes_are_reported_every_4096_too(tmp_path: Path, workers: int) -> None:
     root = tmp_path / "t"

@@ -60,6 +60,7 @@ from .walk import (
     WorkShare,
     open_root,
     own_cwd,
+    progress_marks,
 )
 
 __all__ = [
@@ -837,8 +838,13 @@ def _collect(run: _Shift, kids: list[tuple[int, _Chan]],
     for i, msg in _messages(kids, "shift", "; the journal is kept, run the shift again to "
                             "resume", known):
         if pool is not None and pool.handle(i, msg):
-            if pool.entries:  # (the settled inodes it counted: scanned, by no worker)
+            if pool.entries and ("scan", -1) not in counts:
+                # the settled inodes the pool counted: scanned, by no worker; reported
+                # at each multiple of PROGRESS_EVERY they take the count past
+                before = sum(v for (p, _), v in counts.items() if p == "scan")
                 counts["scan", -1] = pool.entries
+                for at in progress_marks(before, before + pool.entries):
+                    run.progress("scan", at)
             continue
         if msg[0] == "progress":
             counts[msg[1], i] = msg[2]

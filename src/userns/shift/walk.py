@@ -72,7 +72,7 @@ from .xattrs import (
 
 __all__ = ["DIR_FLAGS", "INODE_MISMATCH", "AuditHeld", "Counted", "DirTable", "Held", "LinkShare",
            "MoreNames", "Node", "Pooled", "Sent", "SentPlan", "Tabler", "Walker", "WorkShare",
-           "XattrIDs", "open_root", "own_cwd", "resolve"]
+           "XattrIDs", "open_root", "own_cwd", "progress_marks", "resolve"]
 
 DIR_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -90,6 +90,16 @@ BATCH = 4096
 INODE_MISMATCH = "inode-mismatch"
 #: Progress callback period, in inodes.
 PROGRESS_EVERY = 4096
+
+
+def progress_marks(before: int, after: int) -> range:
+    """The multiples of :data:`PROGRESS_EVERY` a count passes going from ``before`` to
+    ``after`` (``after`` included): where a walk reports its progress.
+
+    >>> list(progress_marks(4000, 8192)), list(progress_marks(4096, 5000))
+    ([4096, 8192], [])
+    """
+    return range(before - before % PROGRESS_EVERY + PROGRESS_EVERY, after + 1, PROGRESS_EVERY)
 _CAP_B = CAPABILITY.encode() + b"\0"
 _ACCESS_B = ACL_ACCESS.encode() + b"\0"
 _DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
@@ -712,6 +722,13 @@ class Walker:
         if len(slot[1]) < 3:
             slot[1].append(self._path(node, name))
 
+    def _report_scan(self, before: int) -> None:
+        """Report the scan count at each multiple of :data:`PROGRESS_EVERY` it passed
+        since it was ``before`` (the walk's reports come at those)."""
+        if self.progress is not None:
+            for at in progress_marks(before, self._scanned):
+                self.progress("scan", at)
+
     def _tick(self, phase: str, count: int) -> None:
         if self.progress is not None and count % PROGRESS_EVERY == 0:
             self.progress(phase, count)
@@ -1056,9 +1073,7 @@ class Walker:
                 keep((e.name, st))
             before = self._scanned
             examine(node, fd, found, plain, special)
-            if progress is not None and self._scanned != before \
-                    and self._scanned % PROGRESS_EVERY == 0:
-                progress("scan", self._scanned)
+            self._report_scan(before)
         self._plan(node, own, plain, special, stream)
 
     def _scan_list(self, node: Node
@@ -1338,6 +1353,7 @@ class Walker:
             right = sum(1 for key, _, _ in complete if key in settled)
             self.entries += right
             self._scanned += right
+            self._report_scan(self._scanned - right)
             self.unchanged += right
             complete = [c for c in complete if c[0] not in settled]
         by_dir: dict[Node, list[tuple[str, int]]] = {}
@@ -1375,7 +1391,9 @@ class Walker:
                 found.append((name, st))
             plain: list[tuple[str, int, int]] = []
             special: list[tuple[str, int, int, Record]] = []
+            before = self._scanned
             examine(node, fd, found, plain, special)
+            self._report_scan(before)
             self._plan(node, None, plain, special, stream)
 
     def _late_links(self, links: dict[tuple[int, int], list[Any]]) -> None:
@@ -1397,6 +1415,7 @@ class Walker:
                 continue  # replaced since the listing: the next run gets it
             self.entries += 1
             self._scanned += 1
+            self._report_scan(self._scanned - 1)
             rec = self.records.get(key) if self.records else None
             if rec is not None:
                 need = self._resumed(rec, now)
