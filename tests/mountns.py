@@ -10,8 +10,11 @@ import contextlib
 import ctypes
 import functools
 import os
+import shutil
+import subprocess
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +24,23 @@ MS_REC, MS_PRIVATE = 0x4000, 0x40000
 F = TypeVar("F", bound=Callable[..., Any])
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def ext4_image(tmp_path: Path) -> tuple[Path, Path]:
+    """A 32 MiB ext4 image (256-byte inodes, room for extended attributes) at
+    ``tmp_path/fs.img``, mounted on ``tmp_path/mnt`` through a loop device; skips when
+    e2fsprogs is missing. Call it in a private mount namespace (:func:`private_mountns`)."""
+    for tool in ("mkfs.ext4", "debugfs"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian package e2fsprogs)")
+    img, mnt = tmp_path / "fs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    for args in (["mkfs.ext4", "-q", "-F", "-I", "256", str(img)],
+                 ["mount", "-o", "loop", str(img), str(mnt)]):
+        subprocess.run(args, capture_output=True, text=True, check=True)
+    return img, mnt
 
 
 def kernel_at_least(major: int, minor: int) -> bool:

@@ -6,7 +6,6 @@ on-disk ACL is truncated and whose capability is revision 1 (written raw with
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from userns import IDMap, IDMapPair
 from userns.cli import main
 from userns.shift import audit_tree, shift_tree
 
-from .mountns import private_mountns
+from .mountns import ext4_image, private_mountns
 from .test_shift_trees import need_root, need_tool
 
 pytestmark = [
@@ -34,15 +33,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def corrupt_image(tmp_path: Path) -> tuple[Path, Path]:
     """An ext4 image with t/good (an ACL naming 1000), t/v1cap (a revision 1
     capability), t/badacl and its hard link t/badacl2 (a truncated ACL)."""
-    for tool in ("mkfs.ext4", "debugfs"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian package e2fsprogs)")
-    img, mnt = tmp_path / "fs.img", tmp_path / "mnt"
-    mnt.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(32 << 20)
-    _run("mkfs.ext4", "-q", "-F", "-I", "256", str(img))
-    _run("mount", "-o", "loop", str(img), str(mnt))
+    img, mnt = ext4_image(tmp_path)
     (mnt / "t").mkdir()
     for name in ("good", "v1cap", "badacl"):
         (mnt / "t" / name).write_text("x")

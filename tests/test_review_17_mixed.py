@@ -22,7 +22,7 @@ from userns import IDMap, IDMapPair
 from userns.shift import ShiftError, ShiftReport, shift_tree
 from userns.shift import walk as walk_mod
 
-from .test_review_17_settled import spread
+from .test_review_17_settled import changing, spread
 from .test_shift_trees import need_root, need_tool
 
 pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
@@ -46,26 +46,6 @@ def deadline() -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def changing(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
-    """Every worker (forked: it inherits the patch) logs its first look at an ``x…``
-    inode, and the first to find one right re-owns it to 0:0."""
-    real = walk_mod.Walker._righter
-
-    def righter(self: walk_mod.Walker) -> Any:
-        is_right = real(self)
-
-        def wrapped(node: walk_mod.Node, name: str, st: os.stat_result) -> bool:
-            right: bool = is_right(node, name, st)
-            if name.startswith("x"):
-                with open(log, "a") as f:
-                    f.write(f"{os.getpid()} {st.st_ino} {int(right)}\n")
-                if right:
-                    os.chown(name, 0, 0, dir_fd=node.fd, follow_symlinks=False)
-            return right
-
-        return wrapped
-
-    monkeypatch.setattr(walk_mod.Walker, "_righter", righter)
 
 
 def looked_twice(log: Path) -> set[int]:

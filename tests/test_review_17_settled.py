@@ -230,13 +230,9 @@ def spread(root: Path, dirs: int, files: int, inodes: int) -> int:
     return inodes
 
 
-@pytest.mark.parametrize("policy", ["skip", "error"])
-def test_an_inode_changed_between_two_workers_looks_has_no_name_outside(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
-    root = tmp_path / "t"
-    inodes = spread(root, 40, 60, 160)
-    assert shift_tree(root, PAIR, workers=1).complete
-    log = tmp_path / "looks"
+def changing(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Every worker (forked: it inherits the patch) logs its first look at an ``x…``
+    inode, and the first to find one right re-owns it to 0:0."""
     real = walk_mod.Walker._righter
 
     def righter(self: walk_mod.Walker) -> Any:
@@ -246,16 +242,26 @@ def test_an_inode_changed_between_two_workers_looks_has_no_name_outside(
             right: bool = is_right(node, name, st)
             if name.startswith("x"):
                 with open(log, "a") as f:
-                    f.write(f"{os.getpid()} {st.st_ino}\n")
+                    f.write(f"{os.getpid()} {st.st_ino} {int(right)}\n")
                 if right:
-                    # changed (by the container, say) right after this worker's look:
-                    # the other worker that finds a name of it finds it not right
                     os.chown(name, 0, 0, dir_fd=node.fd, follow_symlinks=False)
             return right
 
         return wrapped
 
-    monkeypatch.setattr(walk_mod.Walker, "_righter", righter)  # (the workers inherit it)
+    monkeypatch.setattr(walk_mod.Walker, "_righter", righter)
+
+
+@pytest.mark.parametrize("policy", ["skip", "error"])
+def test_an_inode_changed_between_two_workers_looks_has_no_name_outside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
+    root = tmp_path / "t"
+    inodes = spread(root, 40, 60, 160)
+    assert shift_tree(root, PAIR, workers=1).complete
+    log = tmp_path / "looks"
+    # changed (by the container, say) right after a worker's look: the other worker
+    # that finds a name of it finds it not right
+    changing(monkeypatch, log)
     refused = None
     try:
         report: ShiftReport = shift_tree(root, PAIR, workers=2, policy=policy)  # type: ignore[arg-type]
@@ -265,7 +271,7 @@ def test_an_inode_changed_between_two_workers_looks_has_no_name_outside(
         monkeypatch.undo()
     looks: dict[str, set[str]] = {}
     for line in log.read_text().splitlines():
-        pid, ino = line.split()
+        pid, ino, _ = line.split()
         looks.setdefault(ino, set()).add(pid)
     if not any(len(p) > 1 for p in looks.values()):
         pytest.skip("one worker walked every name this time: nothing to look at twice")

@@ -9,7 +9,6 @@ listing hands over, so that every other file of the directory comes after the st
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from userns import IDMap, IDMapPair
 from userns.shift import ShiftError, ShiftReport, shift_tree
 
-from .mountns import private_mountns
+from .mountns import ext4_image, private_mountns
 from .test_shift_trees import need_root
 
 pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
@@ -37,15 +36,7 @@ def _image(tmp_path: Path, linked: bool) -> tuple[Path, Path, str]:
     """An ext4 image mounted at ``mnt`` with ``mnt/t`` holding ``FILES`` files (with
     ``linked``, each with a second name ``l…`` in the same directory), the first inode
     the shift examines given an unreadable capability; returns (mount, root, its name)."""
-    for tool in ("mkfs.ext4", "debugfs"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian package e2fsprogs)")
-    img, mnt = tmp_path / "fs.img", tmp_path / "mnt"
-    mnt.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(32 << 20)
-    _run("mkfs.ext4", "-q", "-F", "-I", "256", str(img))
-    _run("mount", "-o", "loop", str(img), str(mnt))
+    img, mnt = ext4_image(tmp_path)
     root = mnt / "t"
     root.mkdir()
     for i in range(FILES):

@@ -22,8 +22,8 @@ pytestmark = [
     pytest.mark.skipif(need_tool("setfacl") is not None, reason=str(need_tool("setfacl"))),
 ]
 
-# Runs in a child process: it moves its working directory.
-CHILD = """
+# The start of a child process's code (it moves its working directory): a and b open.
+HEAD = """
 import json, os, sys
 from userns.shift import walk
 a, b = sys.argv[1], sys.argv[2]
@@ -31,6 +31,8 @@ walk.own_cwd()
 names = walk._Names()
 fa = os.open(a, os.O_RDONLY | os.O_DIRECTORY)
 fb = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+"""
+CHILD = HEAD + """
 out = {"cwd_mode": names.cwd}
 names.enter(fa)
 out["here"] = os.getcwd() == os.path.realpath(a)
@@ -129,15 +131,7 @@ def test_an_unreadable_attribute_is_named_in_the_error(monkeypatch: pytest.Monke
         assert got.value.strerror == "Invalid argument (reading system.posix_acl_access)"
 
 
-# Runs in a child process: it moves its working directory.
-LISTING = """
-import json, os, sys
-from userns.shift import walk
-a, b = sys.argv[1], sys.argv[2]
-walk.own_cwd()
-names = walk._Names()
-fa = os.open(a, os.O_RDONLY | os.O_DIRECTORY)
-fb = os.open(b, os.O_RDONLY | os.O_DIRECTORY)
+LISTING = HEAD + """
 names.enter(fa)
 out = {}
 for tag, fd in (("a", fa), ("b", fb)):  # (b is not entered: the working directory is a)

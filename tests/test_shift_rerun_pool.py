@@ -20,7 +20,7 @@ from userns.shift import audit_tree, core, shift_tree
 from userns.shift.core import _Pool
 from userns.shift.walk import LinkShare
 
-from .test_shift_split import Sink, wide_tree
+from .test_shift_split import Sink, five_names, wide_tree
 from .test_shift_trees import need_root
 
 pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
@@ -133,15 +133,11 @@ def test_a_rerun_pools_settled_inodes_without_their_names(
 def test_a_settled_inode_outside_is_reported_by_its_smallest_name(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     root = tmp_path / "t"
-    wide_tree(root, ["m", "c", "x", "a/b"], 200)
-    (root / "m" / "n").touch()
-    for other in ("c/n", "x/n", "a/b/n", "a/n"):
-        os.link(root / "m" / "n", root / other)
+    smallest = five_names(root)
     assert shift_tree(root, PAIR, workers=2).complete
     # a sixth name, outside, once the inode is already right: the re-run finds it
     # right, and its names inside are five of six
     os.link(root / "m" / "n", tmp_path / "out" / "n")
-    smallest = str(root / "a" / "b" / "n")
     entries = None
     for _ in range(3):
         for w in (1, 2):

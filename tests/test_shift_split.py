@@ -313,17 +313,23 @@ def test_a_directory_listed_by_both_workers_does_not_make_up_a_name() -> None:
     hungry.close()
 
 
-def test_an_outside_link_is_reported_by_its_smallest_path(tmp_path: Path) -> None:
-    # four names inside, in directories two workers share out, and one name outside:
-    # whichever worker finds which name, the report names the smallest path
-    (tmp_path / "out").mkdir()
-    root = tmp_path / "t"
+def five_names(root: Path) -> str:
+    """Four directories of 200 files under ``root``, and one inode with five names in
+    them (two workers share the directories out); returns its smallest path."""
     wide_tree(root, ["m", "c", "x", "a/b"], 200)
     (root / "m" / "n").touch()
     for other in ("c/n", "x/n", "a/b/n", "a/n"):
         os.link(root / "m" / "n", root / other)
+    return str(root / "a" / "b" / "n")
+
+
+def test_an_outside_link_is_reported_by_its_smallest_path(tmp_path: Path) -> None:
+    # five names inside, in directories two workers share out, and one name outside:
+    # whichever worker finds which name, the report names the smallest path
+    (tmp_path / "out").mkdir()
+    root = tmp_path / "t"
+    smallest = five_names(root)
     os.link(root / "m" / "n", tmp_path / "out" / "n")
-    smallest = str(root / "a" / "b" / "n")
     for _ in range(3):
         for w in (1, 2):
             audit = audit_tree(root, PAIR, workers=w)
