@@ -29,7 +29,7 @@ from userns.shift import (
     unshift_tree,
 )
 from userns.shift.core import _Pool, _Shift
-from userns.shift.walk import LinkShare, open_root
+from userns.shift.walk import LinkShare, Walker, open_root
 
 from .test_shift_trees import need_root, need_tool, snapshot
 
@@ -378,3 +378,22 @@ def test_workers_outside_one_to_the_most_are_refused(tmp_path: Path, workers: in
     with pytest.raises(ValueError, match=re.escape(refused)):
         unshift_tree(root, PAIR, workers=workers)
     assert os.listdir(tmp_path) == ["t"]  # (no journal beside the tree)
+
+
+def test_an_audit_leaves_its_directories_open_to_close_and_close_shuts_them(
+        tmp_path: Path) -> None:
+    # A worker reports as soon as its walk is done: its thousands of directory
+    # descriptors are closed by its exit, not one by one first; in this process,
+    # close() (which audit_tree calls) shuts every one.
+    root = tmp_path / "t"
+    wide_tree(root, [f"d{i}" for i in range(30)], 3)
+    before = set(os.listdir("/proc/self/fd"))
+    walker = Walker.for_audit(str(root))
+    walker.run_audit()
+    held = [node.fd for node in walker.cache.lru]
+    assert len(held) == 30 and all(os.fstat(fd) for fd in held)
+    assert walker.entries == 1 + 30 * 4
+    walker.close()
+    assert set(os.listdir("/proc/self/fd")) == before
+    audit_tree(root, PAIR, workers=1)
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -1640,7 +1640,8 @@ class Walker:
                          for key, (found, nlink, uid, gid, node, name, best, ids)
                          in links.items()]
         finally:
-            self.cache.close()
+            # (the directory descriptors stay open until close(): a worker process does
+            # not close its thousands one by one before it reports, its exit does)
             self.entries += count
             self.count_owners(owners, examples)
         if share is None:
