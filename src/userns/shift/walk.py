@@ -91,6 +91,10 @@ INODE_MISMATCH = "inode-mismatch"
 #: Progress callback period, in inodes.
 PROGRESS_EVERY = 4096
 
+_CAP_B = CAPABILITY.encode() + b"\0"
+_ACCESS_B = ACL_ACCESS.encode() + b"\0"
+_DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
+
 
 def progress_marks(before: int, after: int) -> range:
     """The multiples of :data:`PROGRESS_EVERY` a count passes going from ``before`` to
@@ -100,9 +104,6 @@ def progress_marks(before: int, after: int) -> range:
     ([4096, 8192], [])
     """
     return range(before - before % PROGRESS_EVERY + PROGRESS_EVERY, after + 1, PROGRESS_EVERY)
-_CAP_B = CAPABILITY.encode() + b"\0"
-_ACCESS_B = ACL_ACCESS.encode() + b"\0"
-_DEFAULT_B = ACL_DEFAULT.encode() + b"\0"
 
 
 def _translated(names: bytes) -> bool:
@@ -609,7 +610,7 @@ class Walker:
         self._complete: list[tuple[tuple[int, int], list[tuple[Node, str]], int]] = []
         # the hard-linked inodes found right when first seen (see _holder)
         self._settled: set[tuple[int, int]] = set()
-        # the nodes of the table of the hard links last pooled (see _pool_links)
+        # the nodes of the table of the hard links last pooled (see _to_pool)
         self._sent: list[Node] = []
         self._over = self._pooled = False
         #: the hard-linked inodes an audit with a share leaves to the coordinator
@@ -915,42 +916,36 @@ class Walker:
                 return
             stack.extend(self._received(more))
 
-    def _held(self) -> tuple[DirTable, list[Held], list[Node]]:
-        """The names of the hard-linked inodes held, to pool: a table of their directories,
-        the names by inode, and the node of each table entry."""
+    def _to_pool(self) -> tuple[DirTable, list[Held], list[Counted]]:
+        """The hard-linked inodes held, as they are pooled: a table of their directories
+        (its nodes kept in :attr:`_sent`) and their names by inode, and the settled ones
+        (see :meth:`_righter`) by their count of names alone. Nothing is written to a
+        settled inode, so its names need no check after the walk: the coordinator counts
+        it (once, whichever walkers found its names), and only one with fewer names found
+        than links needs a name, to be reported by (see :meth:`_report_settled`)."""
         tab = Tabler(self.root)
         at = tab.at
         settled = self._settled
-        held: list[Held] = [(key, nlink, [(at(n), name) for n, name in names])
-                            for key, names, nlink in self._complete if key not in settled]
-        held += [(key, nlink, [(at(n), name) for n, name in names])
-                 for key, (_, _, _, nlink, names) in self._links.items()
-                 if key not in settled]
-        return tab.table, held, tab.nodes
-
-    def _counted(self) -> list[Counted]:
-        """The settled hard-linked inodes (see :meth:`_righter`) as they are pooled: by
-        their count of names alone. Nothing is written to them, so their names need no
-        check after the walk: the coordinator counts them (once, whichever walkers found
-        their names), and only one with fewer names found than links needs a name, to
-        be reported by (see :meth:`_report_settled`)."""
-        settled = self._settled
-        if not settled:
-            return []
-        counted = [(key, nlink, len(names)) for key, names, nlink in self._complete
-                   if key in settled]
-        counted += [(key, nlink, found) for key, (found, _, _, nlink, _) in self._links.items()
-                    if key in settled]
-        return counted
+        held: list[Held] = []
+        counted: list[Counted] = []
+        found_names = [(key, nlink, names) for key, names, nlink in self._complete]
+        found_names += [(key, nlink, names)
+                        for key, (_, _, _, nlink, names) in self._links.items()]
+        for key, nlink, names in found_names:
+            if key in settled:
+                counted.append((key, nlink, len(names)))
+            else:
+                held.append((key, nlink, [(at(n), name) for n, name in names]))
+        self._sent = tab.nodes
+        return tab.table, held, counted
 
     def _pool_links(self) -> tuple[list[tuple[tuple[int, int], list[tuple[Node, str]], int]],
                                    dict[tuple[int, int], list[Any]]]:
         """Pool the hard-linked inodes' names with the other walkers; this walker's share
         in the shapes of ``complete`` and ``links`` (see :meth:`_scan_loop`)."""
         assert self.share is not None
-        table, held, self._sent = self._held()
         tables, full, partial, mine_full, mine_partial, settled_partial = \
-            self.share.pool_links(table, held, self._counted(), True, self._unsettle)
+            self.share.pool_links(*self._to_pool(), True, self._unsettle)
         mine = self._sent
         self._pooled = True
         self._report_settled(settled_partial)
@@ -982,8 +977,7 @@ class Walker:
         their names from now on, examined after the walk as any other, and the hard
         links are pooled again (the nodes of the new table in :attr:`_sent`)."""
         self._settled.difference_update(keys)
-        table, held, self._sent = self._held()
-        return table, held, self._counted()
+        return self._to_pool()
 
     def _report_settled(self, partial: list[tuple[tuple[int, int], int]]) -> None:
         """Report the settled inodes with fewer names found (by all walkers) than links,
@@ -1011,8 +1005,7 @@ class Walker:
             self._over = self.share.take() is None
         if not self._pooled:
             self._pooled = True
-            table, held, self._sent = self._held()
-            self.share.pool_links(table, held, self._counted(), False, self._unsettle)
+            self.share.pool_links(*self._to_pool(), False, self._unsettle)
 
     def _scan_dir(self, node: Node, enter: _Enter, hold: _Hold, examine: _Examine,
                   stream: bool) -> None:
