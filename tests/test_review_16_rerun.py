@@ -30,6 +30,7 @@ from userns import IDMap, IDMapPair
 from userns.errors import OutsideLinksError
 from userns.shift import audit_tree, shift_tree
 
+from .test_review_16_xattr_names import acl_ids
 from .test_shift_trees import need_root, need_tool, run
 
 pytestmark = [
@@ -337,14 +338,7 @@ def test_audit_of_random_trees_matches_getfacl_and_stat(tmp_path: Path, seed: in
             gids[st.st_gid] = gids.get(st.st_gid, 0) + 1
             if stat.S_ISLNK(st.st_mode):
                 continue
-            out = subprocess.run([b"getfacl", b"-n", b"-c", b"-P", b"--", os.fsencode(p)],
-                                 capture_output=True, check=True).stdout.decode("latin-1")
-            us: set[int] = set()
-            gs: set[int] = set()
-            for line in out.splitlines():
-                m = re.match(r"(?:default:)?(user|group):(\d+):", line)
-                if m:
-                    (us if m.group(1) == "user" else gs).add(int(m.group(2)))
+            us, gs = acl_ids(p)
             for u in us:
                 au[u] = au.get(u, 0) + 1
             for g in gs:
